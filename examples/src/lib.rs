@@ -1,0 +1,1 @@
+//! Runnable flume-rs examples: see `examples/`.

@@ -1,0 +1,206 @@
+//! The one error type of flume-core, shared by every log backend and view.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::Seq;
+
+/// A boxed error from user code: a view, a mapper, a backend's own failure.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in flume-core, a log backend or the view driver.
+///
+/// Variants carry the context needed to act on them (path, seq, byte offset).
+/// New variants may be added in minor releases.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database or log was closed; the call cannot proceed. Open it again.
+    #[error("the database is closed; reopen it to continue")]
+    Closed,
+
+    /// An earlier write or fsync failed, so the log no longer trusts its own tail.
+    /// Every later append fails with this error; close and reopen the log to recover.
+    #[error("the log is poisoned by an earlier failed write ({reason}); close and reopen it")]
+    Poisoned {
+        /// What failed first.
+        reason: String,
+    },
+
+    /// Stored data is damaged somewhere other than a torn tail.
+    #[error("corrupt data in {} at byte {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The file (or, for a remote backend, the stream name) holding the damage.
+        path: PathBuf,
+        /// Byte offset of the first damaged byte, or of the record that contains it.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Another handle (in this or another process) holds the log open.
+    #[error("{} is locked by another open handle; close that one first", path.display())]
+    Locked {
+        /// The locked directory.
+        path: PathBuf,
+    },
+
+    /// A record exceeds the configured size limit.
+    #[error("record of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge {
+        /// The record's size in bytes.
+        size: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+
+    /// A value could not be encoded, or stored bytes could not be decoded.
+    #[error("{}codec error: {source}", match seq { Some(s) => format!("record {s}: "), None => String::new() })]
+    Codec {
+        /// The record concerned, when known.
+        seq: Option<Seq>,
+        /// The codec's own error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// No record has this seq (it is past the end of the log, or was reverted).
+    #[error("no record with seq {seq}")]
+    NotFound {
+        /// The seq asked for.
+        seq: Seq,
+    },
+
+    /// A view failed twice (once, then again after being rebuilt) and stopped.
+    /// The other views keep running; `Flume::rebuild` tries it again.
+    #[error("view {name:?} failed: {source}")]
+    ViewFailed {
+        /// The view's name.
+        name: String,
+        /// Why it failed.
+        #[source]
+        source: Arc<BoxError>,
+    },
+
+    /// `use_view` was given a name that is already taken.
+    #[error("a view named {name:?} already exists; view names must be unique")]
+    DuplicateView {
+        /// The name.
+        name: String,
+    },
+
+    /// No view has this name.
+    #[error("no view named {name:?}")]
+    NoSuchView {
+        /// The name.
+        name: String,
+    },
+
+    /// A view exists under this name, but its reader is not of the requested type.
+    #[error("view {name:?} has a reader of type {actual}, not {requested}")]
+    ViewType {
+        /// The name.
+        name: String,
+        /// The reader type asked for.
+        requested: &'static str,
+        /// The reader type the view provides.
+        actual: &'static str,
+    },
+
+    /// The caller passed arguments that make no sense (for example a reverse live stream).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The backend does not support this operation.
+    #[error("{0} is not supported by this log backend")]
+    Unsupported(&'static str),
+
+    /// An I/O error, with the path it concerns.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A backend-specific failure (network, remote server, ...).
+    #[error("log backend error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a codec error.
+    pub fn codec(seq: Option<Seq>, source: impl Into<BoxError>) -> Self {
+        Error::Codec {
+            seq,
+            source: source.into(),
+        }
+    }
+
+    /// A copy of this error for a second recipient (waiters, status readers).
+    ///
+    /// Errors that own an OS error or a boxed source are flattened to their message,
+    /// keeping the variant where the variant carries no such source.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Closed => Error::Closed,
+            Error::Poisoned { reason } => Error::Poisoned {
+                reason: reason.clone(),
+            },
+            Error::Corrupt {
+                path,
+                offset,
+                reason,
+            } => Error::Corrupt {
+                path: path.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::RecordTooLarge { size, max } => Error::RecordTooLarge {
+                size: *size,
+                max: *max,
+            },
+            Error::NotFound { seq } => Error::NotFound { seq: *seq },
+            Error::ViewFailed { name, source } => Error::ViewFailed {
+                name: name.clone(),
+                source: Arc::clone(source),
+            },
+            Error::DuplicateView { name } => Error::DuplicateView { name: name.clone() },
+            Error::NoSuchView { name } => Error::NoSuchView { name: name.clone() },
+            Error::ViewType {
+                name,
+                requested,
+                actual,
+            } => Error::ViewType {
+                name: name.clone(),
+                requested,
+                actual,
+            },
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Unsupported(m) => Error::Unsupported(m),
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Codec { seq, source } => Error::Codec {
+                seq: *seq,
+                source: source.to_string().into(),
+            },
+            Error::Backend(source) => Error::Backend(source.to_string().into()),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The log conformance suite (feature `testing`). Being written.

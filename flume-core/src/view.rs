@@ -1,0 +1,274 @@
+//! The `View` trait: what a view author implements, and the records a view is fed.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::{BoxError, Codec, Error, Result, Seq, Waiter};
+
+/// What a view persisted at its last checkpoint: the version it was built with and the
+/// seq of the last record it had applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Checkpoint {
+    /// The view's [`View::version`] when it wrote this checkpoint.
+    pub version: u32,
+    /// The last applied seq (`None`: nothing applied).
+    pub since: Option<Seq>,
+}
+
+/// When the driver asks a view to persist itself (besides at close, always).
+///
+/// A checkpoint is taken once `records` records have been applied since the last one,
+/// or `interval` has passed with unsaved records, whichever comes first, and never
+/// beyond the log's `durable` seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// Records applied between checkpoints. Default: 100,000.
+    pub records: u64,
+    /// Longest time unsaved records wait for a checkpoint. Default: 1 second.
+    pub interval: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            records: 100_000,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A streaming view over a log of `T` records.
+///
+/// The core drives views: it loads each view's [`Checkpoint`], feeds it every record it
+/// has not applied yet, in order and in batches, on a blocking thread (so `apply` may do
+/// CPU-heavy or blocking work), asks it to checkpoint now and then, and resets it when
+/// its version changed, when it is ahead of the log, or after a failure. Views never
+/// read the log themselves.
+///
+/// Reads go through the view's [`Reader`](View::Reader), which gets a [`Waiter`] so that
+/// every read can wait until the view has caught up.
+///
+/// A complete in-memory view, "how many records mention rust":
+///
+/// ```
+/// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+/// use flume_core::{BoxError, Records, Result, View, Wait, Waiter};
+///
+/// #[derive(Debug, Default)]
+/// struct Mentions(Arc<AtomicU64>);
+///
+/// #[derive(Debug, Clone)]
+/// struct MentionsReader(Arc<AtomicU64>, Waiter);
+///
+/// impl MentionsReader {
+///     async fn get(&self, wait: Wait) -> Result<u64> {
+///         self.1.wait(wait).await?;
+///         Ok(self.0.load(Ordering::Acquire))
+///     }
+/// }
+///
+/// impl View<String> for Mentions {
+///     type Reader = MentionsReader;
+///     fn version(&self) -> u32 { 1 }
+///     fn reader(&self, waiter: Waiter) -> MentionsReader {
+///         MentionsReader(self.0.clone(), waiter)
+///     }
+///     fn apply(&mut self, records: flume_core::Records<'_, String>) -> Result<(), BoxError> {
+///         for record in records {
+///             if record.value()?.contains("rust") {
+///                 self.0.fetch_add(1, Ordering::Release);
+///             }
+///         }
+///         Ok(())
+///     }
+///     fn reset(&mut self) -> Result<(), BoxError> {
+///         self.0.store(0, Ordering::Release);
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait View<T>: Send + 'static {
+    /// What readers of this view get from `Flume::view` and `Flume::add_view`.
+    type Reader: Clone + Send + Sync + 'static;
+
+    /// The version of this view's logic. When it differs from the stored one, the view is
+    /// reset and rebuilt from the start of the log. Bump it whenever `apply` changes.
+    fn version(&self) -> u32;
+
+    /// Makes the read handle. `waiter` makes reads wait for catch-up.
+    fn reader(&self, waiter: Waiter) -> Self::Reader;
+
+    /// Loads persisted state, returning the checkpoint it was saved at, or `None` when
+    /// nothing is persisted (the default: in-memory views).
+    ///
+    /// # Errors
+    /// An error (say, an unreadable state file) makes the driver reset the view.
+    fn load(&mut self) -> Result<Option<Checkpoint>, BoxError> {
+        Ok(None)
+    }
+
+    /// Applies the next records, in log order. On error the view is reset and rebuilt
+    /// once; if it fails again it is marked failed.
+    ///
+    /// # Errors
+    /// Whatever the view's logic fails with.
+    fn apply(&mut self, records: Records<'_, T>) -> Result<(), BoxError>;
+
+    /// Persists the state together with `version()` and `since`, atomically. Only
+    /// called with a `since` that the log holds durably. Default: nothing to persist.
+    ///
+    /// # Errors
+    /// A failed checkpoint is reported on the view's status and retried later.
+    fn checkpoint(&mut self, since: Seq) -> Result<(), BoxError> {
+        let _ = since;
+        Ok(())
+    }
+
+    /// Wipes all state, in memory and persisted, back to "nothing applied".
+    ///
+    /// # Errors
+    /// A view that cannot reset is marked failed.
+    fn reset(&mut self) -> Result<(), BoxError>;
+
+    /// How often the driver calls [`View::checkpoint`]. Default: [`CheckpointPolicy::default`].
+    fn checkpoint_policy(&self) -> CheckpointPolicy {
+        CheckpointPolicy::default()
+    }
+}
+
+/// Decodes record bytes into values: the codec, then the optional mapper.
+pub(crate) struct Decoder<T> {
+    pub(crate) codec: Arc<dyn Codec<T>>,
+    pub(crate) mapper: Option<Arc<Mapper<T>>>,
+}
+
+/// A function applied to every decoded value before views and readers see it.
+pub type Mapper<T> = dyn Fn(T) -> Result<T, BoxError> + Send + Sync;
+
+impl<T: 'static> Decoder<T> {
+    pub(crate) fn decode(&self, seq: Seq, bytes: &Bytes) -> Result<T> {
+        let value = self
+            .codec
+            .decode(bytes)
+            .map_err(|e| Error::codec(Some(seq), e))?;
+        match &self.mapper {
+            None => Ok(value),
+            Some(map) => map(value).map_err(|e| Error::codec(Some(seq), e)),
+        }
+    }
+}
+
+/// A record read from the log, decoded at most once however many views use it.
+pub(crate) struct Entry<T> {
+    pub(crate) seq: Seq,
+    pub(crate) bytes: Bytes,
+    pub(crate) value: OnceLock<Result<T>>,
+}
+
+impl<T> Entry<T> {
+    pub(crate) fn new(seq: Seq, bytes: Bytes) -> Self {
+        Entry {
+            seq,
+            bytes,
+            value: OnceLock::new(),
+        }
+    }
+}
+
+/// A batch of consecutive records handed to [`View::apply`].
+pub struct Records<'a, T> {
+    entries: &'a [Entry<T>],
+    decoder: &'a Decoder<T>,
+}
+
+impl<'a, T> Records<'a, T> {
+    pub(crate) fn new(entries: &'a [Entry<T>], decoder: &'a Decoder<T>) -> Self {
+        Records { entries, decoder }
+    }
+
+    /// How many records the batch holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the batch is empty (the driver never sends an empty one).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The seq of the last record in the batch.
+    pub fn last_seq(&self) -> Option<Seq> {
+        self.entries.last().map(|e| e.seq)
+    }
+
+    /// The records, in log order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Record<'a, T>> + 'a {
+        let decoder = self.decoder;
+        self.entries
+            .iter()
+            .map(move |entry| Record { entry, decoder })
+    }
+}
+
+impl<'a, T> IntoIterator for Records<'a, T> {
+    type Item = Record<'a, T>;
+    type IntoIter = Box<dyn ExactSizeIterator<Item = Record<'a, T>> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl<T> std::fmt::Debug for Records<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("len", &self.entries.len())
+            .field("first", &self.entries.first().map(|e| e.seq))
+            .field("last", &self.last_seq())
+            .finish()
+    }
+}
+
+/// One record of a batch: its seq, its raw bytes, and its value decoded on first use.
+pub struct Record<'a, T> {
+    entry: &'a Entry<T>,
+    decoder: &'a Decoder<T>,
+}
+
+impl<'a, T: 'static> Record<'a, T> {
+    /// The record's seq.
+    pub fn seq(&self) -> Seq {
+        self.entry.seq
+    }
+
+    /// The record's stored bytes (before the codec and mapper). Reading them costs nothing.
+    pub fn bytes(&self) -> &'a Bytes {
+        &self.entry.bytes
+    }
+
+    /// The decoded (and mapped) value. The first call on a record decodes it; every
+    /// other view asking for the same record gets the same value without decoding again.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the bytes do not decode or the mapper fails.
+    pub fn value(&self) -> Result<&'a T> {
+        let entry: &'a Entry<T> = self.entry;
+        match entry
+            .value
+            .get_or_init(|| self.decoder.decode(entry.seq, &entry.bytes))
+        {
+            Ok(v) => Ok(v),
+            Err(e) => Err(e.duplicate()),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Record<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("seq", &self.entry.seq)
+            .field("len", &self.entry.bytes.len())
+            .finish()
+    }
+}

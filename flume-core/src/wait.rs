@@ -1,0 +1,305 @@
+//! Reads wait for catch-up: the ordered queue of readers waiting on a view's `since`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{oneshot, watch};
+
+use crate::{BoxError, Error, Result, Seq};
+
+/// How long a view read waits before answering.
+///
+/// ```
+/// use flume_core::Wait;
+/// assert_eq!(Wait::default(), Wait::Log);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Wait {
+    /// Wait until the view has applied every record the log showed when the read was
+    /// issued. After `append` returns, a read with this policy reflects that record.
+    #[default]
+    Log,
+    /// Wait until the view has applied this seq.
+    AtLeast(Seq),
+    /// Answer from the view's current state.
+    NoWait,
+}
+
+/// Lets a view's reader wait until the view has caught up. Cheap to clone.
+///
+/// Readers are kept in a queue ordered by the seq they wait for; each advance of the
+/// view completes exactly the readers it satisfies, each exactly once, and closing the
+/// database completes every pending reader with [`Error::Closed`].
+#[derive(Clone)]
+pub struct Waiter {
+    shared: Arc<ViewShared>,
+    log_since: watch::Receiver<Option<Seq>>,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter")
+            .field("view", &self.shared.name)
+            .field("since", &self.since())
+            .finish()
+    }
+}
+
+impl Waiter {
+    pub(crate) fn new(shared: Arc<ViewShared>, log_since: watch::Receiver<Option<Seq>>) -> Self {
+        Waiter { shared, log_since }
+    }
+
+    /// The view's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The last seq the view has applied (`None`: nothing).
+    pub fn since(&self) -> Option<Seq> {
+        *self.shared.since_tx.borrow()
+    }
+
+    /// A watch of the view's `since`.
+    pub fn since_watch(&self) -> watch::Receiver<Option<Seq>> {
+        self.shared.since_tx.subscribe()
+    }
+
+    /// Waits as `wait` says.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the database is closed (also while waiting);
+    /// [`Error::ViewFailed`] when the view has failed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future removes the reader from the queue; nothing else happens.
+    pub async fn wait(&self, wait: Wait) -> Result<()> {
+        let target = match wait {
+            Wait::NoWait => return self.shared.check(),
+            Wait::AtLeast(seq) => seq,
+            Wait::Log => match *self.log_since.borrow() {
+                Some(seq) => seq,
+                None => return self.shared.check(),
+            },
+        };
+        self.shared.wait_for(target).await
+    }
+}
+
+struct Queue {
+    since: Option<Seq>,
+    failed: Option<Arc<BoxError>>,
+    closed: bool,
+    next_id: u64,
+    waiting: BTreeMap<(Seq, u64), oneshot::Sender<Result<()>>>,
+}
+
+/// The state a view shares between its driver and its readers.
+pub(crate) struct ViewShared {
+    pub(crate) name: String,
+    since_tx: watch::Sender<Option<Seq>>,
+    queue: Mutex<Queue>,
+}
+
+impl ViewShared {
+    pub(crate) fn new(name: String) -> Arc<Self> {
+        Arc::new(ViewShared {
+            name,
+            since_tx: watch::Sender::new(None),
+            queue: Mutex::new(Queue {
+                since: None,
+                failed: None,
+                closed: false,
+                next_id: 0,
+                waiting: BTreeMap::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding this lock leaves the queue consistent (every change is
+        // a single map operation), so a poisoned lock is safe to use.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn status(&self, q: &Queue) -> Result<()> {
+        if q.closed {
+            Err(Error::Closed)
+        } else if let Some(e) = &q.failed {
+            Err(Error::ViewFailed {
+                name: self.name.clone(),
+                source: Arc::clone(e),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let q = self.lock();
+        self.status(&q)
+    }
+
+    async fn wait_for(&self, target: Seq) -> Result<()> {
+        let (id, rx) = {
+            let mut q = self.lock();
+            self.status(&q)?;
+            if q.since.is_some_and(|s| s >= target) {
+                return Ok(());
+            }
+            let id = q.next_id;
+            q.next_id += 1;
+            let (tx, rx) = oneshot::channel();
+            q.waiting.insert((target, id), tx);
+            (id, rx)
+        };
+        let guard = Dequeue {
+            shared: self,
+            key: (target, id),
+        };
+        let result = rx.await.unwrap_or(Err(Error::Closed));
+        std::mem::forget(guard);
+        result
+    }
+
+    /// Records that the view applied everything up to `since`, and completes the readers
+    /// waiting for it.
+    pub(crate) fn advance(&self, since: Option<Seq>) {
+        let ready = {
+            let mut q = self.lock();
+            q.since = since;
+            match since.and_then(|s| s.checked_add(1)) {
+                Some(above) => {
+                    let rest = q.waiting.split_off(&(above, 0));
+                    std::mem::replace(&mut q.waiting, rest)
+                }
+                None if since.is_some() => std::mem::take(&mut q.waiting),
+                None => BTreeMap::new(),
+            }
+        };
+        self.since_tx.send_replace(since);
+        for (_, tx) in ready {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    /// Marks the view failed and fails every waiting reader.
+    pub(crate) fn fail(&self, error: Arc<BoxError>) {
+        let waiting = {
+            let mut q = self.lock();
+            q.failed = Some(Arc::clone(&error));
+            std::mem::take(&mut q.waiting)
+        };
+        for (_, tx) in waiting {
+            let _ = tx.send(Err(Error::ViewFailed {
+                name: self.name.clone(),
+                source: Arc::clone(&error),
+            }));
+        }
+    }
+
+    /// Clears a failure (the view is being rebuilt).
+    pub(crate) fn clear_failure(&self) {
+        self.lock().failed = None;
+    }
+
+    /// Closes the view: every waiting reader and every later read gets `Closed`.
+    pub(crate) fn close(&self) {
+        let waiting = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.waiting)
+        };
+        for (_, tx) in waiting {
+            let _ = tx.send(Err(Error::Closed));
+        }
+    }
+
+    /// How many readers are waiting (for tests and status).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.lock().waiting.len()
+    }
+}
+
+/// Removes a reader from the queue when its future is dropped before completion.
+struct Dequeue<'a> {
+    shared: &'a ViewShared,
+    key: (Seq, u64),
+}
+
+impl Drop for Dequeue<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().waiting.remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(shared: &Arc<ViewShared>, log: Option<Seq>) -> Waiter {
+        let (_tx, rx) = watch::channel(log);
+        Waiter::new(Arc::clone(shared), rx)
+    }
+
+    #[tokio::test]
+    async fn readers_complete_in_seq_order_exactly_once() {
+        let shared = ViewShared::new("v".into());
+        let w = waiter(&shared, None);
+        let mut handles = Vec::new();
+        for target in [5u64, 1, 3, 3, 0] {
+            let w = w.clone();
+            handles.push(tokio::spawn(
+                async move { (target, w.wait(Wait::AtLeast(target)).await) },
+            ));
+        }
+        tokio::task::yield_now().await;
+        while shared.waiting() < 5 {
+            tokio::task::yield_now().await;
+        }
+        shared.advance(Some(3));
+        for h in handles.drain(1..) {
+            let (_, r) = h.await.unwrap();
+            r.unwrap();
+        }
+        assert_eq!(shared.waiting(), 1);
+        shared.advance(Some(5));
+        let (t, r) = handles.pop().unwrap().await.unwrap();
+        assert_eq!(t, 5);
+        r.unwrap();
+        assert_eq!(shared.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropped_reader_leaves_the_queue() {
+        let shared = ViewShared::new("v".into());
+        let w = waiter(&shared, None);
+        let fut = w.wait(Wait::AtLeast(9));
+        let r = tokio::time::timeout(std::time::Duration::from_millis(10), fut).await;
+        assert!(r.is_err());
+        assert_eq!(shared.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_fails_pending_and_later_reads() {
+        let shared = ViewShared::new("v".into());
+        let w = waiter(&shared, Some(4));
+        let pending = tokio::spawn({
+            let w = w.clone();
+            async move { w.wait(Wait::Log).await }
+        });
+        while shared.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        shared.close();
+        assert!(matches!(pending.await.unwrap(), Err(Error::Closed)));
+        assert!(matches!(w.wait(Wait::NoWait).await, Err(Error::Closed)));
+    }
+
+    #[tokio::test]
+    async fn wait_log_on_empty_log_returns_at_once() {
+        let shared = ViewShared::new("v".into());
+        waiter(&shared, None).wait(Wait::Log).await.unwrap();
+    }
+}
