@@ -10,15 +10,20 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 mod codec;
+mod driver;
 mod error;
+mod flume;
 mod log;
+mod status;
 mod stream;
 mod view;
 mod wait;
 
 pub use crate::codec::{Codec, Json, MsgPack, Raw};
 pub use crate::error::{BoxError, Error, Result};
+pub use crate::flume::{Flume, FlumeBuilder};
 pub use crate::log::{Durability, Log, RawRecord, StreamOptions};
+pub use crate::status::{LogStatus, Status, ViewState, ViewStatus};
 pub use crate::stream::{range_stream, ReadRange};
 pub use crate::view::{Checkpoint, CheckpointPolicy, Mapper, Record, Records, View};
 pub use crate::wait::{Wait, Waiter};

@@ -152,7 +152,11 @@ impl StreamOptions {
 /// - `append_batch` assigns consecutive seqs and is all-or-nothing after a crash;
 /// - `stream` honours its [`StreamOptions`]; a live stream has no gap and no duplicate
 ///   at the history/live seam, and ends with [`Error::Closed`] when the log closes;
-/// - after `close`, every call returns [`Error::Closed`].
+/// - after `close`, every call returns [`Error::Closed`] (a second `close` may return
+///   `Ok` or `Closed`), and so does a stream, even one whose bounds select nothing;
+/// - `since()` and `durable()` return receivers that start with the current value
+///   marked as seen (like [`watch::Sender::subscribe`]);
+/// - dropping the last handle of a log closes it, so live streams end instead of hanging.
 ///
 /// Methods return boxed futures so that the trait can be used as `dyn Log`.
 pub trait Log: Send + Sync + 'static {
@@ -201,7 +205,8 @@ pub trait Log: Send + Sync + 'static {
     fn sync(&self) -> BoxFuture<'_, Result<()>>;
 
     /// Removes every record after `last` (`None`: every record), so that the next append
-    /// gets seq `last + 1`. Views above the new tail must be rebuilt; `Flume::revert`
+    /// gets seq `last + 1`. A `last` beyond the tail is [`Error::NotFound`] and changes
+    /// nothing. Views above the new tail must be rebuilt; `Flume::revert`
     /// does that. Backends that cannot revert return [`Error::Unsupported`].
     fn revert(&self, last: Option<Seq>) -> BoxFuture<'_, Result<()>> {
         let _ = last;

@@ -18,7 +18,9 @@ const CHUNK: u64 = 1024;
 /// with bounds, reverse, limit and live tailing.
 pub trait ReadRange: Send + Sync + 'static {
     /// Pushes the records `first..=last` onto `out`, newest first when `reverse`.
-    /// The range is never empty and `last` never exceeds the log's visible `since`.
+    /// The range is never empty and `last` never exceeds the `since` the stream last
+    /// saw; a revert since then may have removed records, which the source reports as
+    /// [`Error::NotFound`].
     ///
     /// # Errors
     /// Whatever reading fails with; [`Error::Closed`] once the log is closed.
@@ -35,7 +37,9 @@ pub trait ReadRange: Send + Sync + 'static {
 /// `since` channel.
 ///
 /// A live stream waits on `since` for new records and ends with [`Error::Closed`] when the
-/// channel's sender is dropped (which is how a backend signals `close`). The stream reads
+/// channel's sender is dropped (which is how a backend signals `close`). A backend must
+/// itself return `Closed` for a stream asked of an already closed log: this function
+/// cannot tell when the bounds select nothing. The stream reads
 /// in chunks of 1024 records, so it never holds the source busy for long.
 pub fn range_stream<R: ReadRange>(
     source: Arc<R>,

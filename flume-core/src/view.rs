@@ -116,8 +116,11 @@ pub trait View<T>: Send + 'static {
     /// Whatever the view's logic fails with.
     fn apply(&mut self, records: Records<'_, T>) -> Result<(), BoxError>;
 
-    /// Persists the state together with `version()` and `since`, atomically. Only
-    /// called with a `since` that the log holds durably. Default: nothing to persist.
+    /// Persists the state together with `version()` and `since`, atomically.
+    ///
+    /// `since` is always the view's last applied seq (the state as it is now), and only
+    /// ever one the log holds durably: the driver never calls this while a batch is being
+    /// applied, and waits for (or asks for) a log sync first. Default: nothing to persist.
     ///
     /// # Errors
     /// A failed checkpoint is reported on the view's status and retried later.
@@ -236,7 +239,7 @@ pub struct Record<'a, T> {
     decoder: &'a Decoder<T>,
 }
 
-impl<'a, T: 'static> Record<'a, T> {
+impl<'a, T> Record<'a, T> {
     /// The record's seq.
     pub fn seq(&self) -> Seq {
         self.entry.seq
@@ -246,7 +249,9 @@ impl<'a, T: 'static> Record<'a, T> {
     pub fn bytes(&self) -> &'a Bytes {
         &self.entry.bytes
     }
+}
 
+impl<'a, T: 'static> Record<'a, T> {
     /// The decoded (and mapped) value. The first call on a record decodes it; every
     /// other view asking for the same record gets the same value without decoding again.
     ///

@@ -65,6 +65,24 @@ impl Waiter {
         self.shared.since_tx.subscribe()
     }
 
+    /// Resolves when the view stops serving reads: with [`Error::Closed`] once the
+    /// database closes, or [`Error::ViewFailed`] when the view fails. A stream of view
+    /// changes can select on this to end cleanly.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn stopped(&self) -> Error {
+        let mut life = self.shared.life.subscribe();
+        let result = life.wait_for(|l| !matches!(l, Life::Running)).await;
+        match result.as_deref() {
+            Ok(Life::Failed(e)) => Error::ViewFailed {
+                name: self.shared.name.clone(),
+                source: Arc::clone(e),
+            },
+            _ => Error::Closed,
+        }
+    }
+
     /// Waits as `wait` says.
     ///
     /// # Errors
@@ -86,6 +104,13 @@ impl Waiter {
     }
 }
 
+/// Whether a view serves reads.
+enum Life {
+    Running,
+    Failed(Arc<BoxError>),
+    Closed,
+}
+
 struct Queue {
     since: Option<Seq>,
     failed: Option<Arc<BoxError>>,
@@ -98,6 +123,7 @@ struct Queue {
 pub(crate) struct ViewShared {
     pub(crate) name: String,
     since_tx: watch::Sender<Option<Seq>>,
+    life: watch::Sender<Life>,
     queue: Mutex<Queue>,
 }
 
@@ -106,6 +132,7 @@ impl ViewShared {
         Arc::new(ViewShared {
             name,
             since_tx: watch::Sender::new(None),
+            life: watch::Sender::new(Life::Running),
             queue: Mutex::new(Queue {
                 since: None,
                 failed: None,
@@ -190,6 +217,7 @@ impl ViewShared {
             q.failed = Some(Arc::clone(&error));
             std::mem::take(&mut q.waiting)
         };
+        self.life.send_replace(Life::Failed(Arc::clone(&error)));
         for (_, tx) in waiting {
             let _ = tx.send(Err(Error::ViewFailed {
                 name: self.name.clone(),
@@ -200,7 +228,10 @@ impl ViewShared {
 
     /// Clears a failure (the view is being rebuilt).
     pub(crate) fn clear_failure(&self) {
-        self.lock().failed = None;
+        let mut q = self.lock();
+        if q.failed.take().is_some() && !q.closed {
+            self.life.send_replace(Life::Running);
+        }
     }
 
     /// Closes the view: every waiting reader and every later read gets `Closed`.
@@ -210,6 +241,7 @@ impl ViewShared {
             q.closed = true;
             std::mem::take(&mut q.waiting)
         };
+        self.life.send_replace(Life::Closed);
         for (_, tx) in waiting {
             let _ = tx.send(Err(Error::Closed));
         }
@@ -292,9 +324,35 @@ mod tests {
         while shared.waiting() < 1 {
             tokio::task::yield_now().await;
         }
+        let stopped = tokio::spawn({
+            let w = w.clone();
+            async move { w.stopped().await }
+        });
         shared.close();
         assert!(matches!(pending.await.unwrap(), Err(Error::Closed)));
+        assert!(matches!(stopped.await.unwrap(), Error::Closed));
         assert!(matches!(w.wait(Wait::NoWait).await, Err(Error::Closed)));
+    }
+
+    #[tokio::test]
+    async fn failure_fails_pending_reads_and_stopped_until_cleared() {
+        let shared = ViewShared::new("v".into());
+        let w = waiter(&shared, None);
+        let pending = tokio::spawn({
+            let w = w.clone();
+            async move { w.wait(Wait::AtLeast(2)).await }
+        });
+        while shared.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        shared.fail(Arc::new("broken".into()));
+        assert!(matches!(pending.await.unwrap(), Err(Error::ViewFailed { .. })));
+        assert!(matches!(w.stopped().await, Error::ViewFailed { .. }));
+        assert!(matches!(w.wait(Wait::NoWait).await, Err(Error::ViewFailed { .. })));
+        shared.clear_failure();
+        w.wait(Wait::NoWait).await.unwrap();
+        let stopped = tokio::time::timeout(std::time::Duration::from_millis(20), w.stopped()).await;
+        assert!(stopped.is_err(), "a running view has not stopped");
     }
 
     #[tokio::test]

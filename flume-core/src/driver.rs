@@ -1,0 +1,753 @@
+//! The view driver: one task per database that feeds every view from one scan of the log.
+//!
+//! The driver owns the views and is the only place their state machine lives. It keeps
+//! one live stream of the log open, starting at the first seq the furthest-behind view
+//! has not been fed. Each batch it reads is shared (an `Arc`) by every view that needs it
+//! and decoded lazily: at most once per record, not at all when no view asks for values.
+//!
+//! ```text
+//!   log ──stream──▶ driver ──batch──▶ [queue v1] ──▶ apply on a blocking thread ──┐
+//!                     ▲       └─────▶ [queue v2] ──▶ apply on a blocking thread ──┤
+//!                     └──────────────── applied(since) / failed ◀─────────────────┘
+//! ```
+//!
+//! Each view applies one batch at a time, in order, while the driver reads ahead; the
+//! scan pauses only when the slowest view has `QUEUE_DEPTH` batches waiting, so a slow
+//! view holds back the others by at most that much. Resets, checkpoints and loads run
+//! only while a view has no batch in flight. Views that fail are reset and rebuilt once,
+//! then marked failed; the others keep running.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::status::{LogStatus, Status, ViewState, ViewStatus};
+use crate::view::{Decoder, Entry};
+use crate::wait::ViewShared;
+use crate::{
+    BoxError, Checkpoint, CheckpointPolicy, Error, Log, RawRecord, Records, Result, Seq,
+    StreamOptions, View,
+};
+
+/// The object-safe part of [`View`] the driver needs.
+pub(crate) trait DynView<T>: Send {
+    fn version(&self) -> u32;
+    fn load(&mut self) -> Result<Option<Checkpoint>, BoxError>;
+    fn apply(&mut self, records: Records<'_, T>) -> Result<(), BoxError>;
+    fn checkpoint(&mut self, since: Seq) -> Result<(), BoxError>;
+    fn reset(&mut self) -> Result<(), BoxError>;
+    fn checkpoint_policy(&self) -> CheckpointPolicy;
+}
+
+impl<T, V: View<T>> DynView<T> for V {
+    fn version(&self) -> u32 {
+        View::version(self)
+    }
+    fn load(&mut self) -> Result<Option<Checkpoint>, BoxError> {
+        View::load(self)
+    }
+    fn apply(&mut self, records: Records<'_, T>) -> Result<(), BoxError> {
+        View::apply(self, records)
+    }
+    fn checkpoint(&mut self, since: Seq) -> Result<(), BoxError> {
+        View::checkpoint(self, since)
+    }
+    fn reset(&mut self) -> Result<(), BoxError> {
+        View::reset(self)
+    }
+    fn checkpoint_policy(&self) -> CheckpointPolicy {
+        View::checkpoint_policy(self)
+    }
+}
+
+pub(crate) type BoxView<T> = Box<dyn DynView<T>>;
+type SharedView<T> = Arc<std::sync::Mutex<BoxView<T>>>;
+
+/// Requests from `Flume` handles to the driver.
+pub(crate) enum Command<T> {
+    AddView {
+        name: String,
+        view: BoxView<T>,
+        shared: Arc<ViewShared>,
+    },
+    Rebuild {
+        done: oneshot::Sender<Result<()>>,
+    },
+    Revert {
+        last: Option<Seq>,
+        done: oneshot::Sender<Result<()>>,
+    },
+    Close {
+        done: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// Tuning the driver takes from `FlumeBuilder`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DriverOptions {
+    pub(crate) batch: usize,
+}
+
+/// How many batches may wait for a view beyond the one it is applying. The scan pauses
+/// while the slowest view's queue is full; faster views run ahead by up to this much.
+const QUEUE_DEPTH: usize = 4;
+
+/// Records read from the log once and shared by every view that needs them.
+type Batch<T> = Arc<Vec<Entry<T>>>;
+
+/// A finished `apply`, reported back to the driver.
+struct Applied {
+    index: usize,
+    result: Result<(), BoxError>,
+    last: Seq,
+    count: u64,
+}
+
+struct Slot<T> {
+    name: String,
+    view: SharedView<T>,
+    shared: Arc<ViewShared>,
+    state: ViewState,
+    /// The last seq the view has applied.
+    since: Option<Seq>,
+    /// The first seq not yet applied, in flight or queued for this view.
+    fed: Seq,
+    /// Batches waiting for this view, with the index of the first entry it needs.
+    queue: VecDeque<(Batch<T>, usize)>,
+    /// The last seq of the batch being applied right now, if any.
+    in_flight: Option<Seq>,
+    /// A reset asked for while a batch was in flight; done when it returns.
+    reset_pending: Option<String>,
+    /// The view was reset after a failure and has not caught up since.
+    retried: bool,
+    policy: CheckpointPolicy,
+    /// Records applied since the last checkpoint, and when the first of them was applied.
+    unsaved: u64,
+    dirty_at: Option<Instant>,
+    error: Option<String>,
+}
+
+impl<T> Slot<T> {
+    fn active(&self) -> bool {
+        !matches!(
+            self.state,
+            ViewState::Failed | ViewState::Closed | ViewState::Loading
+        )
+    }
+    /// Whether the scan must feed this view.
+    fn fed_by_scan(&self) -> bool {
+        self.active() && self.reset_pending.is_none()
+    }
+    fn idle(&self) -> bool {
+        self.in_flight.is_none()
+    }
+    fn refeed(&mut self) {
+        self.queue.clear();
+        self.fed = self.in_flight.or(self.since).map_or(0, |s| s + 1);
+    }
+}
+
+struct PendingRebuild {
+    target: Option<Seq>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+type LogStream = BoxStream<'static, Vec<Result<RawRecord>>>;
+
+pub(crate) struct Driver<T> {
+    log: Arc<dyn Log>,
+    decoder: Arc<Decoder<T>>,
+    commands: mpsc::UnboundedReceiver<Command<T>>,
+    status: watch::Sender<Status>,
+    log_since: watch::Receiver<Option<Seq>>,
+    durable: watch::Receiver<Option<Seq>>,
+    options: DriverOptions,
+    slots: Vec<Slot<T>>,
+    /// The open log stream and the next seq it will yield.
+    stream: Option<(LogStream, Seq)>,
+    applying: FuturesUnordered<BoxFuture<'static, Applied>>,
+    /// After a stream error, do not reopen before this instant.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    rebuilds: Vec<PendingRebuild>,
+    syncing: Option<tokio::task::JoinHandle<()>>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+impl<T: Send + Sync + 'static> Driver<T> {
+    pub(crate) fn new(
+        log: Arc<dyn Log>,
+        decoder: Arc<Decoder<T>>,
+        commands: mpsc::UnboundedReceiver<Command<T>>,
+        status: watch::Sender<Status>,
+        options: DriverOptions,
+    ) -> Self {
+        let log_since = log.since();
+        let durable = log.durable();
+        Driver {
+            log,
+            decoder,
+            commands,
+            status,
+            log_since,
+            durable,
+            options,
+            slots: Vec::new(),
+            stream: None,
+            applying: FuturesUnordered::new(),
+            retry_at: None,
+            backoff: MIN_BACKOFF,
+            rebuilds: Vec::new(),
+            syncing: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.position_stream();
+            let deadline = self.next_deadline();
+            let can_read = self.stream.is_some() && self.has_room();
+            let applying = !self.applying.is_empty();
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => {
+                    let Some(command) = command else {
+                        // Every `Flume` handle is gone: close as if asked to.
+                        if let Err(e) = self.shutdown().await {
+                            tracing::warn!(error = %e, "closing after the last handle was dropped failed");
+                        }
+                        return;
+                    };
+                    // Take every queued command before touching the stream again, so
+                    // that views registered together share one scan.
+                    let mut next = Some(command);
+                    while let Some(command) = next.take() {
+                        if let Command::Close { done } = command {
+                            let _ = done.send(self.shutdown().await);
+                            return;
+                        }
+                        self.handle(command).await;
+                        next = self.commands.try_recv().ok();
+                    }
+                }
+                Some(applied) = self.applying.next(), if applying => self.applied(applied).await,
+                batch = next_batch(&mut self.stream), if can_read => match batch {
+                    Some(batch) => self.read(batch),
+                    None => {
+                        tracing::debug!("log stream ended; reopening");
+                        self.stream = None;
+                    }
+                },
+                changed = self.log_since.changed() => {
+                    if changed.is_err() {
+                        // The log dropped its since channel: it was closed under us.
+                        self.stop(Error::Closed).await;
+                        return;
+                    }
+                }
+                _ = self.durable.changed() => {}
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    if self.retry_at.is_some_and(|t| t <= Instant::now()) {
+                        self.retry_at = None;
+                    }
+                }
+            }
+            self.pump();
+            self.checkpoint_due(false).await;
+            self.finish_rebuilds();
+            self.refresh_status();
+        }
+    }
+
+    /// Opens, reopens or drops the log stream so that it starts at the first seq the
+    /// furthest-behind view has not been fed yet.
+    fn position_stream(&mut self) {
+        let want = self.slots.iter().filter(|s| s.fed_by_scan()).map(|s| s.fed).min();
+        let Some(want) = want else {
+            self.stream = None;
+            return;
+        };
+        if self.stream.as_ref().is_some_and(|(_, next)| *next == want) {
+            return;
+        }
+        self.stream = None;
+        if self.retry_at.is_some() {
+            return;
+        }
+        let opts = StreamOptions::new().gte(want).live(true);
+        let stream = self.log.stream(opts).ready_chunks(self.options.batch).boxed();
+        self.stream = Some((stream, want));
+    }
+
+    /// Whether every view the scan feeds can take another batch.
+    fn has_room(&self) -> bool {
+        self.slots
+            .iter()
+            .filter(|s| s.fed_by_scan())
+            .all(|s| s.queue.len() < QUEUE_DEPTH)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let checkpoints = self
+            .slots
+            .iter()
+            .filter_map(|s| s.dirty_at.map(|t| t + s.policy.interval));
+        checkpoints.chain(self.retry_at).min()
+    }
+
+    async fn handle(&mut self, command: Command<T>) {
+        match command {
+            Command::AddView { name, view, shared } => self.add_view(name, view, shared).await,
+            Command::Rebuild { done } => {
+                let target = *self.log_since.borrow();
+                for index in 0..self.slots.len() {
+                    let slot = &mut self.slots[index];
+                    slot.shared.clear_failure();
+                    slot.error = None;
+                    slot.retried = false;
+                    if slot.state == ViewState::Failed {
+                        slot.state = ViewState::Rebuilding;
+                    }
+                    self.reset(index, "rebuild requested".into()).await;
+                }
+                self.rebuilds.push(PendingRebuild { target, done });
+            }
+            Command::Revert { last, done } => {
+                let result = self.log.revert(last).await;
+                if result.is_ok() {
+                    for index in 0..self.slots.len() {
+                        let slot = &mut self.slots[index];
+                        let beyond = slot.since > last || slot.in_flight > last;
+                        slot.refeed();
+                        if slot.active() && beyond {
+                            self.reset(index, "the log was reverted below the view".into())
+                                .await;
+                        }
+                    }
+                    // The stream may have read records that no longer exist.
+                    self.stream = None;
+                }
+                let _ = done.send(result);
+            }
+            Command::Close { .. } => unreachable!("close is handled by run"),
+        }
+    }
+
+    async fn add_view(&mut self, name: String, view: BoxView<T>, shared: Arc<ViewShared>) {
+        let policy = view.checkpoint_policy();
+        let version = view.version();
+        let view = Arc::new(std::sync::Mutex::new(view));
+        let index = self.slots.len();
+        self.slots.push(Slot {
+            name: name.clone(),
+            view: Arc::clone(&view),
+            shared,
+            state: ViewState::Loading,
+            since: None,
+            fed: 0,
+            queue: VecDeque::new(),
+            in_flight: None,
+            reset_pending: None,
+            retried: false,
+            policy,
+            unsaved: 0,
+            dirty_at: None,
+            error: None,
+        });
+        self.refresh_status();
+        let loaded = blocking(&view, |v| v.load()).await;
+        let log_since = *self.log_since.borrow();
+        let reason = match loaded {
+            Err(e) => Some(format!("its stored state could not be loaded: {e}")),
+            Ok(None) => None,
+            Ok(Some(c)) if c.version != version => Some(format!(
+                "its stored version {} differs from the current {version}",
+                c.version
+            )),
+            Ok(Some(c)) if c.since > log_since => Some(format!(
+                "its stored since {:?} is ahead of the log's {:?}",
+                c.since, log_since
+            )),
+            Ok(Some(c)) => {
+                self.slots[index].since = c.since;
+                None
+            }
+        };
+        let slot = &mut self.slots[index];
+        slot.state = ViewState::CatchingUp;
+        slot.refeed();
+        match reason {
+            Some(reason) => self.reset(index, reason).await,
+            None => {
+                slot.shared.advance(slot.since);
+                tracing::debug!(view = %name, since = ?slot.since, "view loaded");
+            }
+        }
+    }
+
+    /// Wipes a view and starts it over from the beginning of the log, now if it is idle,
+    /// else as soon as its batch in flight returns.
+    async fn reset(&mut self, index: usize, reason: String) {
+        let slot = &mut self.slots[index];
+        if !matches!(slot.state, ViewState::Failed | ViewState::Closed) {
+            slot.state = ViewState::Rebuilding;
+        }
+        slot.queue.clear();
+        if !slot.idle() {
+            slot.reset_pending = Some(reason);
+            return;
+        }
+        tracing::info!(view = %slot.name, reason, "resetting view");
+        let result = blocking(&slot.view, |v| v.reset()).await;
+        let slot = &mut self.slots[index];
+        slot.since = None;
+        slot.refeed();
+        slot.unsaved = 0;
+        slot.dirty_at = None;
+        slot.shared.advance(None);
+        if let Err(e) = result {
+            self.fail(index, e);
+        }
+    }
+
+    fn fail(&mut self, index: usize, error: BoxError) {
+        let slot = &mut self.slots[index];
+        tracing::error!(view = %slot.name, error = %error, "view failed");
+        slot.state = ViewState::Failed;
+        slot.error = Some(error.to_string());
+        slot.queue.clear();
+        slot.unsaved = 0;
+        slot.dirty_at = None;
+        slot.shared.fail(Arc::new(error));
+    }
+
+    /// Takes a batch from the log stream and queues it for every view that needs it.
+    fn read(&mut self, batch: Vec<Result<RawRecord>>) {
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for item in batch {
+            match item {
+                Ok((seq, bytes)) => entries.push(Entry::new(seq, bytes)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let (Some((_, next)), Some(last)) = (&mut self.stream, entries.last()) {
+            *next = last.seq + 1;
+        }
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            let (first, last) = (first.seq, last.seq);
+            let batch: Batch<T> = Arc::new(entries);
+            for slot in self.slots.iter_mut().filter(|s| s.fed_by_scan()) {
+                if slot.fed > last {
+                    continue;
+                }
+                if slot.fed < first {
+                    // The stream skipped records this view needs (seqs not dense?):
+                    // never apply past a gap; reopen from the view's position.
+                    tracing::error!(view = %slot.name, fed = slot.fed, first, "gap in the log stream");
+                    self.stream = None;
+                    break;
+                }
+                let start = batch.partition_point(|e| e.seq < slot.fed);
+                slot.queue.push_back((Arc::clone(&batch), start));
+                slot.fed = last + 1;
+            }
+        }
+        match failure {
+            None => self.backoff = MIN_BACKOFF,
+            Some(e) => {
+                self.stream = None;
+                tracing::warn!(error = %e, retry_in = ?self.backoff, "reading the log failed");
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// Starts an `apply` on a blocking thread for every idle view with a queued batch.
+    fn pump(&mut self) {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if !slot.idle() || !slot.active() {
+                continue;
+            }
+            let Some((batch, start)) = slot.queue.pop_front() else {
+                continue;
+            };
+            let last = batch.last().map_or(0, |e| e.seq);
+            let count = (batch.len() - start) as u64;
+            slot.in_flight = Some(last);
+            let decoder = Arc::clone(&self.decoder);
+            let view = Arc::clone(&slot.view);
+            self.applying.push(Box::pin(async move {
+                let result = blocking(&view, move |v| {
+                    v.apply(Records::new(&batch[start..], &decoder))
+                })
+                .await;
+                Applied {
+                    index,
+                    result,
+                    last,
+                    count,
+                }
+            }));
+        }
+    }
+
+    async fn applied(&mut self, applied: Applied) {
+        let Applied {
+            index,
+            result,
+            last,
+            count,
+        } = applied;
+        let slot = &mut self.slots[index];
+        slot.in_flight = None;
+        if let Some(reason) = slot.reset_pending.take() {
+            self.reset(index, reason).await;
+            return;
+        }
+        match result {
+            Ok(()) => {
+                slot.since = Some(last);
+                slot.unsaved += count;
+                slot.dirty_at.get_or_insert_with(Instant::now);
+                slot.shared.advance(slot.since);
+            }
+            Err(e) if !slot.retried => {
+                slot.retried = true;
+                self.reset(index, format!("apply failed: {e}")).await;
+            }
+            Err(e) => self.fail(index, e),
+        }
+    }
+
+    /// Checkpoints every idle view that is due (every idle view with unsaved records,
+    /// when `all`), as far as the log is durable. Asks the log to sync when a due
+    /// checkpoint waits for durability.
+    async fn checkpoint_due(&mut self, all: bool) {
+        let durable = *self.durable.borrow();
+        let now = Instant::now();
+        let mut needs_sync = false;
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let due = slot.unsaved > 0
+                && (all
+                    || slot.unsaved >= slot.policy.records
+                    || slot.dirty_at.is_some_and(|t| t + slot.policy.interval <= now));
+            let Some(since) = slot.since else { continue };
+            if !due || !slot.active() || !slot.idle() || slot.reset_pending.is_some() {
+                continue;
+            }
+            if durable < Some(since) {
+                needs_sync = true;
+                continue;
+            }
+            let result = blocking(&slot.view, move |v| v.checkpoint(since)).await;
+            let slot = &mut self.slots[index];
+            match result {
+                Ok(()) => {
+                    slot.unsaved = 0;
+                    slot.dirty_at = None;
+                    tracing::debug!(view = %slot.name, since, "view checkpointed");
+                }
+                Err(e) => {
+                    // Try again after another interval.
+                    slot.dirty_at = Some(now);
+                    tracing::warn!(view = %slot.name, error = %e, "view checkpoint failed");
+                }
+            }
+        }
+        if needs_sync && !all && self.syncing.as_ref().is_none_or(|h| h.is_finished()) {
+            let log = Arc::clone(&self.log);
+            self.syncing = Some(tokio::spawn(async move {
+                if let Err(e) = log.sync().await {
+                    tracing::warn!(error = %e, "syncing the log for a view checkpoint failed");
+                }
+            }));
+        }
+    }
+
+    fn finish_rebuilds(&mut self) {
+        if self.rebuilds.is_empty() {
+            return;
+        }
+        let slots = &self.slots;
+        let pending = std::mem::take(&mut self.rebuilds);
+        for rebuild in pending {
+            let caught_up = slots.iter().all(|s| {
+                s.state == ViewState::Failed
+                    || (s.since >= rebuild.target && s.reset_pending.is_none())
+            });
+            if !caught_up {
+                self.rebuilds.push(rebuild);
+                continue;
+            }
+            let result = match slots.iter().find(|s| s.state == ViewState::Failed) {
+                None => Ok(()),
+                Some(s) => Err(Error::ViewFailed {
+                    name: s.name.clone(),
+                    source: Arc::new(s.error.clone().unwrap_or_default().into()),
+                }),
+            };
+            let _ = rebuild.done.send(result);
+        }
+    }
+
+    /// Updates view states from positions and publishes the status if anything changed.
+    /// Runs after every event, so it allocates nothing when nothing changed.
+    fn refresh_status(&mut self) {
+        let log = LogStatus {
+            since: *self.log_since.borrow(),
+            durable: *self.durable.borrow(),
+        };
+        for slot in &mut self.slots {
+            if slot.active() && slot.reset_pending.is_none() {
+                if slot.since >= log.since {
+                    slot.state = ViewState::Ready;
+                    slot.retried = false;
+                } else if slot.state == ViewState::Ready {
+                    slot.state = ViewState::CatchingUp;
+                }
+            }
+        }
+        let slots = &self.slots;
+        self.status.send_if_modified(|current| {
+            let mut changed = current.log != log;
+            current.log = log;
+            for slot in slots {
+                let progress = match (slot.state, log.since) {
+                    (ViewState::Ready, _) | (_, None) => 1.0,
+                    (_, Some(tail)) => {
+                        (slot.since.map_or(0, |s| s + 1) as f64 / (tail as f64 + 1.0)).min(1.0)
+                    }
+                };
+                let view = current.views.get_mut(&slot.name);
+                let same = view.as_ref().is_some_and(|v| {
+                    v.since == slot.since
+                        && v.state == slot.state
+                        && v.progress == progress
+                        && v.error == slot.error
+                });
+                if same {
+                    continue;
+                }
+                changed = true;
+                let status = ViewStatus {
+                    since: slot.since,
+                    state: slot.state,
+                    progress,
+                    error: slot.error.clone(),
+                };
+                match view {
+                    Some(v) => *v = status,
+                    None => {
+                        current.views.insert(slot.name.clone(), status);
+                    }
+                }
+            }
+            changed
+        });
+    }
+
+    /// Close: stop reading, let the applies in flight finish, make the log durable,
+    /// checkpoint every view, fail pending readers with `Closed`, close the log.
+    async fn shutdown(&mut self) -> Result<()> {
+        self.stream = None;
+        self.drain().await;
+        let synced = self.log.sync().await;
+        if let Err(e) = &synced {
+            tracing::warn!(error = %e, "syncing the log at close failed; views checkpoint only what is durable");
+        }
+        self.checkpoint_due(true).await;
+        self.stop(Error::Closed).await;
+        let closed = self.log.close().await;
+        match (synced, closed) {
+            (_, Err(Error::Closed)) | (Ok(()), Ok(())) => Ok(()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    }
+
+    /// Waits for the applies in flight and drops every queued batch.
+    async fn drain(&mut self) {
+        for slot in &mut self.slots {
+            slot.queue.clear();
+        }
+        while let Some(applied) = self.applying.next().await {
+            self.applied(applied).await;
+            for slot in &mut self.slots {
+                slot.queue.clear();
+            }
+        }
+    }
+
+    /// Stops the driver: every reader, pending or future, gets `Closed`.
+    async fn stop(&mut self, error: Error) {
+        self.stream = None;
+        self.drain().await;
+        for slot in &mut self.slots {
+            slot.shared.close();
+            slot.state = ViewState::Closed;
+        }
+        self.refresh_status();
+        for pending in self.rebuilds.drain(..) {
+            let _ = pending.done.send(Err(error.duplicate()));
+        }
+        self.commands.close();
+        tracing::debug!("view driver stopped");
+    }
+}
+
+/// The next batch from the stream, if there is one.
+async fn next_batch(stream: &mut Option<(LogStream, Seq)>) -> Option<Vec<Result<RawRecord>>> {
+    match stream {
+        Some((s, _)) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs `f` on the view on a blocking thread, turning a panic into an error.
+async fn blocking<T, R, F>(view: &SharedView<T>, f: F) -> Result<R, BoxError>
+where
+    T: 'static,
+    R: Send + 'static,
+    F: FnOnce(&mut BoxView<T>) -> Result<R, BoxError> + Send + 'static,
+{
+    let view = Arc::clone(view);
+    let task = tokio::task::spawn_blocking(move || {
+        // Only this task locks the view while it runs; a panic is caught inside the
+        // guard's scope, so the lock is never poisoned by the view's own code.
+        let mut guard = view.lock().unwrap_or_else(|p| p.into_inner());
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)))
+            .unwrap_or_else(|panic| Err(panic_message(&*panic).into()))
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(e) => Err(format!("the view's task did not finish: {e}").into()),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    format!("the view panicked: {text}")
+}
