@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use flume_core::{BoxError, Flume, Records, Seq, View, Wait, Waiter};
+use flume_core::{BoxError, Flume, ReaderContext, Records, Seq, View, Wait, Waiter};
 use flumelog_memory::MemoryLog;
 use serde::{Deserialize, Serialize};
 
@@ -51,10 +51,10 @@ impl View<Message> for LatestByAuthor {
         1
     }
 
-    fn reader(&self, waiter: Waiter) -> LatestReader {
+    fn reader(&self, ctx: ReaderContext<Message>) -> LatestReader {
         LatestReader {
             latest: Arc::clone(&self.latest),
-            waiter,
+            waiter: ctx.waiter,
         }
     }
 
@@ -68,14 +68,18 @@ impl View<Message> for LatestByAuthor {
     }
 
     fn reset(&mut self) -> Result<(), BoxError> {
-        self.latest.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.latest
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         Ok(())
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let db = Flume::<Message>::new(MemoryLog::new()).use_view("latest", LatestByAuthor::default())?;
+    let db =
+        Flume::<Message>::new(MemoryLog::new()).use_view("latest", LatestByAuthor::default())?;
     let latest: LatestReader = db.view("latest")?;
 
     for (author, text) in [

@@ -31,7 +31,10 @@ async fn main() -> Result<(), BoxError> {
     let posts = [
         ("alice", "hello flume"),
         ("bob", "an append-only log with streaming views"),
-        ("alice", "views rebuild from the log whenever their version changes"),
+        (
+            "alice",
+            "views rebuild from the log whenever their version changes",
+        ),
     ];
     for (author, text) in posts {
         let seq = db

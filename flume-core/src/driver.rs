@@ -269,7 +269,12 @@ impl<T: Send + Sync + 'static> Driver<T> {
     /// Opens, reopens or drops the log stream so that it starts at the first seq the
     /// furthest-behind view has not been fed yet.
     fn position_stream(&mut self) {
-        let want = self.slots.iter().filter(|s| s.fed_by_scan()).map(|s| s.fed).min();
+        let want = self
+            .slots
+            .iter()
+            .filter(|s| s.fed_by_scan())
+            .map(|s| s.fed)
+            .min();
         let Some(want) = want else {
             self.stream = None;
             return;
@@ -282,7 +287,11 @@ impl<T: Send + Sync + 'static> Driver<T> {
             return;
         }
         let opts = StreamOptions::new().gte(want).live(true);
-        let stream = self.log.stream(opts).ready_chunks(self.options.batch).boxed();
+        let stream = self
+            .log
+            .stream(opts)
+            .ready_chunks(self.options.batch)
+            .boxed();
         self.stream = Some((stream, want));
     }
 
@@ -543,7 +552,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
             let due = slot.unsaved > 0
                 && (all
                     || slot.unsaved >= slot.policy.records
-                    || slot.dirty_at.is_some_and(|t| t + slot.policy.interval <= now));
+                    || slot
+                        .dirty_at
+                        .is_some_and(|t| t + slot.policy.interval <= now));
             let Some(since) = slot.since else { continue };
             if !due || !slot.active() || !slot.idle() || slot.reset_pending.is_some() {
                 continue;

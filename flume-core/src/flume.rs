@@ -14,8 +14,8 @@ use crate::status::Status;
 use crate::view::Decoder;
 use crate::wait::ViewShared;
 use crate::{
-    BoxError, Codec, Durability, Error, Json, Log, Mapper, Result, Seq, StreamOptions, View,
-    Waiter,
+    BoxError, Codec, Durability, Error, Json, Log, LogReader, Mapper, ReaderContext, Result, Seq,
+    StreamOptions, View, Waiter,
 };
 
 /// An embedded database: one append-only log of `T` records and any number of views.
@@ -25,7 +25,7 @@ use crate::{
 /// read (see [`Wait`](crate::Wait)). `Flume` is cheap to clone; clones share everything.
 ///
 /// ```
-/// # use flume_core::{BoxError, Flume, Records, View, Wait, Waiter};
+/// # use flume_core::{BoxError, Flume, ReaderContext, Records, View, Wait, Waiter};
 /// # use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
 /// # #[derive(Debug, Default)] struct Count(Arc<AtomicU64>);
 /// # #[derive(Debug, Clone)] struct CountReader(Arc<AtomicU64>, Waiter);
@@ -34,7 +34,7 @@ use crate::{
 /// # impl<T: 'static> View<T> for Count {
 /// #     type Reader = CountReader;
 /// #     fn version(&self) -> u32 { 1 }
-/// #     fn reader(&self, w: Waiter) -> CountReader { CountReader(self.0.clone(), w) }
+/// #     fn reader(&self, c: ReaderContext<T>) -> CountReader { CountReader(self.0.clone(), c.waiter) }
 /// #     fn apply(&mut self, r: Records<'_, T>) -> Result<(), BoxError> {
 /// #         self.0.fetch_add(r.len() as u64, Ordering::Release); Ok(()) }
 /// #     fn reset(&mut self) -> Result<(), BoxError> { self.0.store(0, Ordering::Release); Ok(()) }
@@ -71,6 +71,7 @@ impl<T> std::fmt::Debug for Flume<T> {
 
 struct Inner<T> {
     log: Arc<dyn Log>,
+    reader: LogReader<T>,
     decoder: Arc<Decoder<T>>,
     log_since: watch::Receiver<Option<Seq>>,
     closed: AtomicBool,
@@ -154,6 +155,7 @@ impl<T: Send + Sync + 'static> FlumeBuilder<T> {
         Flume {
             inner: Arc::new(Inner {
                 log_since: self.log.since(),
+                reader: LogReader::new(Arc::clone(&self.log), Arc::clone(&decoder)),
                 log: self.log,
                 decoder,
                 closed: AtomicBool::new(false),
@@ -208,7 +210,7 @@ impl<T: Send + Sync + 'static> Flume<T> {
         let name = name.into();
         let shared = ViewShared::new(name.clone());
         let waiter = Waiter::new(Arc::clone(&shared), self.inner.log_since.clone());
-        let reader = view.reader(waiter);
+        let reader = view.reader(ReaderContext::new(waiter, self.inner.reader.clone()));
         {
             let mut views = self.inner.views.lock().unwrap_or_else(|p| p.into_inner());
             if views.contains_key(&name) {
@@ -314,8 +316,7 @@ impl<T: Send + Sync + 'static> Flume<T> {
     /// [`Error::NotFound`]; [`Error::Codec`]; the log's errors.
     pub async fn get(&self, seq: Seq) -> Result<T> {
         self.check_open()?;
-        let bytes = self.inner.log.get(seq).await?;
-        self.inner.decoder.decode(seq, &bytes)
+        self.inner.reader.get(seq).await
     }
 
     /// The values selected by `opts`, decoded and mapped, with their seqs.
@@ -323,15 +324,7 @@ impl<T: Send + Sync + 'static> Flume<T> {
         if let Err(e) = self.check_open() {
             return futures::stream::once(async move { Err(e) }).boxed();
         }
-        let decoder = Arc::clone(&self.inner.decoder);
-        self.inner
-            .log
-            .stream(opts)
-            .map(move |item| {
-                let (seq, bytes) = item?;
-                Ok((seq, decoder.decode(seq, &bytes)?))
-            })
-            .boxed()
+        self.inner.reader.stream(opts)
     }
 
     /// The seq of the last record in the log (`None`: empty).

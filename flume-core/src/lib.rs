@@ -7,13 +7,19 @@
 //!
 //! This crate is the glue: the [`Log`] and [`View`] traits, the codecs, the driver that
 //! feeds every view from one scan of the log, and the [`Flume`] handle.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 
 mod codec;
 mod driver;
 mod error;
 mod flume;
 mod log;
+mod reader;
 mod status;
 mod stream;
 mod view;
@@ -23,6 +29,7 @@ pub use crate::codec::{Codec, Json, MsgPack, Raw};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::flume::{Flume, FlumeBuilder};
 pub use crate::log::{Durability, Log, RawRecord, StreamOptions};
+pub use crate::reader::{LogReader, ReaderContext};
 pub use crate::status::{LogStatus, Status, ViewState, ViewStatus};
 pub use crate::stream::{range_stream, ReadRange};
 pub use crate::view::{Checkpoint, CheckpointPolicy, Mapper, Record, Records, View};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{BoxError, Codec, Error, Result, Seq, Waiter};
+use crate::{BoxError, Codec, Error, ReaderContext, Result, Seq};
 
 /// What a view persisted at its last checkpoint: the version it was built with and the
 /// seq of the last record it had applied.
@@ -47,14 +47,15 @@ impl Default for CheckpointPolicy {
 /// its version changed, when it is ahead of the log, or after a failure. Views never
 /// read the log themselves.
 ///
-/// Reads go through the view's [`Reader`](View::Reader), which gets a [`Waiter`] so that
-/// every read can wait until the view has caught up.
+/// Reads go through the view's [`Reader`](View::Reader), made from a [`ReaderContext`]:
+/// its [`Waiter`](crate::Waiter) lets every read wait until the view has caught up, and
+/// its [`LogReader`](crate::LogReader) fetches records for views that return them.
 ///
 /// A complete in-memory view, "how many records mention rust":
 ///
 /// ```
 /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
-/// use flume_core::{BoxError, Records, Result, View, Wait, Waiter};
+/// use flume_core::{BoxError, ReaderContext, Records, Result, View, Wait, Waiter};
 ///
 /// #[derive(Debug, Default)]
 /// struct Mentions(Arc<AtomicU64>);
@@ -72,8 +73,8 @@ impl Default for CheckpointPolicy {
 /// impl View<String> for Mentions {
 ///     type Reader = MentionsReader;
 ///     fn version(&self) -> u32 { 1 }
-///     fn reader(&self, waiter: Waiter) -> MentionsReader {
-///         MentionsReader(self.0.clone(), waiter)
+///     fn reader(&self, ctx: ReaderContext<String>) -> MentionsReader {
+///         MentionsReader(self.0.clone(), ctx.waiter)
 ///     }
 ///     fn apply(&mut self, records: flume_core::Records<'_, String>) -> Result<(), BoxError> {
 ///         for record in records {
@@ -97,8 +98,9 @@ pub trait View<T>: Send + 'static {
     /// reset and rebuilt from the start of the log. Bump it whenever `apply` changes.
     fn version(&self) -> u32;
 
-    /// Makes the read handle. `waiter` makes reads wait for catch-up.
-    fn reader(&self, waiter: Waiter) -> Self::Reader;
+    /// Makes the read handle. `ctx.waiter` makes reads wait for catch-up; `ctx.log`
+    /// reads records.
+    fn reader(&self, ctx: ReaderContext<T>) -> Self::Reader;
 
     /// Loads persisted state, returning the checkpoint it was saved at, or `None` when
     /// nothing is persisted (the default: in-memory views).

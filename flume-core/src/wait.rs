@@ -282,9 +282,9 @@ mod tests {
         let mut handles = Vec::new();
         for target in [5u64, 1, 3, 3, 0] {
             let w = w.clone();
-            handles.push(tokio::spawn(
-                async move { (target, w.wait(Wait::AtLeast(target)).await) },
-            ));
+            handles.push(tokio::spawn(async move {
+                (target, w.wait(Wait::AtLeast(target)).await)
+            }));
         }
         tokio::task::yield_now().await;
         while shared.waiting() < 5 {
@@ -346,9 +346,15 @@ mod tests {
             tokio::task::yield_now().await;
         }
         shared.fail(Arc::new("broken".into()));
-        assert!(matches!(pending.await.unwrap(), Err(Error::ViewFailed { .. })));
+        assert!(matches!(
+            pending.await.unwrap(),
+            Err(Error::ViewFailed { .. })
+        ));
         assert!(matches!(w.stopped().await, Error::ViewFailed { .. }));
-        assert!(matches!(w.wait(Wait::NoWait).await, Err(Error::ViewFailed { .. })));
+        assert!(matches!(
+            w.wait(Wait::NoWait).await,
+            Err(Error::ViewFailed { .. })
+        ));
         shared.clear_failure();
         w.wait(Wait::NoWait).await.unwrap();
         let stopped = tokio::time::timeout(std::time::Duration::from_millis(20), w.stopped()).await;

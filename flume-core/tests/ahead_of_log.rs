@@ -11,7 +11,9 @@ use flumelog_memory::MemoryLog;
 async fn view_ahead_of_the_log_is_reset_once() {
     // The log lost its tail in a crash: 3 records remain.
     let log = MemoryLog::new();
-    let records = [b"1", b"2", b"3"].map(|r| bytes::Bytes::from_static(r)).to_vec();
+    let records = [b"1", b"2", b"3"]
+        .map(|r| bytes::Bytes::from_static(r))
+        .to_vec();
     log.append_batch(records).await.unwrap();
     // The view claims to have applied 10 records.
     let store = Store::new(std::sync::Mutex::new(Saved {
@@ -31,6 +33,10 @@ async fn view_ahead_of_the_log_is_reset_once() {
     );
     db.append(&4).await.unwrap();
     assert_eq!(reader.sum(Wait::Log).await.unwrap(), 10);
-    assert_eq!(counters.resets.load(Ordering::SeqCst), 1, "reset exactly once");
+    assert_eq!(
+        counters.resets.load(Ordering::SeqCst),
+        1,
+        "reset exactly once"
+    );
     db.close().await.unwrap();
 }

@@ -51,9 +51,17 @@ async fn views_behind_share_one_scan_and_one_decode() {
     let count: CollectReader = db.view("count").unwrap();
     assert_eq!(count.sum(Wait::Log).await.unwrap(), N);
 
-    assert_eq!(log.streams.load(Ordering::SeqCst) - streams_before, 1, "one scan");
+    assert_eq!(
+        log.streams.load(Ordering::SeqCst) - streams_before,
+        1,
+        "one scan"
+    );
     assert_eq!(log.streamed.load(Ordering::SeqCst) - streamed_before, N);
-    assert_eq!(decodes.0.load(Ordering::SeqCst) as u64, N, "each record decoded once");
+    assert_eq!(
+        decodes.0.load(Ordering::SeqCst) as u64,
+        N,
+        "each record decoded once"
+    );
     db.close().await.unwrap();
 }
 

@@ -10,7 +10,9 @@ use flumelog_memory::MemoryLog;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_after_append_sees_the_record_with_a_sleeping_view() {
     let slow = Collect::new(1).sleeping(Duration::from_millis(30));
-    let db = Flume::<u64>::new(MemoryLog::new()).use_view("slow", slow).unwrap();
+    let db = Flume::<u64>::new(MemoryLog::new())
+        .use_view("slow", slow)
+        .unwrap();
     let reader: CollectReader = db.view("slow").unwrap();
     for i in 0..5u64 {
         let seq = db.append(&(i * 10)).await.unwrap();

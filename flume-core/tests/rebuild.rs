@@ -45,8 +45,15 @@ async fn rebuild_under_concurrent_appends_equals_a_fresh_build() {
         .await
         .unwrap();
     let during = reader.get(Wait::AtLeast(1999)).await.unwrap();
-    assert!(during.len() >= 2000, "read during rebuild saw {} values", during.len());
-    assert_eq!(&during[..2000], &first.iter().map(|&v| (v, v)).collect::<Vec<_>>()[..]);
+    assert!(
+        during.len() >= 2000,
+        "read during rebuild saw {} values",
+        during.len()
+    );
+    assert_eq!(
+        &during[..2000],
+        &first.iter().map(|&v| (v, v)).collect::<Vec<_>>()[..]
+    );
 
     rebuild.await.unwrap().unwrap();
     writer.await.unwrap();

@@ -27,7 +27,12 @@ async fn status_sequence_of_a_scripted_catch_up() {
         .unwrap();
     let mut steps = vec![until(&db, |s| s.views.len() == 2 && s.is_ready()).await];
     db.append_batch(&[10, 20, 30]).await.unwrap();
-    steps.push(until(&db, |s| s.log.since == Some(2) && s.views["free"].since == Some(2)).await);
+    steps.push(
+        until(&db, |s| {
+            s.log.since == Some(2) && s.views["free"].since == Some(2)
+        })
+        .await,
+    );
     for k in 0..3u64 {
         gate.send(()).unwrap();
         steps.push(until(&db, |s| s.views["v"].since == Some(k)).await);
@@ -45,7 +50,10 @@ async fn status_sequence_of_a_failure() {
         .use_view("bad", Collect::new(1).failing(|seq| seq == 1))
         .unwrap();
     db.append_batch(&[1, 2, 3]).await.unwrap();
-    let failed = until(&db, |s| s.views.get("bad").is_some_and(|v| v.error.is_some())).await;
+    let failed = until(&db, |s| {
+        s.views.get("bad").is_some_and(|v| v.error.is_some())
+    })
+    .await;
     db.close().await.unwrap();
     insta::assert_json_snapshot!("failure_status", failed);
 }

@@ -22,7 +22,11 @@ async fn sum_at_v1_reopened_as_count_at_v2_counts_everything() {
         db.close().await.unwrap();
     }
     assert_eq!(
-        store.lock().unwrap().checkpoint.map(|c| (c.version, c.since)),
+        store
+            .lock()
+            .unwrap()
+            .checkpoint
+            .map(|c| (c.version, c.since)),
         Some((1, Some(2))),
         "close checkpoints the view"
     );
@@ -60,6 +64,10 @@ async fn same_version_resumes_from_since_without_reprocessing() {
     let reader: CollectReader = db.view("agg").unwrap();
     assert_eq!(reader.sum(Wait::Log).await.unwrap(), 10);
     assert_eq!(counters.resets.load(Ordering::SeqCst), 0);
-    assert_eq!(counters.applied_records.load(Ordering::SeqCst), 1, "only the new record");
+    assert_eq!(
+        counters.applied_records.load(Ordering::SeqCst),
+        1,
+        "only the new record"
+    );
     db.close().await.unwrap();
 }

@@ -32,12 +32,23 @@ async fn failing_view_is_rebuilt_once_then_failed_others_keep_running() {
         "{err}"
     );
     assert!(err.to_string().contains("refusing record 3"), "{err}");
-    assert!(matches!(pending.await.unwrap(), Err(Error::ViewFailed { .. })));
-    assert_eq!(bad_counters.resets.load(Ordering::SeqCst), 1, "rebuilt exactly once");
+    assert!(matches!(
+        pending.await.unwrap(),
+        Err(Error::ViewFailed { .. })
+    ));
+    assert_eq!(
+        bad_counters.resets.load(Ordering::SeqCst),
+        1,
+        "rebuilt exactly once"
+    );
 
     let status = db.status().borrow().clone();
     assert_eq!(status.views["bad"].state, ViewState::Failed);
-    assert!(status.views["bad"].error.as_deref().unwrap().contains("refusing record 3"));
+    assert!(status.views["bad"]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("refusing record 3"));
     assert_eq!(status.views["good"].state, ViewState::Ready);
 
     // The other view keeps running.
@@ -74,7 +85,9 @@ async fn rebuild_gives_a_failed_view_another_chance() {
         let failures = failures.clone();
         move |seq| seq == 0 && failures.fetch_sub(1, Ordering::SeqCst) > 0
     });
-    let db = Flume::<u64>::new(MemoryLog::new()).use_view("v", view).unwrap();
+    let db = Flume::<u64>::new(MemoryLog::new())
+        .use_view("v", view)
+        .unwrap();
     db.append(&7).await.unwrap();
     let reader: CollectReader = db.view("v").unwrap();
     assert!(reader.get(Wait::Log).await.is_err());
@@ -91,13 +104,10 @@ async fn a_panicking_view_is_failed_not_fatal() {
         fn version(&self) -> u32 {
             1
         }
-        fn reader(&self, waiter: flume_core::Waiter) -> flume_core::Waiter {
-            waiter
+        fn reader(&self, ctx: flume_core::ReaderContext<u64>) -> flume_core::Waiter {
+            ctx.waiter
         }
-        fn apply(
-            &mut self,
-            _: flume_core::Records<'_, u64>,
-        ) -> Result<(), flume_core::BoxError> {
+        fn apply(&mut self, _: flume_core::Records<'_, u64>) -> Result<(), flume_core::BoxError> {
             panic!("boom")
         }
         fn reset(&mut self) -> Result<(), flume_core::BoxError> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flume_core::{
-    BoxError, Checkpoint, CheckpointPolicy, Error, Record, Records, Seq, View, Waiter,
+    BoxError, Checkpoint, CheckpointPolicy, Error, ReaderContext, Record, Records, Seq, View,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -315,8 +315,8 @@ impl<T: 'static, S: Clone + Send + Sync + 'static> View<T> for Reduce<T, S> {
         self.version
     }
 
-    fn reader(&self, waiter: Waiter) -> ReduceReader<S> {
-        ReduceReader::new(Arc::clone(&self.current), waiter)
+    fn reader(&self, ctx: ReaderContext<T>) -> ReduceReader<S> {
+        ReduceReader::new(Arc::clone(&self.current), ctx.waiter)
     }
 
     /// Reads the state file, if persisted. A file written by another view version is

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flume_core::{BoxError, Checkpoint, Records, Result, Seq, View, Wait, Waiter};
+use flume_core::{BoxError, Checkpoint, ReaderContext, Records, Result, Seq, View, Wait, Waiter};
 
 /// What a `Collect` view persisted: its checkpoint and its values.
 #[derive(Debug, Clone, Default)]
@@ -109,10 +109,10 @@ impl View<u64> for Collect {
         self.version
     }
 
-    fn reader(&self, waiter: Waiter) -> CollectReader {
+    fn reader(&self, ctx: ReaderContext<u64>) -> CollectReader {
         CollectReader {
             values: Arc::clone(&self.values),
-            waiter,
+            waiter: ctx.waiter,
         }
     }
 
