@@ -176,6 +176,8 @@ pub(crate) struct Driver<T> {
     backoff: Duration,
     rebuilds: Vec<PendingRebuild>,
     syncing: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the log's durable channel still has a sender.
+    durable_open: bool,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -206,6 +208,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
             backoff: MIN_BACKOFF,
             rebuilds: Vec::new(),
             syncing: None,
+            durable_open: true,
         }
     }
 
@@ -251,8 +254,11 @@ impl<T: Send + Sync + 'static> Driver<T> {
                         self.stop(Error::Closed).await;
                         return;
                     }
+                    self.follow_tail().await;
                 }
-                _ = self.durable.changed() => {}
+                changed = self.durable.changed(), if self.durable_open => {
+                    self.durable_open = changed.is_ok();
+                }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     if self.retry_at.is_some_and(|t| t <= Instant::now()) {
                         self.retry_at = None;
@@ -331,22 +337,41 @@ impl<T: Send + Sync + 'static> Driver<T> {
             Command::Revert { last, done } => {
                 let result = self.log.revert(last).await;
                 if result.is_ok() {
-                    for index in 0..self.slots.len() {
-                        let slot = &mut self.slots[index];
-                        let beyond = slot.since > last || slot.in_flight > last;
-                        slot.refeed();
-                        if slot.active() && beyond {
-                            self.reset(index, "the log was reverted below the view".into())
-                                .await;
-                        }
-                    }
-                    // The stream may have read records that no longer exist.
-                    self.stream = None;
+                    self.cut_above(last, "the log was reverted below the view")
+                        .await;
                 }
                 let _ = done.send(result);
             }
             Command::Close { .. } => unreachable!("close is handled by run"),
         }
+    }
+
+    /// The log's tail moved. If it moved below a view (the log was truncated without
+    /// `Flume::revert`, say by another handle), that view is rebuilt.
+    async fn follow_tail(&mut self) {
+        let tail = *self.log_since.borrow();
+        self.cut_above(tail, "the log's tail moved below the view")
+            .await;
+    }
+
+    /// The log now ends at `tail`: rebuild every view that applied (or is applying)
+    /// records beyond it, and drop every batch read before the cut.
+    async fn cut_above(&mut self, tail: Option<Seq>, reason: &str) {
+        let beyond = |s: &Slot<T>| s.active() && (s.since > tail || s.in_flight > tail);
+        let queued_beyond = |s: &Slot<T>| s.fed > tail.map_or(0, |t| t + 1);
+        if !self.slots.iter().any(|s| beyond(s) || queued_beyond(s)) {
+            return;
+        }
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
+            let reset = beyond(slot);
+            slot.refeed();
+            if reset {
+                self.reset(index, reason.into()).await;
+            }
+        }
+        // The stream may have read records that no longer exist.
+        self.stream = None;
     }
 
     async fn add_view(&mut self, name: String, view: BoxView<T>, shared: Arc<ViewShared>) {
