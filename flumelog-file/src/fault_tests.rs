@@ -1,0 +1,179 @@
+//! Fault injection: a failed write (short write, full disk) or a failed fsync poisons
+//! the log; nothing unacknowledged is reported durable; reopening recovers.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flume_core::{Durability, Error, Log};
+
+use crate::io::FaultPlan;
+use crate::{FileLog, Options};
+
+fn record(i: u64) -> Bytes {
+    Bytes::from(format!("record {i} ").repeat(3))
+}
+
+fn faulty(plan: &Arc<FaultPlan>) -> Options {
+    let mut options = Options::default().segment_size(2048);
+    options.faults = Some(Arc::clone(plan));
+    options
+}
+
+fn assert_poisoned<T: std::fmt::Debug>(what: &str, result: flume_core::Result<T>) {
+    match result {
+        Err(Error::Poisoned { reason }) => assert!(!reason.is_empty()),
+        other => panic!("{what}: expected Poisoned, got {other:?}"),
+    }
+}
+
+async fn check_reopen(dir: &std::path::Path, at_least: u64) -> u64 {
+    let log = FileLog::open(dir, Options::default())
+        .await
+        .expect("reopen");
+    let since = log.since().borrow().map_or(0, |s| s + 1);
+    assert!(
+        since >= at_least,
+        "reopen found {since} records, expected at least {at_least}"
+    );
+    for i in 0..at_least {
+        assert_eq!(
+            log.get(i).await.unwrap(),
+            record(i),
+            "record {i} after reopen"
+        );
+    }
+    since
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_write_on_a_full_disk_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
+    for i in 0..10 {
+        log.append_with(record(i), Some(Durability::Synced))
+            .await
+            .unwrap();
+    }
+    // The next write gets 20 bytes through, then ENOSPC.
+    plan.write_budget.store(20, Ordering::SeqCst);
+    assert_poisoned(
+        "the synced append whose write failed",
+        log.append_with(record(10), Some(Durability::Synced)).await,
+    );
+    assert!(log.poisoned().unwrap().contains("write to"));
+    assert_poisoned("a later append", log.append(record(11)).await);
+    assert_poisoned("a later batch", log.append_batch(vec![record(11)]).await);
+    assert_poisoned("sync", log.sync().await);
+    assert_poisoned("revert", log.revert(Some(3)).await);
+    assert_eq!(
+        *log.durable().borrow(),
+        Some(9),
+        "nothing unsynced is durable"
+    );
+    // Reads still work, including the record that never reached the file.
+    assert_eq!(log.get(3).await.unwrap(), record(3));
+    assert_eq!(log.get(10).await.unwrap(), record(10));
+    assert_poisoned("close", log.close().await);
+    drop(log);
+    // The 20 bytes are a torn tail; everything acknowledged is there.
+    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let report = log.recovery().expect("the short write was cut").clone();
+    assert_eq!(report.bytes_dropped, 20);
+    drop(log);
+    assert_eq!(check_reopen(dir.path(), 10).await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_buffered_write_poisons_later_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    // With a write delay, buffered appends are acknowledged before they are written.
+    let relaxed = faulty(&plan).max_write_delay(std::time::Duration::from_millis(2));
+    let log = FileLog::open(dir.path(), relaxed).await.unwrap();
+    log.append(record(0)).await.unwrap();
+    log.sync().await.unwrap();
+    plan.write_budget.store(0, Ordering::SeqCst);
+    log.append(record(1)).await.unwrap(); // acknowledged before the writer runs
+    let mut since = log.since();
+    assert_eq!(*since.borrow_and_update(), Some(1));
+    assert_poisoned("sync after the failed write", log.sync().await);
+    assert_poisoned("append after the failed write", log.append(record(2)).await);
+    drop(log);
+    assert_eq!(check_reopen(dir.path(), 1).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_failed_write_fails_the_buffered_append_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
+    log.append(record(0)).await.unwrap();
+    plan.write_budget.store(0, Ordering::SeqCst);
+    // Nothing is acknowledged that did not reach the OS.
+    assert_poisoned("the append whose write failed", log.append(record(1)).await);
+    assert_poisoned("the next append", log.append(record(2)).await);
+    drop(log);
+    assert_eq!(check_reopen(dir.path(), 1).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_poisons_and_is_never_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
+    for i in 0..5 {
+        log.append_with(record(i), Some(Durability::Synced))
+            .await
+            .unwrap();
+    }
+    plan.sync_budget.store(0, Ordering::SeqCst);
+    // Several synced appenders share the failing fsync; all of them learn about it.
+    let tasks: Vec<_> = (5..9)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append_with(record(i), Some(Durability::Synced)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_poisoned("a synced append sharing the failed fsync", t.await.unwrap());
+    }
+    assert_eq!(*log.durable().borrow(), Some(4));
+    plan.sync_budget.store(u64::MAX, Ordering::SeqCst);
+    assert_poisoned(
+        "sync after a failed fsync, even once the disk is fine",
+        log.sync().await,
+    );
+    assert!(log.poisoned().unwrap().contains("fdatasync"));
+    drop(log);
+    // The records whose fsync failed were written to the OS: they may come back.
+    check_reopen(dir.path(), 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_while_sealing_a_segment_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let relaxed = faulty(&plan).max_write_delay(std::time::Duration::from_millis(2));
+    let log = FileLog::open(dir.path(), relaxed).await.unwrap();
+    plan.sync_budget.store(0, Ordering::SeqCst);
+    // Buffered appends need no fsync, until the writer seals the full segment.
+    for i in 0..100 {
+        log.append(record(i)).await.unwrap();
+    }
+    let mut progress = log.shared().progress.subscribe();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        progress.wait_for(|p| p.poisoned.is_some()),
+    )
+    .await
+    .expect("the writer tried to seal the segment")
+    .unwrap();
+    assert_poisoned("append once sealing failed", log.append(record(100)).await);
+    assert!(log.poisoned().unwrap().contains("fdatasync"));
+    assert_eq!(log.segments().len(), 1, "no segment after the failed seal");
+    assert_eq!(log.get(99).await.unwrap(), record(99));
+    drop(log);
+    check_reopen(dir.path(), 1).await;
+}

@@ -1,0 +1,339 @@
+//! The on-disk format: segment headers and record frames.
+//!
+//! Documented byte by byte in `docs/format.md` ("flumelog-file segments") and pinned by
+//! the snapshot tests at the bottom of this file.
+//!
+//! ```text
+//! segment = header (32 bytes) frame*
+//! header  = magic "FLUMELOG" | version u32 | flags u32 (0) | first_seq u64 | crc32c u32 | zero u32
+//! frame   = word u32 (bit 31: batch continues, bits 0..31: payload length) | crc32c u32 | payload
+//! ```
+//!
+//! All integers are little-endian. A frame's CRC covers its length word and its payload.
+
+/// The first 8 bytes of every segment file.
+pub(crate) const MAGIC: [u8; 8] = *b"FLUMELOG";
+/// The format version this build writes and reads.
+pub(crate) const VERSION: u32 = 1;
+/// Size of the segment header.
+pub(crate) const HEADER_LEN: usize = 32;
+/// Size of a frame header (length word + CRC).
+pub(crate) const FRAME_HEADER_LEN: usize = 8;
+/// Bit 31 of the length word: another record of the same batch follows.
+pub(crate) const MORE: u32 = 1 << 31;
+/// The largest payload the format can describe (2 GiB − 1).
+pub(crate) const MAX_PAYLOAD: u32 = MORE - 1;
+
+/// Encodes a segment header.
+pub(crate) fn encode_header(first_seq: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    // 12..16: flags, zero in version 1.
+    h[16..24].copy_from_slice(&first_seq.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..24]);
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
+    // 28..32: zero.
+    h
+}
+
+/// Decodes a segment header and returns its first seq, or why it is not a valid header.
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<u64, String> {
+    let Some(h) = bytes.get(..HEADER_LEN) else {
+        return Err(format!(
+            "the segment is {} bytes long, shorter than its {HEADER_LEN}-byte header",
+            bytes.len()
+        ));
+    };
+    if h[0..8] != MAGIC {
+        return Err("bad magic: this is not a flumelog-file segment".into());
+    }
+    let crc = u32_at(h, 24);
+    if crc != crc32c::crc32c(&h[0..24]) {
+        return Err("segment header checksum mismatch".into());
+    }
+    let version = u32_at(h, 8);
+    if version != VERSION {
+        return Err(format!(
+            "unsupported segment format version {version} (this build reads version {VERSION})"
+        ));
+    }
+    if h[28..32] != [0; 4] {
+        return Err("reserved segment header bytes are not zero".into());
+    }
+    let flags = u32_at(h, 12);
+    if flags != 0 {
+        return Err(format!("unknown segment flags {flags:#x}"));
+    }
+    Ok(u64_at(h, 16))
+}
+
+/// Bytes a payload of `len` bytes takes on disk.
+pub(crate) fn framed_len(len: usize) -> usize {
+    FRAME_HEADER_LEN + len
+}
+
+/// Appends one frame to `out`. `payload.len()` must not exceed [`MAX_PAYLOAD`]
+/// (checked by the caller against `max_record_size`).
+pub(crate) fn encode_frame(out: &mut Vec<u8>, payload: &[u8], more: bool) {
+    debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
+    let word = (payload.len() as u32) | if more { MORE } else { 0 };
+    let word = word.to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&word), payload);
+    out.reserve(FRAME_HEADER_LEN + payload.len());
+    out.extend_from_slice(&word);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// One frame parsed from a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// A frame whose checksum matches.
+    Valid {
+        /// Byte range of the payload within the segment.
+        payload: std::ops::Range<usize>,
+        /// Another record of the same batch follows.
+        more: bool,
+    },
+    /// Not a valid frame, and why.
+    Invalid(&'static str),
+}
+
+/// Parses the frame at `at` in `data` (the readable bytes of a segment).
+///
+/// Never panics and never trusts the length word beyond `data`'s bounds.
+pub(crate) fn parse_frame(data: &[u8], at: usize) -> Frame {
+    let Some(rest) = data.get(at..) else {
+        return Frame::Invalid("frame starts past the end of the segment");
+    };
+    if rest.len() < FRAME_HEADER_LEN {
+        return Frame::Invalid("incomplete frame header");
+    }
+    let word = u32_at(rest, 0);
+    let len = (word & MAX_PAYLOAD) as usize;
+    if len > rest.len() - FRAME_HEADER_LEN {
+        return Frame::Invalid("frame length runs past the end of the segment");
+    }
+    let payload = &rest[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len];
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&rest[0..4]), payload);
+    if crc != u32_at(rest, 4) {
+        return Frame::Invalid("frame checksum mismatch");
+    }
+    let start = at + FRAME_HEADER_LEN;
+    Frame::Valid {
+        payload: start..start + len,
+        more: word & MORE != 0,
+    }
+}
+
+/// The frame header that makes the frame at `at` the last of its batch: `None` when it
+/// already is (or is not a valid frame). Used by `revert`, which may cut a batch short.
+pub(crate) fn end_batch_header(data: &[u8], at: usize) -> Option<[u8; FRAME_HEADER_LEN]> {
+    let Frame::Valid {
+        payload,
+        more: true,
+    } = parse_frame(data, at)
+    else {
+        return None;
+    };
+    let word = (payload.len() as u32).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&word), &data[payload]);
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header[..4].copy_from_slice(&word);
+    header[4..].copy_from_slice(&crc.to_le_bytes());
+    Some(header)
+}
+
+/// What a scan of a segment found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Start offset of every record of every complete batch, in order.
+    pub(crate) offsets: Vec<u32>,
+    /// End of the last complete batch (where a clean segment ends).
+    pub(crate) end: usize,
+    /// The first invalid frame: its offset and what is wrong. `None` when the scan
+    /// reached the end of the data on a frame boundary.
+    pub(crate) invalid: Option<(usize, &'static str)>,
+    /// Valid frames after `end` that belong to a batch whose last frame is missing.
+    pub(crate) unfinished: usize,
+}
+
+impl Scan {
+    /// True when the segment ends cleanly after a complete batch.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.invalid.is_none() && self.unfinished == 0
+    }
+}
+
+/// Scans every frame of a segment's bytes (header included in `data`).
+///
+/// `data.len()` must fit in a `u32` (checked by the caller).
+pub(crate) fn scan(data: &[u8]) -> Scan {
+    let mut scan = Scan {
+        end: HEADER_LEN.min(data.len()),
+        ..Scan::default()
+    };
+    let mut committed = 0;
+    let mut pos = HEADER_LEN;
+    while pos < data.len() {
+        match parse_frame(data, pos) {
+            Frame::Valid { payload, more } => {
+                scan.offsets.push(pos as u32);
+                pos = payload.end;
+                if !more {
+                    committed = scan.offsets.len();
+                    scan.end = pos;
+                }
+            }
+            Frame::Invalid(reason) => {
+                scan.invalid = Some((pos, reason));
+                break;
+            }
+        }
+    }
+    scan.unfinished = scan.offsets.len() - committed;
+    scan.offsets.truncate(committed);
+    scan
+}
+
+/// Whether the damage at `at` (the first invalid frame of the last segment) looks like
+/// a torn tail rather than corruption: no valid frame follows it anywhere, or it sits in
+/// an all-zero stretch (blocks the file system allocated but never wrote before a power
+/// loss) reaching the next 4 KiB boundary or the end of the data.
+pub(crate) fn looks_torn(data: &[u8], at: usize) -> bool {
+    let zero_until = ((at / 4096) + 1) * 4096;
+    let zero_region = data.get(at..zero_until.min(data.len())).unwrap_or(&[]);
+    if !zero_region.is_empty() && zero_region.iter().all(|&b| b == 0) {
+        return true;
+    }
+    next_valid_frame(data, at + 1).is_none()
+}
+
+/// The offset of the first valid frame at or after `from`, trying every byte offset.
+pub(crate) fn next_valid_frame(data: &[u8], from: usize) -> Option<usize> {
+    let last = data.len().checked_sub(FRAME_HEADER_LEN)?;
+    (from..=last).find(|&at| matches!(parse_frame(data, at), Frame::Valid { .. }))
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A classic hex dump: offset, 16 bytes in hex, printable ASCII.
+    pub(crate) fn hexdump(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for (i, chunk) in bytes.chunks(16).enumerate() {
+            let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            let ascii: String = chunk
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        b as char
+                    } else {
+                        '.'
+                    }
+                })
+                .collect();
+            out.push_str(&format!(
+                "{:08x}  {:<47}  |{}|\n",
+                i * 16,
+                hex.join(" "),
+                ascii
+            ));
+        }
+        out
+    }
+
+    fn sample_segment() -> Vec<u8> {
+        let mut seg = encode_header(7).to_vec();
+        encode_frame(&mut seg, b"hello", false);
+        encode_frame(&mut seg, b"", false);
+        encode_frame(&mut seg, b"batch-a", true);
+        encode_frame(&mut seg, b"batch-b", false);
+        seg
+    }
+
+    #[test]
+    fn header_bytes_are_pinned() {
+        insta::assert_snapshot!(hexdump(&encode_header(0x0102_0304_0506_0708)));
+    }
+
+    #[test]
+    fn segment_bytes_are_pinned() {
+        insta::assert_snapshot!(hexdump(&sample_segment()));
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_damage() {
+        let h = encode_header(42);
+        assert_eq!(decode_header(&h), Ok(42));
+        assert!(decode_header(&h[..31]).is_err());
+        for i in 0..32 {
+            let mut bad = h;
+            bad[i] ^= 0x10;
+            assert!(decode_header(&bad).is_err(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn scan_finds_every_record_and_batch_boundaries() {
+        let seg = sample_segment();
+        let s = scan(&seg);
+        assert!(s.is_clean());
+        assert_eq!(s.offsets, vec![32, 45, 53, 68]);
+        assert_eq!(s.end, seg.len());
+        // Cut inside the batch: the batch's complete first frame is unfinished.
+        let s = scan(&seg[..seg.len() - 1]);
+        assert_eq!(s.offsets, vec![32, 45]);
+        assert_eq!(s.end, 53);
+        assert_eq!(s.unfinished, 1);
+        assert_eq!(
+            s.invalid,
+            Some((68, "frame length runs past the end of the segment"))
+        );
+        // Cut exactly between the batch's frames.
+        let s = scan(&seg[..68]);
+        assert_eq!((s.end, s.unfinished, s.invalid), (53, 1, None));
+    }
+
+    #[test]
+    fn a_length_claiming_gigabytes_is_rejected_without_allocating() {
+        let mut seg = encode_header(0).to_vec();
+        seg.extend_from_slice(&[0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, 1, 2, 3]);
+        let s = scan(&seg);
+        assert_eq!(s.offsets.len(), 0);
+        assert_eq!(s.invalid.map(|i| i.0), Some(32));
+        assert!(looks_torn(&seg, 32));
+    }
+
+    #[test]
+    fn damage_followed_by_a_valid_frame_is_not_torn() {
+        let mut seg = sample_segment();
+        seg[40] ^= 1; // payload of "hello"
+        let s = scan(&seg);
+        assert_eq!(s.invalid, Some((32, "frame checksum mismatch")));
+        assert!(!looks_torn(&seg, 32));
+        assert_eq!(next_valid_frame(&seg, 33), Some(45));
+    }
+
+    #[test]
+    fn zeros_after_the_tail_are_torn() {
+        let mut seg = sample_segment();
+        seg.extend_from_slice(&[0u8; 100]);
+        let s = scan(&seg);
+        assert!(looks_torn(&seg, s.invalid.unwrap().0));
+    }
+}

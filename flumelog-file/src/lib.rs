@@ -1,0 +1,109 @@
+//! # flumelog-file
+//!
+//! The durable log of flume-rs: records in segment files in one directory, each framed
+//! with its length and a CRC32C, appended by one writer thread that group-commits
+//! concurrent appenders, read through memory maps, recovered after a crash.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use flume_core::{Log, StreamOptions};
+//! use flumelog_file::{Durability, FileLog, Options};
+//! use futures::TryStreamExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> flume_core::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let log = FileLog::open(dir.path(), Options::default()).await?;
+//!
+//! let seq = log.append(Bytes::from_static(b"hello")).await?;
+//! assert_eq!(seq, 0);
+//! let seqs = log
+//!     .append_batch_with(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")], Some(Durability::Synced))
+//!     .await?;
+//! assert_eq!(seqs, 1..3);
+//! assert_eq!(log.get(2).await?, Bytes::from_static(b"b"));
+//!
+//! let all: Vec<_> = log.stream(StreamOptions::new().reverse(true)).try_collect().await?;
+//! assert_eq!(all.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![2, 1, 0]);
+//! log.close().await?;
+//!
+//! // Reopening finds everything again.
+//! let log = FileLog::open(dir.path(), Options::default()).await?;
+//! assert_eq!(*log.since().borrow(), Some(2));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Layout
+//!
+//! A log is a directory holding a `LOCK` file and segment files named after the seq of
+//! their first record (`00000000000000000000.seg`, `00000000000000001234.seg`, …). The
+//! active segment is sealed and a new one started once it reaches
+//! [`Options::segment_size`]. The byte layout is documented in `docs/format.md`
+//! ("flumelog-file segments").
+//!
+//! Seqs are dense from 0 and never change. Each segment's seq → offset index lives in
+//! memory (4 bytes per record) and is rebuilt at open by scanning every segment and
+//! verifying every record's checksum; there is no sidecar index file that could
+//! disagree with the data. `get(seq)` is a binary search over the (few) segments and
+//! one array lookup. Opening therefore reads the whole log once (CRC32C runs at several
+//! GB/s); open is a blocking operation — [`FileLog::open`] runs it on tokio's blocking
+//! pool, [`FileLog::open_blocking`] runs it on the calling thread.
+//!
+//! ## Durability
+//!
+//! Appends become visible to `get`, `stream` and `since` before the call returns.
+//! When they reach the disk depends on their [`Durability`] and on
+//! [`Options::max_write_delay`] (default zero):
+//!
+//! | level | acknowledged when | survives a process crash | survives a power loss / OS crash |
+//! |---|---|---|---|
+//! | `Buffered`, `max_write_delay = 0` (default) | `write()` returned (shared by concurrent appenders) | yes | once a later `sync()` / synced append returned, or its segment was sealed |
+//! | `Buffered`, `max_write_delay > 0` (opt-in, for bulk loads) | the record is visible (in this process's write buffer) | once written to the OS: at most `max_write_delay` later, or at the next `sync`, synced append or `close` | as above |
+//! | `Synced` | `fdatasync()` returned (one for every append waiting) | yes | yes |
+//!
+//! [`Log::durable`] is the last seq that survives a power loss; [`Log::sync`] makes
+//! everything appended so far durable. A batch ([`Log::append_batch_with`]) is
+//! all-or-nothing across a crash: its frames are marked "batch continues" except the
+//! last, and recovery drops an unfinished batch whole.
+//!
+//! ## Recovery
+//!
+//! Opening verifies every record. A torn tail — the partly written end of the last
+//! segment left by a crash — is cut; [`FileLog::recovery`] reports what was cut and a
+//! `tracing` warning says so. Damage anywhere else fails the open with
+//! [`Error::Corrupt`] naming the segment file and byte offset; [`FileLog::repair`]
+//! truncates the log at the first damage on request. After a failed write or fsync the
+//! log is poisoned: every later append fails with [`Error::Poisoned`]; reopen it.
+//!
+//! ## Concurrency
+//!
+//! One writer thread per log does every `write` and `fdatasync`, holding no lock that
+//! appenders or readers need while it does. Readers copy records out of memory maps
+//! (or, for records not yet written, out of the write buffer) and never wait for I/O.
+//! A second open of the same directory, from this or another process, fails with
+//! [`Error::Locked`]. Other programs must not modify the files of an open log.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+mod format;
+mod io;
+mod log;
+mod mmap;
+mod options;
+mod recovery;
+mod segment;
+mod shared;
+mod writer;
+
+pub use crate::log::FileLog;
+pub use crate::options::Options;
+pub use crate::recovery::{RecoveryReport, RepairReport};
+pub use flume_core::{Durability, Error, Log, Result, Seq};
+
+#[cfg(test)]
+mod fault_tests;

@@ -1,0 +1,583 @@
+//! [`FileLog`]: the handle, and its [`Log`] implementation.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use flume_core::{Durability, Error, Log, RawRecord, Result, Seq, StreamOptions};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::sync::{oneshot, watch};
+
+use crate::format::{self, HEADER_LEN};
+use crate::io::segment_io;
+use crate::recovery::{self, OnCorrupt, RecoveryReport, RepairReport};
+use crate::shared::{Command, Progress, Shared, State, Tail};
+use crate::writer::{poisoned, Active, Writer};
+use crate::Options;
+
+/// A durable, segmented, append-only log in a directory. Cheap to clone (an `Arc`
+/// inside); every clone is the same log.
+///
+/// Use it through the [`Log`] trait (`append`, `get`, `stream`, …). When the last clone
+/// is dropped without [`Log::close`], buffered records are still written to the OS
+/// (not synced) and the directory is unlocked before the drop returns.
+///
+/// ```
+/// use bytes::Bytes;
+/// use flume_core::Log;
+/// use flumelog_file::{FileLog, Options};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> flume_core::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let log = FileLog::open(dir.path(), Options::default()).await?;
+/// let seq = log.append(Bytes::from_static(b"record")).await?;
+/// assert_eq!(log.get(seq).await?, Bytes::from_static(b"record"));
+/// log.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileLog {
+    handle: Arc<Handle>,
+}
+
+/// Owns the writer thread; dropping the last handle closes the log.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        {
+            let mut tail = self.shared.tail();
+            if tail.state == State::Open {
+                tail.state = State::Closing { sync: false };
+            }
+        }
+        self.shared.wake.notify_all();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What an append waits for before it returns.
+#[derive(Debug, Clone, Copy)]
+enum Await {
+    Nothing,
+    /// `progress.written >= n`.
+    Written(u64),
+    /// `progress.durable >= n`.
+    Durable(u64),
+}
+
+impl FileLog {
+    /// Opens (creating if needed) the log in `dir`, recovering from a crash if the last
+    /// one left a torn tail (see [`recovery`](Self::recovery)).
+    ///
+    /// Opening reads and verifies every record; it runs on tokio's blocking thread pool.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> flume_core::Result<()> {
+    /// use flumelog_file::{FileLog, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = FileLog::open(dir.path().join("log"), Options::default()).await?;
+    /// assert!(log.recovery().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// - [`Error::Locked`] when another handle, in this or another process, has it open;
+    /// - [`Error::Corrupt`] when a record before the torn tail is damaged, naming the
+    ///   segment file and byte offset ([`repair`](Self::repair) truncates there);
+    /// - [`Error::InvalidArgument`] for options out of range;
+    /// - [`Error::Io`] when the directory or a file cannot be read or written.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes lets the open finish in the background
+    /// and then closes the log again.
+    pub async fn open(dir: impl AsRef<Path>, options: Options) -> Result<FileLog> {
+        let dir = dir.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || FileLog::open_blocking(dir, options))
+            .await
+            .map_err(|e| Error::Backend(e.into()))?
+    }
+
+    /// [`open`](Self::open) on the calling thread (blocking I/O; no runtime needed).
+    ///
+    /// ```
+    /// use flumelog_file::{FileLog, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// # Ok::<(), flume_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_blocking(dir: impl AsRef<Path>, options: Options) -> Result<FileLog> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let started = Instant::now();
+        let lock = recovery::lock_dir(&dir)?;
+        let (opened, _) = recovery::open_locked(&dir, lock, &options, OnCorrupt::Fail)?;
+        let next_seq = opened.next_seq;
+        let last = next_seq.checked_sub(1);
+        let (since_tx, since_rx) = watch::channel(last);
+        let (durable_tx, durable_rx) = watch::channel(last);
+        let (progress, _) = watch::channel(Progress {
+            written: next_seq,
+            durable: next_seq,
+            poisoned: None,
+            closed: false,
+        });
+        let active_seg = Arc::clone(&opened.segments[opened.segments.len() - 1]);
+        let segment_count = opened.segments.len();
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            tail: Mutex::new(Tail {
+                state: State::Open,
+                poisoned: None,
+                next_seq,
+                pending_first: next_seq,
+                pending: VecDeque::new(),
+                pending_bytes: 0,
+                sync_upto: 0,
+                write_upto: 0,
+                commands: Vec::new(),
+                writer_idle: false,
+                since_tx: Some(since_tx),
+            }),
+            wake: Condvar::new(),
+            written: AtomicU64::new(next_seq),
+            closed: AtomicBool::new(false),
+            segments: std::sync::RwLock::new(opened.segments),
+            progress,
+            since_rx,
+            durable_rx,
+            lock_file: Mutex::new(Some(opened.lock)),
+            recovery: opened.recovery,
+            options,
+        });
+        let active_len = active_seg.read_state().end;
+        let active = Active {
+            len: active_len,
+            count: active_seg.count(),
+            seg: active_seg,
+            io: segment_io(opened.active_file, &shared.options),
+            map_len: opened.active_map_len,
+        };
+        let writer = Writer::new(Arc::clone(&shared), active, durable_tx, next_seq);
+        let thread = std::thread::Builder::new()
+            .name("flumelog-file-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io(&dir, e))?;
+        tracing::info!(
+            dir = %dir.display(),
+            segments = segment_count,
+            records = next_seq,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flumelog-file: opened"
+        );
+        Ok(FileLog {
+            handle: Arc::new(Handle {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Truncates the log in `dir` at its first damaged record (dropping that record,
+    /// everything after it, and any unfinished batch before it), so that it opens again.
+    /// Returns what was cut, or `None` when nothing was damaged. A torn tail is cut as
+    /// [`open`](Self::open) would. Blocking; the log must not be open.
+    ///
+    /// ```
+    /// use flumelog_file::{FileLog, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// assert_eq!(FileLog::repair(dir.path(), &Options::default())?, None);
+    /// # Ok::<(), flume_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when the log is open; [`Error::Io`] when a file cannot be
+    /// truncated or removed; [`Error::Corrupt`] for damage repair does not cut
+    /// (a segment whose header names the wrong seq).
+    pub fn repair(dir: impl AsRef<Path>, options: &Options) -> Result<Option<RepairReport>> {
+        options.validate()?;
+        let dir = dir.as_ref();
+        let lock = recovery::lock_dir(dir)?;
+        let (_opened, report) = recovery::open_locked(dir, lock, options, OnCorrupt::Repair)?;
+        Ok(report)
+    }
+
+    /// What opening cut from the end of the log (a torn tail left by a crash), if anything.
+    ///
+    /// ```
+    /// # fn main() -> flume_core::Result<()> {
+    /// use flumelog_file::{FileLog, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// assert_eq!(log.recovery(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recovery(&self) -> Option<&RecoveryReport> {
+        self.shared().recovery.as_ref()
+    }
+
+    /// The log's directory.
+    ///
+    /// ```
+    /// # fn main() -> flume_core::Result<()> {
+    /// use flumelog_file::{FileLog, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// assert_eq!(log.dir(), dir.path());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dir(&self) -> &Path {
+        &self.shared().dir
+    }
+
+    /// The options the log was opened with.
+    ///
+    /// ```
+    /// # fn main() -> flume_core::Result<()> {
+    /// use flumelog_file::{FileLog, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = FileLog::open_blocking(dir.path(), Options::default().segment_size(1 << 20))?;
+    /// assert_eq!(log.options().segment_size, 1 << 20);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn options(&self) -> &Options {
+        &self.shared().options
+    }
+
+    /// The segment files, oldest first.
+    ///
+    /// ```
+    /// # fn main() -> flume_core::Result<()> {
+    /// use flumelog_file::{FileLog, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// assert_eq!(log.segments(), vec![dir.path().join("00000000000000000000.seg")]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn segments(&self) -> Vec<PathBuf> {
+        self.shared()
+            .segments()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
+    }
+
+    /// Why the log is poisoned (a write or fsync failed), if it is; appends then fail
+    /// with [`Error::Poisoned`] until the log is reopened.
+    ///
+    /// ```
+    /// # fn main() -> flume_core::Result<()> {
+    /// use flumelog_file::{FileLog, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// assert_eq!(log.poisoned(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared().tail().poisoned.as_deref().map(str::to_string)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Validates and enqueues records; returns their seqs and what to wait for.
+    fn enqueue(
+        &self,
+        records: impl ExactSizeIterator<Item = Bytes>,
+        durability: Option<Durability>,
+    ) -> Result<(Range<Seq>, Await)> {
+        let shared = self.shared();
+        let n = records.len();
+        let durability = durability.unwrap_or(shared.options.durability);
+        let max = shared.options.max_record_size;
+        let mut tail = shared.tail();
+        match tail.state {
+            State::Open => {}
+            _ => return Err(Error::Closed),
+        }
+        if tail.poisoned.is_some() {
+            return Err(poisoned(&tail.poisoned));
+        }
+        let first = tail.next_seq;
+        if n == 0 {
+            return Ok((first..first, Await::Nothing));
+        }
+        let mut bytes = 0u64;
+        let start_len = tail.pending.len();
+        for (i, record) in records.enumerate() {
+            let size = record.len() as u64;
+            if size > max {
+                tail.pending.truncate(start_len);
+                return Err(Error::RecordTooLarge { size, max });
+            }
+            bytes += format::framed_len(record.len()) as u64;
+            tail.pending.push_back((record, i + 1 < n));
+        }
+        let batch_max = u64::from(u32::MAX) - HEADER_LEN as u64;
+        if bytes > batch_max {
+            tail.pending.truncate(start_len);
+            return Err(Error::RecordTooLarge {
+                size: bytes,
+                max: batch_max,
+            });
+        }
+        let end = first + n as u64;
+        tail.next_seq = end;
+        let before = tail.pending_bytes;
+        tail.pending_bytes += bytes as usize;
+        if let Some(tx) = &tail.since_tx {
+            tx.send_replace(Some(end - 1));
+        }
+        let wait = match durability {
+            Durability::Synced => {
+                tail.sync_upto = tail.sync_upto.max(end);
+                Await::Durable(end)
+            }
+            // Backpressure: appenders outrunning the disk wait for the writer.
+            _ if shared.options.max_write_delay.is_zero()
+                || tail.pending_bytes >= shared.options.write_buffer_size.saturating_mul(16) =>
+            {
+                tail.write_upto = tail.write_upto.max(end);
+                Await::Written(end)
+            }
+            _ => Await::Nothing,
+        };
+        let threshold = shared.options.write_buffer_size;
+        let notify = !matches!(wait, Await::Nothing)
+            || tail.writer_idle
+            || (before < threshold && tail.pending_bytes >= threshold);
+        if notify {
+            tail.writer_idle = false;
+        }
+        drop(tail);
+        if notify {
+            shared.wake.notify_one();
+        }
+        Ok((first..end, wait))
+    }
+
+    /// Waits until the writer has written or synced what `wait` names.
+    async fn wait(shared: Arc<Shared>, wait: Await) -> Result<()> {
+        let met = |p: &Progress| match wait {
+            Await::Nothing => true,
+            Await::Written(n) => p.written >= n,
+            Await::Durable(n) => p.durable >= n,
+        };
+        if met(&shared.progress.borrow()) {
+            return Ok(());
+        }
+        let mut rx = shared.progress.subscribe();
+        let progress = rx
+            .wait_for(|p| met(p) || p.poisoned.is_some() || p.closed)
+            .await
+            .map_err(|_| Error::Closed)?;
+        if met(&progress) {
+            Ok(())
+        } else if progress.poisoned.is_some() {
+            Err(poisoned(&progress.poisoned))
+        } else {
+            Err(Error::Closed)
+        }
+    }
+
+    fn append_many(
+        &self,
+        records: impl ExactSizeIterator<Item = Bytes>,
+        durability: Option<Durability>,
+    ) -> BoxFuture<'static, Result<Range<Seq>>> {
+        match self.enqueue(records, durability) {
+            Err(e) => Box::pin(futures::future::ready(Err(e))),
+            Ok((range, Await::Nothing)) => Box::pin(futures::future::ready(Ok(range))),
+            Ok((range, wait)) => {
+                let shared = Arc::clone(self.shared());
+                Box::pin(async move {
+                    FileLog::wait(shared, wait).await?;
+                    Ok(range)
+                })
+            }
+        }
+    }
+}
+
+impl Log for FileLog {
+    /// Appends one record. The record is visible (and `since` advanced) before this
+    /// returns; it is on disk according to its durability (see the crate docs).
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`], [`Error::Poisoned`], [`Error::Closed`].
+    ///
+    /// # Cancel safety
+    /// The record is appended when the method is called, before the future is first
+    /// polled; dropping the future only stops waiting for its durability.
+    fn append_with(
+        &self,
+        record: Bytes,
+        durability: Option<Durability>,
+    ) -> BoxFuture<'_, Result<Seq>> {
+        let fut = self.append_many(std::iter::once(record), durability);
+        Box::pin(async move { fut.await.map(|r| r.start) })
+    }
+
+    /// Appends a batch with consecutive seqs; after a crash either all of it or none of
+    /// it is in the log.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] for a record over `max_record_size` or a batch over
+    /// 4 GiB (nothing is appended), [`Error::Poisoned`], [`Error::Closed`].
+    ///
+    /// # Cancel safety
+    /// As [`append_with`](Self::append_with).
+    fn append_batch_with(
+        &self,
+        records: Vec<Bytes>,
+        durability: Option<Durability>,
+    ) -> BoxFuture<'_, Result<Range<Seq>>> {
+        self.append_many(records.into_iter(), durability)
+    }
+
+    fn get(&self, seq: Seq) -> BoxFuture<'_, Result<Bytes>> {
+        Box::pin(futures::future::ready(self.shared().get(seq)))
+    }
+
+    fn stream(&self, opts: StreamOptions) -> BoxStream<'static, Result<RawRecord>> {
+        let shared = self.shared();
+        if shared.closed.load(Ordering::Acquire) || shared.tail().state != State::Open {
+            return futures::stream::once(futures::future::ready(Err(Error::Closed))).boxed();
+        }
+        flume_core::range_stream(Arc::clone(shared), shared.since_rx.clone(), opts)
+    }
+
+    fn since(&self) -> watch::Receiver<Option<Seq>> {
+        self.shared().since_rx.clone()
+    }
+
+    fn durable(&self) -> watch::Receiver<Option<Seq>> {
+        self.shared().durable_rx.clone()
+    }
+
+    /// Makes every record appended so far durable (one `fdatasync`, shared with any
+    /// concurrent synced appends).
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops waiting; the sync still happens.
+    fn sync(&self) -> BoxFuture<'_, Result<()>> {
+        let shared = Arc::clone(self.shared());
+        let target = {
+            let mut tail = shared.tail();
+            if tail.state != State::Open {
+                return Box::pin(futures::future::ready(Err(Error::Closed)));
+            }
+            if tail.poisoned.is_some() {
+                return Box::pin(futures::future::ready(Err(poisoned(&tail.poisoned))));
+            }
+            let target = tail.next_seq;
+            if shared.progress.borrow().durable < target {
+                tail.sync_upto = tail.sync_upto.max(target);
+                tail.writer_idle = false;
+                drop(tail);
+                shared.wake.notify_one();
+            }
+            target
+        };
+        Box::pin(FileLog::wait(shared, Await::Durable(target)))
+    }
+
+    /// Drops every record after `last` (every record for `None`), truncating the segment
+    /// that holds `last` and deleting later segments. Appends racing with a revert may
+    /// land before it (and be reverted) or after it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `last` is past the end of the log;
+    /// [`Error::Poisoned`], [`Error::Closed`], [`Error::Io`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops waiting; the revert still happens.
+    fn revert(&self, last: Option<Seq>) -> BoxFuture<'_, Result<()>> {
+        let shared = Arc::clone(self.shared());
+        let keep = last.map_or(0, |l| l.saturating_add(1));
+        let rx = {
+            let mut tail = shared.tail();
+            if tail.state != State::Open {
+                return Box::pin(futures::future::ready(Err(Error::Closed)));
+            }
+            if tail.poisoned.is_some() {
+                return Box::pin(futures::future::ready(Err(poisoned(&tail.poisoned))));
+            }
+            if keep > tail.next_seq {
+                let since = tail.next_seq.checked_sub(1);
+                return Box::pin(futures::future::ready(Err(Error::InvalidArgument(
+                    format!("cannot revert to {last:?}: the log ends at {since:?}"),
+                ))));
+            }
+            if keep == tail.next_seq {
+                return Box::pin(futures::future::ready(Ok(())));
+            }
+            let (reply, rx) = oneshot::channel();
+            tail.commands.push(Command::Revert { keep, reply });
+            tail.writer_idle = false;
+            rx
+        };
+        shared.wake.notify_one();
+        Box::pin(async move { rx.await.map_err(|_| Error::Closed)? })
+    }
+
+    /// Writes and syncs everything, stops the writer thread and unlocks the directory.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when already closed; [`Error::Poisoned`] when the final write
+    /// or sync failed (the log is closed anyway).
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops waiting; the log still closes.
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        let shared = Arc::clone(self.shared());
+        {
+            let mut tail = shared.tail();
+            if tail.state != State::Open {
+                return Box::pin(futures::future::ready(Err(Error::Closed)));
+            }
+            tail.state = State::Closing { sync: true };
+            tail.writer_idle = false;
+        }
+        shared.wake.notify_all();
+        Box::pin(async move {
+            let mut rx = shared.progress.subscribe();
+            let progress = rx
+                .wait_for(|p| p.closed)
+                .await
+                .map_err(|_| Error::Closed)?
+                .clone();
+            match progress.poisoned {
+                Some(_) => Err(poisoned(&progress.poisoned)),
+                None => Ok(()),
+            }
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! [`Options`]: every knob of a [`FileLog`](crate::FileLog), with its default.
+
+use std::time::Duration;
+
+use flume_core::{Durability, Error, Result};
+
+use crate::format::MAX_PAYLOAD;
+
+/// How a [`FileLog`](crate::FileLog) is laid out and how durable its appends are.
+///
+/// Build one with [`Options::default()`] and the builder methods; every field is public
+/// and documented with its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use flumelog_file::{Durability, Options};
+///
+/// let options = Options::default()
+///     .segment_size(8 << 20)
+///     .durability(Durability::Synced)
+///     .max_record_size(1 << 20)
+///     .max_write_delay(Duration::from_millis(2));
+/// assert_eq!(options.segment_size, 8 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Size in bytes at which the active segment is sealed and a new one started.
+    /// A batch never spans two segments, so a segment exceeds this size only when it
+    /// holds a single batch (or record) larger than it.
+    /// Default: 64 MiB. Allowed: 64 bytes to 2 GiB.
+    pub segment_size: u64,
+    /// The durability of an append that does not choose its own
+    /// ([`Log::append_with`](flume_core::Log::append_with) with `None`).
+    /// Default: [`Durability::Buffered`].
+    pub durability: Durability,
+    /// The largest record accepted, in bytes; larger ones fail with
+    /// [`Error::RecordTooLarge`]. Default: 16 MiB. Allowed: up to 2 GiB − 1.
+    pub max_record_size: u64,
+    /// How long a [`Durability::Buffered`] append may sit in the log's write buffer, in
+    /// this process, before its bytes are written to the OS.
+    ///
+    /// With the default, `Duration::ZERO`, a buffered append returns only once its bytes
+    /// were written to the OS (concurrent appends share one `write`), so an acknowledged
+    /// buffered append survives a process crash, as [`Durability::Buffered`] promises.
+    ///
+    /// A non-zero delay is an explicit relaxation for bulk loads: appends return as
+    /// soon as the record is visible, and the writer thread writes everything buffered
+    /// with one `write` after at most this delay, or sooner when the buffer reaches
+    /// [`write_buffer_size`](Self::write_buffer_size), on `sync`, on a synced append and
+    /// on `close`. **A process crash then loses buffered appends younger than the
+    /// delay.** Default: zero.
+    pub max_write_delay: Duration,
+    /// Buffered bytes that make the writer flush without waiting for
+    /// [`max_write_delay`](Self::max_write_delay). Appenders that get 16 times this much
+    /// ahead of the writer wait for its `write` (backpressure). Default: 1 MiB.
+    pub write_buffer_size: usize,
+    #[cfg(test)]
+    pub(crate) faults: Option<std::sync::Arc<crate::io::FaultPlan>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size: 64 << 20,
+            durability: Durability::Buffered,
+            max_record_size: 16 << 20,
+            max_write_delay: Duration::ZERO,
+            write_buffer_size: 1 << 20,
+            #[cfg(test)]
+            faults: None,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults (see each field).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`segment_size`](Self::segment_size).
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Sets [`durability`](Self::durability).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`max_record_size`](Self::max_record_size).
+    pub fn max_record_size(mut self, bytes: u64) -> Self {
+        self.max_record_size = bytes;
+        self
+    }
+
+    /// Sets [`max_write_delay`](Self::max_write_delay).
+    pub fn max_write_delay(mut self, delay: Duration) -> Self {
+        self.max_write_delay = delay;
+        self
+    }
+
+    /// Sets [`write_buffer_size`](Self::write_buffer_size).
+    pub fn write_buffer_size(mut self, bytes: usize) -> Self {
+        self.write_buffer_size = bytes;
+        self
+    }
+
+    /// Checks the values against their allowed ranges.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(64..=(1 << 31)).contains(&self.segment_size) {
+            return Err(Error::InvalidArgument(format!(
+                "segment_size must be between 64 bytes and 2 GiB, not {}",
+                self.segment_size
+            )));
+        }
+        if self.max_record_size > u64::from(MAX_PAYLOAD) {
+            return Err(Error::InvalidArgument(format!(
+                "max_record_size must be at most {MAX_PAYLOAD} bytes, not {}",
+                self.max_record_size
+            )));
+        }
+        Ok(())
+    }
+}

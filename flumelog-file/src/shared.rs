@@ -1,0 +1,187 @@
+//! State shared by the handles, the readers and the writer thread.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+
+use bytes::Bytes;
+use flume_core::{Error, RawRecord, ReadRange, Result, Seq};
+use tokio::sync::{oneshot, watch};
+
+use crate::segment::Segment;
+use crate::Options;
+
+/// Whether the log accepts calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Open,
+    /// `close` was called (or the last handle dropped); the writer is finishing.
+    Closing {
+        sync: bool,
+    },
+    Closed,
+}
+
+/// A request the writer thread carries out after flushing.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Keep the first `keep` records, drop the rest.
+    Revert {
+        keep: u64,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// The append side, under one mutex: appended records not yet written to a segment,
+/// and what the writer has been asked to do.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    pub(crate) state: State,
+    /// Why the log is poisoned, once a write or sync failed.
+    pub(crate) poisoned: Option<Arc<str>>,
+    /// The seq the next append gets.
+    pub(crate) next_seq: Seq,
+    /// Seq of `pending[0]`.
+    pub(crate) pending_first: Seq,
+    /// Visible records not yet written, with "another record of this batch follows".
+    pub(crate) pending: VecDeque<(Bytes, bool)>,
+    /// Framed bytes in `pending` that the writer has not taken yet.
+    pub(crate) pending_bytes: usize,
+    /// Records below this seq must be synced as soon as possible (count, not seq).
+    pub(crate) sync_upto: u64,
+    /// Records below this seq must be written as soon as possible (count, not seq).
+    pub(crate) write_upto: u64,
+    pub(crate) commands: Vec<Command>,
+    /// The writer waits without a timeout (nothing pending) and needs a notification.
+    pub(crate) writer_idle: bool,
+    /// Sends the visible `since`; dropped when the log closes, which ends live streams.
+    pub(crate) since_tx: Option<watch::Sender<Option<Seq>>>,
+}
+
+/// Where the writer got to, for appenders and `sync` waiting on it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// Records written to the OS (count).
+    pub(crate) written: u64,
+    /// Records synced (count).
+    pub(crate) durable: u64,
+    pub(crate) poisoned: Option<Arc<str>>,
+    pub(crate) closed: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) tail: Mutex<Tail>,
+    /// Wakes the writer thread.
+    pub(crate) wake: Condvar,
+    /// Records below this count are in a segment's index (read through the mapping).
+    pub(crate) written: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
+    pub(crate) progress: watch::Sender<Progress>,
+    pub(crate) since_rx: watch::Receiver<Option<Seq>>,
+    pub(crate) durable_rx: watch::Receiver<Option<Seq>>,
+    pub(crate) lock_file: Mutex<Option<File>>,
+    pub(crate) recovery: Option<crate::RecoveryReport>,
+}
+
+impl Shared {
+    pub(crate) fn tail(&self) -> MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn segments(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Segment>>> {
+        self.segments.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn segments_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Segment>>> {
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The segment holding `seq` (if any segment starts at or before it).
+    pub(crate) fn segment_for(&self, seq: Seq) -> Option<Arc<Segment>> {
+        let segments = self.segments();
+        let i = segments.partition_point(|s| s.first_seq <= seq);
+        i.checked_sub(1).map(|i| Arc::clone(&segments[i]))
+    }
+
+    /// One record, from a segment or from the not-yet-written tail.
+    pub(crate) fn get(&self, seq: Seq) -> Result<Bytes> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if seq >= self.written.load(Ordering::Acquire) {
+            let tail = self.tail();
+            if seq >= tail.next_seq {
+                return Err(Error::NotFound { seq });
+            }
+            if seq >= tail.pending_first {
+                let i = (seq - tail.pending_first) as usize;
+                return Ok(tail.pending[i].0.clone());
+            }
+            // Written (and taken out of `pending`) since we looked: read the segment.
+        }
+        self.segment_for(seq)
+            .ok_or(Error::NotFound { seq })?
+            .read(seq)
+    }
+}
+
+impl ReadRange for Shared {
+    fn read_range(
+        &self,
+        first: Seq,
+        last: Seq,
+        reverse: bool,
+        out: &mut Vec<RawRecord>,
+    ) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let start = out.len();
+        let mut next = first;
+        while next <= last {
+            let written = self.written.load(Ordering::Acquire);
+            if next < written {
+                let seg = self
+                    .segment_for(next)
+                    .ok_or(Error::NotFound { seq: next })?;
+                let seg_last = seg.first_seq + seg.count();
+                let hi = last.min(written - 1).min(seg_last.saturating_sub(1));
+                if hi < next {
+                    return Err(Error::NotFound { seq: next });
+                }
+                seg.read_into(next, hi, out)?;
+                next = hi + 1;
+                continue;
+            }
+            let tail = self.tail();
+            if next >= tail.pending_first {
+                let hi = last.min(tail.next_seq.saturating_sub(1));
+                if next > hi {
+                    return Err(Error::NotFound { seq: next });
+                }
+                let from = (next - tail.pending_first) as usize;
+                let to = (hi - tail.pending_first) as usize;
+                out.extend(
+                    tail.pending
+                        .range(from..=to)
+                        .zip(next..)
+                        .map(|((b, _), seq)| (seq, b.clone())),
+                );
+                next = hi + 1;
+            }
+            // Otherwise the writer wrote `next` since we loaded `written`; loop.
+        }
+        if reverse {
+            out[start..].reverse();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,500 @@
+//! The writer thread: takes everything appended since its last round, frames it into one
+//! buffer, writes it with one `write`, syncs once for every synced append waiting, and
+//! publishes the result. It owns the active segment's file; readers never wait for it
+//! except for the short index update at the end of a write.
+
+use std::fs::{self, OpenOptions};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use flume_core::{Error, Result, Seq};
+use tokio::sync::watch;
+
+use crate::format::{self, HEADER_LEN};
+use crate::io::{segment_io, SegmentIo};
+use crate::mmap;
+use crate::segment::{self, SegState, Segment};
+use crate::shared::{Command, Shared, State};
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub(crate) seg: Arc<Segment>,
+    pub(crate) io: Box<dyn SegmentIo>,
+    /// Bytes in the file (header included).
+    pub(crate) len: u64,
+    /// Records in the segment.
+    pub(crate) count: u64,
+    pub(crate) map_len: usize,
+}
+
+/// What one round of the writer does.
+#[derive(Debug)]
+struct Job {
+    entries: Vec<(Bytes, bool)>,
+    first_seq: Seq,
+    sync_upto: u64,
+    commands: Vec<Command>,
+    state: State,
+}
+
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) active: Active,
+    pub(crate) durable_tx: watch::Sender<Option<Seq>>,
+    /// Records synced (count).
+    pub(crate) durable: u64,
+    buf: Vec<u8>,
+    offsets: Vec<u32>,
+}
+
+/// An I/O failure that poisons the log: what failed, on which file.
+type Failure = String;
+
+fn failure(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Failure {
+    format!("{what} {} failed: {e}", path.display())
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        active: Active,
+        durable_tx: watch::Sender<Option<Seq>>,
+        durable: u64,
+    ) -> Self {
+        Writer {
+            shared,
+            active,
+            durable_tx,
+            durable,
+            buf: Vec::new(),
+            offsets: Vec::new(),
+        }
+    }
+
+    /// The thread's main loop; returns once the log is closed.
+    pub(crate) fn run(mut self) {
+        let mut entries = Vec::new();
+        loop {
+            let job = self.next_job(std::mem::take(&mut entries));
+            let Some(mut job) = job else {
+                self.finish();
+                return;
+            };
+            let outcome = self.execute(&mut job);
+            if let Err(reason) = outcome {
+                self.poison(reason);
+            }
+            if let State::Closing { .. } = job.state {
+                let tail = self.shared.tail();
+                let idle = tail.pending.is_empty() && tail.commands.is_empty();
+                drop(tail);
+                if idle {
+                    self.finish();
+                    return;
+                }
+            }
+            job.entries.clear();
+            entries = job.entries;
+        }
+    }
+
+    /// Waits for work and takes it. `None` when the log is poisoned and closing.
+    fn next_job(&self, mut entries: Vec<(Bytes, bool)>) -> Option<Job> {
+        let shared = &*self.shared;
+        let delay = shared.options.max_write_delay;
+        let mut tail = shared.tail();
+        let mut waited = false;
+        loop {
+            if tail.poisoned.is_some() {
+                // Nothing more is written; answer commands, wait for close.
+                let reason = tail.poisoned.clone();
+                for Command::Revert { reply, .. } in tail.commands.drain(..) {
+                    let _ = reply.send(Err(poisoned(&reason)));
+                }
+                if tail.state != State::Open {
+                    return None;
+                }
+                tail.writer_idle = true;
+                tail = shared.wake.wait(tail).unwrap_or_else(|e| e.into_inner());
+                tail.writer_idle = false;
+                continue;
+            }
+            let has_pending = !tail.pending.is_empty();
+            let urgent = tail.state != State::Open
+                || tail.sync_upto > self.durable
+                || tail.write_upto > tail.pending_first && has_pending
+                || tail.pending_bytes >= shared.options.write_buffer_size
+                || !tail.commands.is_empty();
+            if urgent || (has_pending && (waited || delay.is_zero())) {
+                break;
+            }
+            if has_pending {
+                waited = true;
+                tail = shared
+                    .wake
+                    .wait_timeout(tail, delay)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            } else {
+                tail.writer_idle = true;
+                tail = shared.wake.wait(tail).unwrap_or_else(|e| e.into_inner());
+                tail.writer_idle = false;
+            }
+        }
+        entries.extend(tail.pending.iter().cloned());
+        tail.pending_bytes = 0;
+        Some(Job {
+            entries,
+            first_seq: tail.pending_first,
+            sync_upto: tail.sync_upto,
+            commands: std::mem::take(&mut tail.commands),
+            state: tail.state,
+        })
+    }
+
+    fn execute(&mut self, job: &mut Job) -> Result<(), Failure> {
+        if !job.entries.is_empty() {
+            let started = Instant::now();
+            let bytes_before = self.active.len;
+            self.write_entries(&job.entries, job.first_seq)?;
+            let written = job.first_seq + job.entries.len() as u64;
+            // Readers find everything below `written` in the segments now.
+            let mut tail = self.shared.tail();
+            let n = job.entries.len().min(tail.pending.len());
+            tail.pending.drain(..n);
+            tail.pending_first += n as u64;
+            drop(tail);
+            self.shared.progress.send_modify(|p| p.written = written);
+            tracing::trace!(
+                records = job.entries.len(),
+                bytes = self.active.len.saturating_sub(bytes_before),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "flumelog-file: flushed"
+            );
+        }
+        let written = self.shared.written.load(Ordering::Acquire);
+        let must_sync =
+            job.sync_upto > self.durable || matches!(job.state, State::Closing { sync: true });
+        if must_sync && written > self.durable {
+            let started = Instant::now();
+            self.active
+                .io
+                .sync_data()
+                .map_err(|e| failure("fdatasync of", &self.active.seg.path, e))?;
+            self.set_durable(written);
+            tracing::trace!(
+                durable = written,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "flumelog-file: synced"
+            );
+        } else if must_sync {
+            // Nothing unsynced (or nothing at all): the request is already met.
+            self.set_durable(self.durable.max(written.min(job.sync_upto)));
+        }
+        for command in job.commands.drain(..) {
+            match command {
+                Command::Revert { keep, reply } => {
+                    let result = self.revert(keep);
+                    let failed = result.as_ref().err().map(|e| e.to_string());
+                    let _ = reply.send(result);
+                    if let Some(reason) = failed {
+                        return Err(reason);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_durable(&mut self, durable: u64) {
+        if durable != self.durable {
+            self.durable = durable;
+            self.durable_tx.send_replace(durable.checked_sub(1));
+        }
+        self.shared.progress.send_modify(|p| p.durable = durable);
+    }
+
+    /// Frames and writes `entries` (whole batches), rotating segments as needed, and
+    /// publishes them to readers through the segment indexes and `written`.
+    fn write_entries(&mut self, entries: &[(Bytes, bool)], first_seq: Seq) -> Result<(), Failure> {
+        let segment_size = self.shared.options.segment_size;
+        self.buf.clear();
+        self.offsets.clear();
+        let mut seq = first_seq;
+        let mut i = 0;
+        while i < entries.len() {
+            // The batch starting at `i` ends at the first entry without "more".
+            let mut j = i;
+            let mut size = 0u64;
+            loop {
+                size += format::framed_len(entries[j].0.len()) as u64;
+                if !entries[j].1 || j + 1 == entries.len() {
+                    break;
+                }
+                j += 1;
+            }
+            let pos = self.active.len + self.buf.len() as u64;
+            let has_records = self.active.count > 0 || !self.offsets.is_empty();
+            if has_records && pos + size > segment_size {
+                self.commit(seq)?;
+                self.rotate(seq)?;
+            }
+            for (payload, more) in &entries[i..=j] {
+                let at = self.active.len + self.buf.len() as u64;
+                self.offsets.push(at as u32);
+                format::encode_frame(&mut self.buf, payload, *more);
+                seq += 1;
+            }
+            i = j + 1;
+        }
+        self.commit(seq)?;
+        if self.buf.capacity() > 16 << 20 {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer to the active segment and publishes its records; `next_seq` is
+    /// the seq after the last buffered record.
+    fn commit(&mut self, next_seq: Seq) -> Result<(), Failure> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let path = &self.active.seg.path;
+        self.active
+            .io
+            .write_all_at(&self.buf, self.active.len)
+            .map_err(|e| failure("write to", path, e))?;
+        let new_len = self.active.len + self.buf.len() as u64;
+        let new_map = if new_len as usize > self.active.map_len {
+            let map_len = segment::active_map_len(
+                self.shared.options.segment_size,
+                new_len.max(self.active.map_len as u64 * 2),
+            );
+            let map = mmap::map(self.active.io.file(), map_len)
+                .map_err(|e| failure("mapping", path, e))?;
+            self.active.map_len = map_len;
+            Some(Arc::new(map))
+        } else {
+            None
+        };
+        {
+            let mut state = self.active.seg.write_state();
+            if let Some(map) = new_map {
+                state.map = map;
+            }
+            state.offsets.extend_from_slice(&self.offsets);
+            state.end = new_len;
+        }
+        self.active.count += self.offsets.len() as u64;
+        self.active.len = new_len;
+        self.shared.written.store(next_seq, Ordering::Release);
+        self.buf.clear();
+        self.offsets.clear();
+        Ok(())
+    }
+
+    /// Seals the active segment (synced, so that only the last segment can ever have a
+    /// torn tail) and starts a new one whose first record is `first_seq`.
+    fn rotate(&mut self, first_seq: Seq) -> Result<(), Failure> {
+        let started = Instant::now();
+        let old = &self.active.seg.path;
+        self.active
+            .io
+            .sync_data()
+            .map_err(|e| failure("fdatasync of", old, e))?;
+        self.set_durable(first_seq);
+        let (path, file) =
+            segment::create_segment(&self.shared.dir, first_seq).map_err(|e| e.to_string())?;
+        let map_len = segment::active_map_len(self.shared.options.segment_size, HEADER_LEN as u64);
+        let map = mmap::map(&file, map_len).map_err(|e| failure("mapping", &path, e))?;
+        let seg = Arc::new(Segment::new(
+            first_seq,
+            path.clone(),
+            SegState {
+                map: Arc::new(map),
+                offsets: Vec::new(),
+                end: HEADER_LEN as u64,
+            },
+        ));
+        self.shared.segments_mut().push(Arc::clone(&seg));
+        self.active = Active {
+            seg,
+            io: segment_io(file, &self.shared.options),
+            len: HEADER_LEN as u64,
+            count: 0,
+            map_len,
+        };
+        tracing::debug!(
+            segment = %path.display(),
+            first_seq,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "flumelog-file: started a new segment"
+        );
+        Ok(())
+    }
+
+    /// Drops every record from `keep` on. Runs with the tail locked (no append can
+    /// interleave); syncs after releasing it.
+    fn revert(&mut self, keep: u64) -> Result<()> {
+        let mut tail = self.shared.tail();
+        if !tail.pending.is_empty() {
+            // Appends raced the revert: write them first, then revert.
+            let entries: Vec<_> = tail.pending.iter().cloned().collect();
+            let first = tail.pending_first;
+            drop(tail);
+            self.write_entries(&entries, first)
+                .map_err(|reason| Error::Poisoned { reason })?;
+            tail = self.shared.tail();
+            let n = entries.len().min(tail.pending.len());
+            tail.pending.drain(..n);
+            tail.pending_first += n as u64;
+            if !tail.pending.is_empty() {
+                drop(tail);
+                return self.revert(keep);
+            }
+        }
+        if keep >= tail.next_seq {
+            return Ok(());
+        }
+        let io_err = |p: &PathBuf| {
+            let p = p.clone();
+            move |e| Error::io(p, e)
+        };
+        // Remove whole segments after the one that will hold the new tail, newest first,
+        // so that a crash midway leaves a prefix of the log.
+        let removed: Vec<Arc<Segment>> = {
+            let mut segments = self.shared.segments_mut();
+            let keep_from = segments
+                .iter()
+                .position(|s| s.first_seq >= keep)
+                .unwrap_or(segments.len())
+                .max(1);
+            segments.split_off(keep_from)
+        };
+        for seg in removed.iter().rev() {
+            fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+        }
+        let target = self
+            .shared
+            .segments()
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::Unsupported("revert of a log without segments"))?;
+        if !Arc::ptr_eq(&target, &self.active.seg) {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&target.path)
+                .map_err(io_err(&target.path))?;
+            let len = target.read_state().end;
+            let map_len = segment::active_map_len(self.shared.options.segment_size, len);
+            let map = mmap::map(&file, map_len).map_err(io_err(&target.path))?;
+            target.write_state().map = Arc::new(map);
+            self.active = Active {
+                count: target.count(),
+                seg: Arc::clone(&target),
+                io: segment_io(file, &self.shared.options),
+                len,
+                map_len,
+            };
+        }
+        let keep_here = (keep - target.first_seq) as usize;
+        let new_len = {
+            let mut state = target.write_state();
+            let new_len = match state.offsets.get(keep_here) {
+                Some(&at) => u64::from(at),
+                None => state.end,
+            };
+            // Cutting a batch short: its new last record must end the batch, or recovery
+            // would take the kept part for an unfinished batch. Readers are locked out.
+            if let Some(&last_at) = keep_here.checked_sub(1).and_then(|k| state.offsets.get(k)) {
+                if let Some(header) = format::end_batch_header(state.data(), last_at as usize) {
+                    self.active
+                        .io
+                        .write_all_at(&header, u64::from(last_at))
+                        .map_err(io_err(&target.path))?;
+                }
+            }
+            state.offsets.truncate(keep_here);
+            state.end = new_len;
+            new_len
+        };
+        self.active
+            .io
+            .set_len(new_len)
+            .map_err(io_err(&target.path))?;
+        self.active.len = new_len;
+        self.active.count = keep_here as u64;
+        self.shared.written.store(keep, Ordering::Release);
+        tail.next_seq = keep;
+        tail.pending_first = keep;
+        tail.sync_upto = tail.sync_upto.min(keep);
+        tail.write_upto = tail.write_upto.min(keep);
+        if let Some(tx) = &tail.since_tx {
+            tx.send_replace(keep.checked_sub(1));
+        }
+        drop(tail);
+        self.active.io.sync_data().map_err(io_err(&target.path))?;
+        segment::sync_dir(&self.shared.dir)?;
+        // The truncated file is synced, so everything kept is durable.
+        self.durable = keep;
+        self.durable_tx.send_replace(keep.checked_sub(1));
+        self.shared.progress.send_modify(|p| {
+            p.written = keep;
+            p.durable = keep;
+        });
+        tracing::info!(
+            kept = keep,
+            segments_removed = removed.len(),
+            "flumelog-file: reverted"
+        );
+        Ok(())
+    }
+
+    fn poison(&mut self, reason: Failure) {
+        tracing::error!(reason = %reason, "flumelog-file: write failed; the log is poisoned");
+        let reason: Arc<str> = reason.into();
+        let mut tail = self.shared.tail();
+        if tail.poisoned.is_none() {
+            tail.poisoned = Some(Arc::clone(&reason));
+        }
+        drop(tail);
+        self.shared
+            .progress
+            .send_modify(|p| p.poisoned = Some(Arc::clone(&reason)));
+    }
+
+    /// Closes: `since` ends, the lock is released, waiters are told.
+    fn finish(self) {
+        let mut tail = self.shared.tail();
+        tail.state = State::Closed;
+        tail.since_tx = None;
+        self.shared.closed.store(true, Ordering::Release);
+        drop(tail);
+        let lock = self
+            .shared
+            .lock_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(lock);
+        self.shared.progress.send_modify(|p| p.closed = true);
+        tracing::debug!(dir = %self.shared.dir.display(), "flumelog-file: closed");
+    }
+}
+
+/// The `Poisoned` error for a reason.
+pub(crate) fn poisoned(reason: &Option<Arc<str>>) -> Error {
+    Error::Poisoned {
+        reason: reason
+            .as_deref()
+            .unwrap_or("an earlier write failed")
+            .to_string(),
+    }
+}
