@@ -1,8 +1,9 @@
 //! # flumelog-file
 //!
 //! The durable log of flume-rs: records in segment files in one directory, each framed
-//! with its length and a CRC32C, appended by one writer thread that group-commits
-//! concurrent appenders, read through memory maps, recovered after a crash.
+//! with its length and a CRC32C, written with group commit (leader/follower: an idle
+//! appender writes inline, a writer thread takes over under contention and syncs),
+//! read through memory maps, recovered after a crash.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -78,8 +79,12 @@
 //!
 //! ## Concurrency
 //!
-//! One writer thread per log does every `write` and `fdatasync`, holding no lock that
-//! appenders or readers need while it does. Readers copy records out of memory maps
+//! Writing is group commit, leader/follower style. Appends are queued under a short
+//! lock; whoever holds the writer (the writer thread, or a buffered appender that found
+//! it idle and writes its own records inline, one `pwrite` into the page cache) frames
+//! everything queued and writes it with one `write`. Every `fdatasync` (synced appends,
+//! `sync`, sealing a segment) runs on the writer thread, one for every append waiting,
+//! holding no lock that appenders or readers need. Readers copy records out of memory maps
 //! (or, for records not yet written, out of the write buffer) and never wait for I/O.
 //! A second open of the same directory, from this or another process, fails with
 //! [`Error::Locked`]. Other programs must not modify the files of an open log.

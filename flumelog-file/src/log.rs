@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -53,6 +53,8 @@ pub struct FileLog {
 #[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
+    /// Shared with the writer thread; appenders that find it free write inline.
+    writer: Arc<Mutex<Writer>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -179,10 +181,19 @@ impl FileLog {
             io: segment_io(opened.active_file, &shared.options),
             map_len: opened.active_map_len,
         };
-        let writer = Writer::new(Arc::clone(&shared), active, durable_tx, next_seq);
+        let writer = Arc::new(Mutex::new(Writer::new(
+            Arc::clone(&shared),
+            active,
+            durable_tx,
+            next_seq,
+        )));
         let thread = std::thread::Builder::new()
             .name("flumelog-file-writer".into())
-            .spawn(move || writer.run())
+            .spawn({
+                let writer = Arc::clone(&writer);
+                let shared = Arc::clone(&shared);
+                move || Writer::run(writer, shared)
+            })
             .map_err(|e| Error::io(&dir, e))?;
         tracing::info!(
             dir = %dir.display(),
@@ -194,6 +205,7 @@ impl FileLog {
         Ok(FileLog {
             handle: Arc::new(Handle {
                 shared,
+                writer,
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -369,15 +381,33 @@ impl FileLog {
             }
             _ => Await::Nothing,
         };
+        // A buffered append that must reach the OS before it returns is written by the
+        // appender itself when no one else is writing (no thread hand-off).
+        let inline = durability == Durability::Buffered && matches!(wait, Await::Written(_));
         let threshold = shared.options.write_buffer_size;
-        let notify = !matches!(wait, Await::Nothing)
-            || tail.writer_idle
-            || (before < threshold && tail.pending_bytes >= threshold);
+        let notify = !inline
+            && (!matches!(wait, Await::Nothing)
+                || tail.writer_idle
+                || (before < threshold && tail.pending_bytes >= threshold));
         if notify {
             tail.writer_idle = false;
         }
         drop(tail);
-        if notify {
+        if inline {
+            let writer = match self.handle.writer.try_lock() {
+                Ok(writer) => Some(writer),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut writer) = writer {
+                if writer.write_inline(end) {
+                    return Ok((first..end, Await::Nothing));
+                }
+            }
+            // Someone else is writing (or a segment must be sealed): the writer thread
+            // takes over, and the append waits for it.
+            shared.wake.notify_one();
+        } else if notify {
             shared.wake.notify_one();
         }
         Ok((first..end, wait))

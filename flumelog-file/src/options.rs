@@ -41,8 +41,10 @@ pub struct Options {
     /// this process, before its bytes are written to the OS.
     ///
     /// With the default, `Duration::ZERO`, a buffered append returns only once its bytes
-    /// were written to the OS (concurrent appends share one `write`), so an acknowledged
-    /// buffered append survives a process crash, as [`Durability::Buffered`] promises.
+    /// were written to the OS, so an acknowledged buffered append survives a process
+    /// crash, as [`Durability::Buffered`] promises. An appender that finds no write in
+    /// progress writes its record itself (one `pwrite` into the page cache, about a
+    /// microsecond, on the calling thread); concurrent appenders share one `write`.
     ///
     /// A non-zero delay is an explicit relaxation for bulk loads: appends return as
     /// soon as the record is visible, and the writer thread writes everything buffered

@@ -1,12 +1,20 @@
-//! The writer thread: takes everything appended since its last round, frames it into one
+//! The writer: takes everything appended since its last round, frames it into one
 //! buffer, writes it with one `write`, syncs once for every synced append waiting, and
 //! publishes the result. It owns the active segment's file; readers never wait for it
 //! except for the short index update at the end of a write.
+//!
+//! The `Writer` lives behind a mutex shared by the writer thread and the appenders
+//! (leader/follower group commit). The thread waits for work *without* the mutex, then
+//! takes it to write. A buffered appender that finds the mutex free writes its own
+//! records inline (one `pwrite` into the page cache, no thread hand-off) unless a
+//! segment must be sealed; when the mutex is busy it leaves its records to whoever
+//! holds it next. Every snapshot of pending records is taken under the mutex, so no
+//! record is ever written twice. fsyncs happen only on the writer thread.
 
 use std::fs::{self, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -76,87 +84,146 @@ impl Writer {
         }
     }
 
-    /// The thread's main loop; returns once the log is closed.
-    pub(crate) fn run(mut self) {
+    /// The writer thread's main loop; returns once the log is closed.
+    pub(crate) fn run(writer: Arc<Mutex<Writer>>, shared: Arc<Shared>) {
         let mut entries = Vec::new();
         loop {
-            let job = self.next_job(std::mem::take(&mut entries));
-            let Some(mut job) = job else {
-                self.finish();
+            let work = wait_for_work(&shared);
+            let mut w = lock(&writer);
+            if !work {
+                w.finish();
                 return;
-            };
-            let outcome = self.execute(&mut job);
+            }
+            let mut job = w.take_job(std::mem::take(&mut entries));
+            let outcome = w.execute(&mut job);
             if let Err(reason) = outcome {
-                self.poison(reason);
+                w.poison(reason);
             }
             if let State::Closing { .. } = job.state {
-                let tail = self.shared.tail();
+                let tail = shared.tail();
                 let idle = tail.pending.is_empty() && tail.commands.is_empty();
                 drop(tail);
                 if idle {
-                    self.finish();
+                    w.finish();
                     return;
                 }
             }
+            drop(w);
             job.entries.clear();
             entries = job.entries;
         }
     }
 
-    /// Waits for work and takes it. `None` when the log is poisoned and closing.
-    fn next_job(&self, mut entries: Vec<(Bytes, bool)>) -> Option<Job> {
-        let shared = &*self.shared;
-        let delay = shared.options.max_write_delay;
-        let mut tail = shared.tail();
-        let mut waited = false;
-        loop {
-            if tail.poisoned.is_some() {
-                // Nothing more is written; answer commands, wait for close.
-                let reason = tail.poisoned.clone();
-                for Command::Revert { reply, .. } in tail.commands.drain(..) {
-                    let _ = reply.send(Err(poisoned(&reason)));
-                }
-                if tail.state != State::Open {
-                    return None;
-                }
-                tail.writer_idle = true;
-                tail = shared.wake.wait(tail).unwrap_or_else(|e| e.into_inner());
-                tail.writer_idle = false;
-                continue;
+    /// Writes the pending records on the calling (appending) thread, if that can be done
+    /// with one `write` and no fsync. Returns whether everything appended up to `end`
+    /// (a count) is now written; `false` leaves the work to the writer thread.
+    pub(crate) fn write_inline(&mut self, end: u64) -> bool {
+        if self.shared.written.load(Ordering::Acquire) >= end {
+            return true;
+        }
+        let mut job = {
+            let mut tail = self.shared.tail();
+            if tail.poisoned.is_some() || tail.state != State::Open || !tail.commands.is_empty() {
+                return false;
             }
-            let has_pending = !tail.pending.is_empty();
-            let urgent = tail.state != State::Open
-                || tail.sync_upto > self.durable
-                || tail.write_upto > tail.pending_first && has_pending
-                || tail.pending_bytes >= shared.options.write_buffer_size
-                || !tail.commands.is_empty();
-            if urgent || (has_pending && (waited || delay.is_zero())) {
-                break;
+            let bytes: u64 = tail
+                .pending
+                .iter()
+                .map(|(b, _)| format::framed_len(b.len()) as u64)
+                .sum();
+            let has_records = self.active.count > 0;
+            if has_records && self.active.len + bytes > self.shared.options.segment_size {
+                // Sealing a segment takes an fsync: the writer thread's job.
+                return false;
             }
-            if has_pending {
-                waited = true;
-                tail = shared
-                    .wake
-                    .wait_timeout(tail, delay)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            } else {
-                tail.writer_idle = true;
-                tail = shared.wake.wait(tail).unwrap_or_else(|e| e.into_inner());
-                tail.writer_idle = false;
+            tail.pending_bytes = 0;
+            Job {
+                entries: tail.pending.iter().cloned().collect(),
+                first_seq: tail.pending_first,
+                sync_upto: 0,
+                commands: Vec::new(),
+                state: tail.state,
+            }
+        };
+        match self.execute(&mut job) {
+            Ok(()) => self.shared.written.load(Ordering::Acquire) >= end,
+            Err(reason) => {
+                self.poison(reason);
+                false
             }
         }
+    }
+
+    /// Takes a snapshot of the pending records and requests. Called with the writer
+    /// mutex held, so that no one else writes the same records.
+    fn take_job(&self, mut entries: Vec<(Bytes, bool)>) -> Job {
+        let mut tail = self.shared.tail();
         entries.extend(tail.pending.iter().cloned());
         tail.pending_bytes = 0;
-        Some(Job {
+        Job {
             entries,
             first_seq: tail.pending_first,
             sync_upto: tail.sync_upto,
             commands: std::mem::take(&mut tail.commands),
             state: tail.state,
-        })
+        }
     }
+}
 
+/// Locks the writer. Its state stays consistent across a panic (a failed write poisons
+/// the log instead), so a poisoned mutex is used as it is.
+pub(crate) fn lock(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    writer.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits until there is work for the writer thread. `false` when the log is poisoned
+/// and closing (nothing more will be written).
+fn wait_for_work(shared: &Shared) -> bool {
+    let delay = shared.options.max_write_delay;
+    let mut tail = shared.tail();
+    let mut waited = false;
+    loop {
+        if tail.poisoned.is_some() {
+            // Nothing more is written; answer commands, wait for close.
+            let reason = tail.poisoned.clone();
+            for Command::Revert { reply, .. } in tail.commands.drain(..) {
+                let _ = reply.send(Err(poisoned(&reason)));
+            }
+            if tail.state != State::Open {
+                return false;
+            }
+            tail.writer_idle = true;
+            tail = shared.wake.wait(tail).unwrap_or_else(|e| e.into_inner());
+            tail.writer_idle = false;
+            continue;
+        }
+        let has_pending = !tail.pending.is_empty();
+        let durable = shared.progress.borrow().durable;
+        let urgent = tail.state != State::Open
+            || tail.sync_upto > durable
+            || tail.write_upto > tail.pending_first && has_pending
+            || tail.pending_bytes >= shared.options.write_buffer_size
+            || !tail.commands.is_empty();
+        if urgent || (has_pending && (waited || delay.is_zero())) {
+            break;
+        }
+        if has_pending {
+            waited = true;
+            tail = shared
+                .wake
+                .wait_timeout(tail, delay)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        } else {
+            tail.writer_idle = true;
+            tail = shared.wake.wait(tail).unwrap_or_else(|e| e.into_inner());
+            tail.writer_idle = false;
+        }
+    }
+    true
+}
+
+impl Writer {
     fn execute(&mut self, job: &mut Job) -> Result<(), Failure> {
         if !job.entries.is_empty() {
             let started = Instant::now();
@@ -471,7 +538,7 @@ impl Writer {
     }
 
     /// Closes: `since` ends, the lock is released, waiters are told.
-    fn finish(self) {
+    fn finish(&mut self) {
         let mut tail = self.shared.tail();
         tail.state = State::Closed;
         tail.since_tx = None;

@@ -22,7 +22,7 @@ async fn readers_see_whole_batches() -> TestResult {
             Vec::<u64>::new(),
             |seqs: &mut Vec<u64>, record: &Record<'_, u32>| -> Result<(), BoxError> {
                 seqs.push(record.seq());
-                if seqs.len() % 64 == 0 {
+                if seqs.len().is_multiple_of(64) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Ok(())
