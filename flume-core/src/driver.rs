@@ -178,8 +178,12 @@ pub(crate) struct Driver<T> {
     syncing: Option<tokio::task::JoinHandle<()>>,
     /// Whether the log's durable channel still has a sender.
     durable_open: bool,
+    /// The log's `since` is not watched before this instant (see `TAIL_INTERVAL`).
+    tail_quiet_until: Option<Instant>,
 }
 
+/// How often, at most, the driver looks at the log's tail when nothing else wakes it.
+const TAIL_INTERVAL: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -209,6 +213,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
             rebuilds: Vec::new(),
             syncing: None,
             durable_open: true,
+            tail_quiet_until: None,
         }
     }
 
@@ -248,20 +253,28 @@ impl<T: Send + Sync + 'static> Driver<T> {
                         self.stream = None;
                     }
                 },
-                changed = self.log_since.changed() => {
+                changed = self.log_since.changed(), if self.tail_quiet_until.is_none() => {
                     if changed.is_err() {
                         // The log dropped its since channel: it was closed under us.
                         self.stop(Error::Closed).await;
                         return;
                     }
+                    // Views are woken by their stream; the tail itself is followed (for
+                    // status and for truncations) at most every TAIL_INTERVAL, so that
+                    // appends do not wake the driver one by one.
+                    self.tail_quiet_until = Some(Instant::now() + TAIL_INTERVAL);
                     self.follow_tail().await;
                 }
                 changed = self.durable.changed(), if self.durable_open => {
                     self.durable_open = changed.is_ok();
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    if self.retry_at.is_some_and(|t| t <= Instant::now()) {
+                    let now = Instant::now();
+                    if self.retry_at.is_some_and(|t| t <= now) {
                         self.retry_at = None;
+                    }
+                    if self.tail_quiet_until.is_some_and(|t| t <= now) {
+                        self.tail_quiet_until = None;
                     }
                 }
             }
@@ -314,7 +327,10 @@ impl<T: Send + Sync + 'static> Driver<T> {
             .slots
             .iter()
             .filter_map(|s| s.dirty_at.map(|t| t + s.policy.interval));
-        checkpoints.chain(self.retry_at).min()
+        checkpoints
+            .chain(self.retry_at)
+            .chain(self.tail_quiet_until)
+            .min()
     }
 
     async fn handle(&mut self, command: Command<T>) {
