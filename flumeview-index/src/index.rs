@@ -1,0 +1,273 @@
+//! `Index`: the view, its builder methods, and its `View` implementation.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use flume_core::{BoxError, Checkpoint, CheckpointPolicy, ReaderContext, Record, Records, View};
+
+use crate::compactor::Compactor;
+use crate::emit::{Emit, OpBuf};
+use crate::files;
+use crate::store::Store;
+use crate::{IndexReader, Options};
+
+/// The map every constructor compiles down to: it sees the raw record.
+type Map<T> = Box<dyn FnMut(&Record<'_, T>, &mut Emit<'_>) -> Result<(), BoxError> + Send>;
+
+/// A secondary index: each record is mapped to zero or more operations on byte keys
+/// ([`Emit::put`], [`Emit::delete`]), and [`IndexReader`] answers which records a key,
+/// a key range or a key prefix points at.
+///
+/// | constructor | the map sees | decodes records |
+/// |---|---|---|
+/// | [`Index::new`] | each value, `&T` | yes |
+/// | [`Index::raw`] | each raw [`Record`]: seq, bytes, and the value on demand | only if the map calls [`Record::value`] |
+///
+/// | option | default |
+/// |---|---|
+/// | [`.persist(dir)`](Index::persist) | in memory only: rebuilt from the log at every start |
+/// | [`.options(options)`](Index::options) | [`Options::default`] |
+///
+/// Operations go to an in-memory table, written out as an immutable sorted run when it
+/// reaches [`Options::memtable_bytes`] and at every checkpoint; a background thread
+/// merges runs. Readers never wait for either. A persisted index resumes from its last
+/// checkpoint; see the [crate docs](crate#persistence).
+pub struct Index<T> {
+    version: u32,
+    map: Map<T>,
+    options: Options,
+    dir: Option<PathBuf>,
+    store: Arc<Store>,
+    ops: OpBuf,
+    lock: Option<File>,
+    compactor: Option<Compactor>,
+}
+
+impl<T> fmt::Debug for Index<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Index")
+            .field("version", &self.version)
+            .field("dir", &self.dir)
+            .field("options", &self.options)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: 'static> Index<T> {
+    /// An index whose map sees every decoded value and emits its keys.
+    ///
+    /// `version` is yours to choose: bump it whenever `map` changes, and the persisted
+    /// index is thrown away and rebuilt.
+    ///
+    /// ```
+    /// use flumeview_index::{key, Index};
+    ///
+    /// #[derive(Debug)]
+    /// struct Msg { key: String, author: String, sequence: u64 }
+    ///
+    /// let by_key = Index::new(1, |m: &Msg, e| e.put(key::string(&m.key)));
+    /// let by_author = Index::new(1, |m: &Msg, e| e.put(key::tuple((&m.author, m.sequence))));
+    /// # let _: (Index<Msg>, Index<Msg>) = (by_key, by_author);
+    /// ```
+    pub fn new<F>(version: u32, mut map: F) -> Self
+    where
+        F: FnMut(&T, &mut Emit<'_>) + Send + 'static,
+    {
+        Self::raw(version, move |record, emit| {
+            map(record.value()?, emit);
+            Ok(())
+        })
+    }
+
+    /// An index whose map sees each raw [`Record`]: its seq, its stored bytes, and its
+    /// value through [`Record::value`], decoded only when asked for (and at most once
+    /// across all views). The map may fail; the view is then reset and rebuilt once, and
+    /// marked failed if it fails again.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use flume_core::{BoxError, Record};
+    /// use flumeview_index::{Emit, Index};
+    ///
+    /// // Index records by their first 8 bytes, without decoding them.
+    /// let by_prefix: Index<Bytes> = Index::raw(1, |r: &Record<'_, Bytes>, e: &mut Emit<'_>| {
+    ///     e.put(&r.bytes()[..r.bytes().len().min(8)]);
+    ///     Ok::<(), BoxError>(())
+    /// });
+    /// ```
+    pub fn raw<F>(version: u32, map: F) -> Self
+    where
+        F: FnMut(&Record<'_, T>, &mut Emit<'_>) -> Result<(), BoxError> + Send + 'static,
+    {
+        let options = Options::default();
+        Index {
+            version,
+            map: Box::new(map),
+            store: Arc::new(Store::new(version, &options, None)),
+            options,
+            dir: None,
+            ops: OpBuf::default(),
+            lock: None,
+            compactor: None,
+        }
+    }
+
+    /// Persists the index in `dir` (created if missing), so that a restart resumes from
+    /// the last checkpoint instead of rebuilding. Default: in memory only.
+    ///
+    /// The directory belongs to this index (give each index its own) and is locked
+    /// while the index is open. Its files are described in `docs/format.md`. A damaged
+    /// manifest or run makes the index rebuild; it never stops the database.
+    ///
+    /// ```
+    /// use flumeview_index::{key, Index};
+    /// let by_name = Index::new(1, |name: &String, e| e.put(key::string(name)))
+    ///     .persist("/var/lib/myapp/views/by_name");
+    /// ```
+    #[must_use]
+    pub fn persist(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self.rebuild_store();
+        self
+    }
+
+    /// Sets every tuning knob at once. Default: [`Options::default`].
+    ///
+    /// ```
+    /// use flumeview_index::{key, Index, Options};
+    /// let small = Index::new(1, |name: &String, e| e.put(key::string(name)))
+    ///     .options(Options::default().memtable_bytes(1 << 20));
+    /// ```
+    #[must_use]
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self.rebuild_store();
+        self
+    }
+
+    /// The directory the index is persisted in, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    fn rebuild_store(&mut self) {
+        self.store = Arc::new(Store::new(self.version, &self.options, self.dir.clone()));
+    }
+
+    /// Locks the directory and starts the compactor, once.
+    fn open(&mut self) -> Result<(), BoxError> {
+        if let (Some(dir), None) = (&self.dir, &self.lock) {
+            self.lock = Some(files::lock_dir(dir)?);
+        }
+        if self.options.background_compaction && self.compactor.is_none() {
+            self.compactor = Some(Compactor::start(&self.store)?);
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Applies operations gathered by a test (records cannot be built outside flume-core).
+    #[cfg(test)]
+    pub(crate) fn apply_with(
+        &mut self,
+        seq: flume_core::Seq,
+        f: impl FnOnce(&mut Emit<'_>),
+    ) -> Result<(), BoxError> {
+        self.ops.clear();
+        f(&mut self.ops.emit(seq));
+        self.store.apply(&self.ops, seq)?;
+        Ok(())
+    }
+}
+
+impl<T: Send + Sync + 'static> View<T> for Index<T> {
+    type Reader = IndexReader<T>;
+
+    fn version(&self) -> u32 {
+        self.version
+    }
+
+    fn reader(&self, ctx: ReaderContext<T>) -> IndexReader<T> {
+        IndexReader::new(Arc::clone(&self.store), ctx.waiter, ctx.log)
+    }
+
+    /// Locks the directory, reads the manifest and opens the runs it names; removes
+    /// files a crash left behind.
+    ///
+    /// # Errors
+    /// [`Error::Locked`](flume_core::Error::Locked) when another open index holds the
+    /// directory; an unreadable or damaged manifest or run
+    /// ([`Error::Corrupt`](flume_core::Error::Corrupt), [`Error::Io`](flume_core::Error::Io)):
+    /// the driver then resets the index, which deletes its files.
+    fn load(&mut self) -> Result<Option<Checkpoint>, BoxError> {
+        self.open()?;
+        Ok(self.store.load()?)
+    }
+
+    /// Maps the batch, then adds its operations to the memtable in one step (readers see
+    /// the index before or after a batch, never in between), and flushes the memtable
+    /// when it is full.
+    ///
+    /// # Errors
+    /// Whatever the map returns, a decoding error for a value it needed, or a failed
+    /// flush. Nothing of the batch is applied then.
+    fn apply(&mut self, records: Records<'_, T>) -> Result<(), BoxError> {
+        let Some(last) = records.last_seq() else {
+            return Ok(());
+        };
+        let after = self.store.since();
+        self.ops.clear();
+        for record in records.iter() {
+            if after.is_some_and(|a| record.seq() <= a) {
+                continue;
+            }
+            (self.map)(&record, &mut self.ops.emit(record.seq()))?;
+        }
+        self.store.apply(&self.ops, last)?;
+        Ok(())
+    }
+
+    /// Flushes the memtable to a run and writes the manifest, atomically replacing the
+    /// previous one, with `since`; then lets the compactor look for runs to merge.
+    ///
+    /// # Errors
+    /// [`Error::Io`](flume_core::Error::Io); the previous checkpoint stays in force.
+    fn checkpoint(&mut self, since: flume_core::Seq) -> Result<(), BoxError> {
+        self.open()?;
+        if self.store.checkpoint(since)? {
+            if let Some(compactor) = &self.compactor {
+                compactor.poke();
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every run and the manifest, and empties the memtable.
+    ///
+    /// # Errors
+    /// [`Error::Io`](flume_core::Error::Io) when a file cannot be deleted.
+    fn reset(&mut self) -> Result<(), BoxError> {
+        self.open()?;
+        self.store.reset()?;
+        Ok(())
+    }
+
+    fn checkpoint_policy(&self) -> CheckpointPolicy {
+        self.options.checkpoint
+    }
+}
+
+impl<T> Drop for Index<T> {
+    /// Stops the compactor before the directory lock is released, so that a new handle
+    /// of the directory never sees this one's compaction finish.
+    fn drop(&mut self) {
+        self.compactor.take();
+    }
+}

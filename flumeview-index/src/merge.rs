@@ -1,0 +1,299 @@
+//! Merging the memtables and runs into one ordered stream, and turning that stream into
+//! answers: the live (key, seq) pairs a scan returns, or the entries a compaction keeps.
+
+use std::collections::VecDeque;
+
+use flume_core::{Result, Seq};
+
+use crate::entry::{Entry, Kind};
+use crate::run::RunCursor;
+
+/// One ordered source of entries.
+pub(crate) enum Source {
+    /// A copy of a memtable's range, in storage order.
+    Mem(VecDeque<Entry>),
+    /// A run.
+    Run(RunCursor),
+}
+
+impl Source {
+    fn next(&mut self, reverse: bool) -> Result<Option<Entry>> {
+        match self {
+            Source::Mem(entries) if reverse => Ok(entries.pop_back()),
+            Source::Mem(entries) => Ok(entries.pop_front()),
+            Source::Run(cursor) => cursor.next_entry(),
+        }
+    }
+}
+
+/// Merges sources that are each in storage order (or each reversed) into one stream in
+/// that order, dropping duplicates and entries at or below `min_seq`.
+pub(crate) struct Merge {
+    sources: Vec<Source>,
+    heads: Vec<Option<Entry>>,
+    reverse: bool,
+    min_seq: Option<Seq>,
+    started: bool,
+}
+
+impl Merge {
+    pub(crate) fn new(sources: Vec<Source>, reverse: bool, min_seq: Option<Seq>) -> Self {
+        Merge {
+            heads: Vec::with_capacity(sources.len()),
+            sources,
+            reverse,
+            min_seq,
+            started: false,
+        }
+    }
+
+    fn pull(&mut self, i: usize) -> Result<()> {
+        loop {
+            let next = self.sources[i].next(self.reverse)?;
+            match next {
+                Some(e) if self.min_seq.is_some_and(|m| e.seq <= m) => continue,
+                other => {
+                    self.heads[i] = other;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The next entry of the merged stream.
+    ///
+    /// # Errors
+    /// [`flume_core::Error::Corrupt`] from a damaged run block.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if !self.started {
+            self.started = true;
+            self.heads = (0..self.sources.len()).map(|_| None).collect();
+            for i in 0..self.sources.len() {
+                self.pull(i)?;
+            }
+        }
+        let mut best: Option<usize> = None;
+        for (i, head) in self.heads.iter().enumerate() {
+            let Some(e) = head else { continue };
+            best = match best {
+                None => Some(i),
+                Some(b) => {
+                    let current = self.heads[b].as_ref();
+                    let better = current.is_some_and(|c| if self.reverse { e > c } else { e < c });
+                    if better {
+                        Some(i)
+                    } else {
+                        Some(b)
+                    }
+                }
+            };
+        }
+        let Some(b) = best else { return Ok(None) };
+        let entry = self.heads[b].take();
+        self.pull(b)?;
+        // The same entry in several sources (never in normal operation) counts once.
+        for i in 0..self.heads.len() {
+            if self.heads[i].is_some() && self.heads[i] == entry {
+                self.pull(i)?;
+            }
+        }
+        Ok(entry)
+    }
+}
+
+/// One answer of a scan: a key and a seq it points at.
+pub(crate) type Pair = (Box<[u8]>, Seq);
+
+/// Collects the live (key, seq) pairs of a merged stream, at most `limit` of them:
+/// forward in (key, seq) order, reverse in the opposite order.
+///
+/// A put is live when no delete of its key has a higher seq. Memory: one key's live
+/// seqs, at most `limit` of them.
+pub(crate) fn live_pairs(
+    merge: &mut Merge,
+    reverse: bool,
+    limit: Option<usize>,
+) -> Result<Vec<Pair>> {
+    let mut out: Vec<Pair> = Vec::new();
+    let mut remaining = limit.unwrap_or(usize::MAX);
+    let mut group: Option<Box<[u8]>> = None;
+    let mut live: VecDeque<Seq> = VecDeque::new();
+    let mut dead = false;
+    let flush = |group: &Option<Box<[u8]>>,
+                 live: &mut VecDeque<Seq>,
+                 out: &mut Vec<Pair>,
+                 remaining: &mut usize| {
+        if let Some(key) = group {
+            for &seq in live.iter().rev() {
+                out.push((key.clone(), seq));
+            }
+            *remaining -= live.len();
+            live.clear();
+        }
+    };
+    while remaining > 0 {
+        let Some(e) = merge.next_entry()? else { break };
+        if group.as_deref() != Some(&*e.key) {
+            flush(&group, &mut live, &mut out, &mut remaining);
+            if remaining == 0 {
+                group = None;
+                break;
+            }
+            group = Some(e.key);
+            dead = false;
+        }
+        match (reverse, e.kind) {
+            // Forward: newest first within a key; a delete hides the rest of the group.
+            (false, _) if dead => {}
+            (false, Kind::Put) => {
+                live.push_back(e.seq);
+                if live.len() > remaining {
+                    live.pop_front();
+                }
+            }
+            (false, Kind::Delete) => dead = true,
+            // Reverse: oldest first within a key; a delete hides what came before it.
+            (true, Kind::Put) => {
+                live.push_back(e.seq);
+                if live.len() > remaining {
+                    live.pop_front();
+                }
+            }
+            (true, Kind::Delete) => live.clear(),
+        }
+    }
+    flush(&group, &mut live, &mut out, &mut remaining);
+    Ok(out)
+}
+
+/// What a compaction keeps of a merged stream (forward order): the puts above each
+/// key's newest delete, and that delete only when older runs may still hold the key.
+pub(crate) struct Compacted {
+    merge: Merge,
+    keep_deletes: bool,
+    group: Option<Box<[u8]>>,
+    dead: bool,
+}
+
+impl Compacted {
+    pub(crate) fn new(merge: Merge, keep_deletes: bool) -> Self {
+        Compacted {
+            merge,
+            keep_deletes,
+            group: None,
+            dead: false,
+        }
+    }
+
+    /// The next entry to write.
+    ///
+    /// # Errors
+    /// [`flume_core::Error::Corrupt`] from a damaged run block.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>> {
+        loop {
+            let Some(e) = self.merge.next_entry()? else {
+                return Ok(None);
+            };
+            if self.group.as_deref() != Some(&*e.key) {
+                self.group = Some(e.key.clone());
+                self.dead = false;
+            }
+            if self.dead {
+                continue;
+            }
+            match e.kind {
+                Kind::Put => return Ok(Some(e)),
+                Kind::Delete => {
+                    self.dead = true;
+                    if self.keep_deletes {
+                        return Ok(Some(e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem(entries: &[(&str, Seq, Kind)]) -> Source {
+        let mut v: Vec<Entry> = entries
+            .iter()
+            .map(|(k, s, kind)| Entry::new(k.as_bytes(), *s, *kind))
+            .collect();
+        v.sort();
+        Source::Mem(v.into())
+    }
+
+    fn pairs(reverse: bool, limit: Option<usize>) -> Vec<(String, Seq)> {
+        use Kind::*;
+        let sources = vec![
+            mem(&[("a", 1, Put), ("a", 3, Put), ("b", 2, Put), ("c", 4, Put)]),
+            mem(&[
+                ("a", 5, Delete),
+                ("a", 5, Put),
+                ("a", 6, Put),
+                ("b", 7, Delete),
+                ("c", 4, Put),
+            ]),
+        ];
+        let mut merge = Merge::new(sources, reverse, None);
+        live_pairs(&mut merge, reverse, limit)
+            .expect("memory")
+            .into_iter()
+            .map(|(k, s)| (String::from_utf8(k.into_vec()).expect("utf8"), s))
+            .collect()
+    }
+
+    fn owned(v: &[(&str, Seq)]) -> Vec<(String, Seq)> {
+        v.iter().map(|(k, s)| (k.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn deletes_hide_older_puts_in_both_directions() {
+        assert_eq!(pairs(false, None), owned(&[("a", 5), ("a", 6), ("c", 4)]));
+        assert_eq!(pairs(true, None), owned(&[("c", 4), ("a", 6), ("a", 5)]));
+        assert_eq!(pairs(false, Some(1)), owned(&[("a", 5)]));
+        assert_eq!(pairs(true, Some(2)), owned(&[("c", 4), ("a", 6)]));
+        assert_eq!(pairs(false, Some(0)), owned(&[]));
+    }
+
+    #[test]
+    fn compaction_keeps_live_puts_and_the_newest_delete() {
+        use Kind::*;
+        let run = |keep| {
+            let merge = Merge::new(
+                vec![mem(&[
+                    ("a", 1, Put),
+                    ("a", 2, Delete),
+                    ("a", 3, Put),
+                    ("a", 4, Delete),
+                    ("a", 4, Put),
+                    ("b", 1, Put),
+                ])],
+                false,
+                None,
+            );
+            let mut c = Compacted::new(merge, keep);
+            let mut out = Vec::new();
+            while let Some(e) = c.next_entry().expect("memory") {
+                out.push((e.key.to_vec(), e.seq, e.kind));
+            }
+            out
+        };
+        assert_eq!(
+            run(true),
+            vec![
+                (b"a".to_vec(), 4, Put),
+                (b"a".to_vec(), 4, Delete),
+                (b"b".to_vec(), 1, Put)
+            ]
+        );
+        assert_eq!(
+            run(false),
+            vec![(b"a".to_vec(), 4, Put), (b"b".to_vec(), 1, Put)]
+        );
+    }
+}

@@ -1,0 +1,905 @@
+//! Run files: immutable sorted runs of entries, written once by a flush or a compaction
+//! and read through a memory map (or, for an index without a directory, from memory).
+//!
+//! The layout is documented byte by byte in `docs/format.md`, section
+//! "flumeview-index files"; `tests::snapshot_*` pin it.
+//!
+//! ```text
+//! header   "FVIX" | format u16 | flags u16                                  8 bytes
+//! blocks   { entry* | count u32 | crc32c u32 }*          each about block_bytes
+//!          entry = kind u8 | seq u64 | key length (LEB128) | key
+//! index    { offset u64 | length u32 | last key length (LEB128) | last key }* | crc32c u32
+//! bloom    bits | crc32c u32
+//! footer   index offset, length | bloom offset, length | k u32 | blocks u32 |
+//!          entries u64 | keys u64 | min seq u64 | max seq u64 | "FVIX" | crc32c u32   80 bytes
+//! ```
+//! All integers are little-endian.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use flume_core::{Error, Result, Seq};
+use memmap2::Mmap;
+
+use crate::entry::{Entry, Kind};
+
+/// The first four bytes of a run file, and the four before its footer's CRC.
+pub(crate) const MAGIC: [u8; 4] = *b"FVIX";
+/// The run format version this crate writes and reads.
+pub(crate) const FORMAT_VERSION: u16 = 1;
+/// Bytes of the header.
+pub(crate) const HEADER_LEN: usize = 8;
+/// Bytes of the footer.
+pub(crate) const FOOTER_LEN: usize = 80;
+/// Bytes after a block's entries: count and CRC.
+const BLOCK_TRAILER: usize = 8;
+
+/// Appends `n` as LEB128: 7 bits per byte, low bits first, high bit set on all but the
+/// last byte.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads a LEB128 number at `*at`, advancing it. `None` when it runs past the end or
+/// does not fit in 64 bits.
+pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut n: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        let bits = u64::from(b & 0x7f);
+        if shift == 63 && bits > 1 {
+            return None;
+        }
+        n |= bits << shift;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// The bloom filter hash of a key: FNV-1a 64, then the SplitMix64 finalizer.
+pub(crate) fn bloom_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The `k` bit positions of a hash in a filter of `m` bits (double hashing).
+fn bloom_bits(hash: u64, k: u32, m: u64) -> impl Iterator<Item = u64> {
+    let delta = (hash >> 33) | 1;
+    (0..u64::from(k)).map(move |i| hash.wrapping_add(i.wrapping_mul(delta)) % m)
+}
+
+/// How a run's blocks and bloom filter are sized.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunParams {
+    pub(crate) block_bytes: usize,
+    pub(crate) bloom_bits_per_key: u32,
+}
+
+/// What a written run holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunStats {
+    pub(crate) entries: u64,
+    pub(crate) keys: u64,
+    pub(crate) min_seq: Seq,
+    pub(crate) max_seq: Seq,
+    pub(crate) bytes: u64,
+}
+
+/// Writes a run, entry by entry, in storage order.
+pub(crate) struct RunWriter<W: Write> {
+    out: W,
+    pos: u64,
+    params: RunParams,
+    block: Vec<u8>,
+    block_entries: u32,
+    blocks: u32,
+    index: Vec<u8>,
+    bloom: Vec<u8>,
+    bloom_k: u32,
+    last_key: Vec<u8>,
+    entries: u64,
+    keys: u64,
+    min_seq: Seq,
+    max_seq: Seq,
+}
+
+impl<W: Write> RunWriter<W> {
+    /// Starts a run for at most `max_keys` distinct keys (sizes the bloom filter).
+    pub(crate) fn new(mut out: W, params: RunParams, max_keys: u64) -> io::Result<Self> {
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(&MAGIC);
+        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header.extend_from_slice(&0u16.to_le_bytes());
+        out.write_all(&header)?;
+        let per_key = u64::from(params.bloom_bits_per_key.max(1));
+        let bits = max_keys.saturating_mul(per_key).clamp(64, 1 << 35);
+        let bloom_k = ((f64::from(params.bloom_bits_per_key.max(1)) * std::f64::consts::LN_2)
+            .round() as u32)
+            .clamp(1, 30);
+        Ok(RunWriter {
+            out,
+            pos: HEADER_LEN as u64,
+            params,
+            block: Vec::with_capacity(params.block_bytes + 256),
+            block_entries: 0,
+            blocks: 0,
+            index: Vec::new(),
+            bloom: vec![0; bits.div_ceil(8) as usize],
+            bloom_k,
+            last_key: Vec::new(),
+            entries: 0,
+            keys: 0,
+            min_seq: Seq::MAX,
+            max_seq: 0,
+        })
+    }
+
+    /// Adds the next entry; entries must come in storage order, without duplicates.
+    pub(crate) fn add(&mut self, key: &[u8], seq: Seq, kind: Kind) -> io::Result<()> {
+        if self.entries == 0 || self.last_key != key {
+            self.keys += 1;
+            let m = self.bloom.len() as u64 * 8;
+            for bit in bloom_bits(bloom_hash(key), self.bloom_k, m) {
+                self.bloom[(bit / 8) as usize] |= 1 << (bit % 8);
+            }
+            self.last_key.clear();
+            self.last_key.extend_from_slice(key);
+        }
+        self.block.push(kind as u8);
+        self.block.extend_from_slice(&seq.to_le_bytes());
+        put_varint(&mut self.block, key.len() as u64);
+        self.block.extend_from_slice(key);
+        self.block_entries += 1;
+        self.entries += 1;
+        self.min_seq = self.min_seq.min(seq);
+        self.max_seq = self.max_seq.max(seq);
+        if self.block.len() >= self.params.block_bytes {
+            self.finish_block()?;
+        }
+        Ok(())
+    }
+
+    fn finish_block(&mut self) -> io::Result<()> {
+        if self.block_entries == 0 {
+            return Ok(());
+        }
+        self.block
+            .extend_from_slice(&self.block_entries.to_le_bytes());
+        let crc = crc32c::crc32c(&self.block);
+        self.block.extend_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&self.block)?;
+        self.index.extend_from_slice(&self.pos.to_le_bytes());
+        self.index
+            .extend_from_slice(&(self.block.len() as u32).to_le_bytes());
+        put_varint(&mut self.index, self.last_key.len() as u64);
+        self.index.extend_from_slice(&self.last_key);
+        self.pos += self.block.len() as u64;
+        self.blocks += 1;
+        self.block.clear();
+        self.block_entries = 0;
+        Ok(())
+    }
+
+    /// How many entries were added.
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Writes the index, the bloom filter and the footer. Returns the sink and what the
+    /// run holds. A run must hold at least one entry.
+    pub(crate) fn finish(mut self) -> io::Result<(W, RunStats)> {
+        self.finish_block()?;
+        let index_offset = self.pos;
+        let crc = crc32c::crc32c(&self.index);
+        self.index.extend_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&self.index)?;
+        let index_len = self.index.len() as u64;
+        let bloom_offset = index_offset + index_len;
+        let crc = crc32c::crc32c(&self.bloom);
+        self.bloom.extend_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&self.bloom)?;
+        let bloom_len = self.bloom.len() as u64;
+        let mut footer = Vec::with_capacity(FOOTER_LEN);
+        footer.extend_from_slice(&index_offset.to_le_bytes());
+        footer.extend_from_slice(&index_len.to_le_bytes());
+        footer.extend_from_slice(&bloom_offset.to_le_bytes());
+        footer.extend_from_slice(&bloom_len.to_le_bytes());
+        footer.extend_from_slice(&self.bloom_k.to_le_bytes());
+        footer.extend_from_slice(&self.blocks.to_le_bytes());
+        footer.extend_from_slice(&self.entries.to_le_bytes());
+        footer.extend_from_slice(&self.keys.to_le_bytes());
+        footer.extend_from_slice(&self.min_seq.to_le_bytes());
+        footer.extend_from_slice(&self.max_seq.to_le_bytes());
+        footer.extend_from_slice(&MAGIC);
+        let crc = crc32c::crc32c(&footer);
+        footer.extend_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&footer)?;
+        self.out.flush()?;
+        let bytes = bloom_offset + bloom_len + FOOTER_LEN as u64;
+        Ok((
+            self.out,
+            RunStats {
+                entries: self.entries,
+                keys: self.keys,
+                min_seq: self.min_seq,
+                max_seq: self.max_seq,
+                bytes,
+            },
+        ))
+    }
+}
+
+/// Where a run's bytes live.
+enum Data {
+    Mapped(Mmap),
+    Heap(Vec<u8>),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Mapped(m) => m,
+            Data::Heap(v) => v,
+        }
+    }
+}
+
+/// One block's place in the file and the last key it holds.
+#[derive(Debug)]
+struct BlockRef {
+    offset: usize,
+    len: usize,
+    last_key: Box<[u8]>,
+}
+
+/// One entry of a decoded block; the key is a range of the run's bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawEntry {
+    key_at: usize,
+    key_len: usize,
+    pub(crate) seq: Seq,
+    pub(crate) kind: Kind,
+}
+
+/// An open, validated run.
+pub(crate) struct Run {
+    pub(crate) id: u64,
+    pub(crate) level: u32,
+    pub(crate) path: Option<PathBuf>,
+    data: Data,
+    blocks: Vec<BlockRef>,
+    bloom_at: usize,
+    bloom_len: usize,
+    bloom_k: u32,
+    pub(crate) stats: RunStats,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("id", &self.id)
+            .field("level", &self.level)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Run {
+    /// Opens and validates the run file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; [`Error::Corrupt`] naming the file and the offset of the damage.
+    pub(crate) fn open(path: &Path, id: u64, level: u32) -> Result<Run> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < (HEADER_LEN + FOOTER_LEN) as u64 {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                offset: len,
+                reason: format!("the run file is truncated: {len} bytes"),
+            });
+        }
+        let map = crate::mmap::map(&file).map_err(|e| Error::io(path, e))?;
+        Run::parse(Data::Mapped(map), Some(path.to_path_buf()), id, level)
+    }
+
+    /// A run held in memory.
+    pub(crate) fn from_vec(bytes: Vec<u8>, id: u64, level: u32) -> Result<Run> {
+        Run::parse(Data::Heap(bytes), None, id, level)
+    }
+
+    fn parse(data: Data, path: Option<PathBuf>, id: u64, level: u32) -> Result<Run> {
+        let shown = path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("<memory run {id}>")));
+        let corrupt = |offset: usize, reason: String| Error::Corrupt {
+            path: shown.clone(),
+            offset: offset as u64,
+            reason,
+        };
+        let bytes = data.bytes();
+        let len = bytes.len();
+        if len < HEADER_LEN + FOOTER_LEN {
+            return Err(corrupt(
+                len,
+                format!("the run file is truncated: {len} bytes"),
+            ));
+        }
+        if bytes[0..4] != MAGIC {
+            return Err(corrupt(
+                0,
+                "not a flumeview-index run file (wrong magic bytes)".into(),
+            ));
+        }
+        let format = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if format != FORMAT_VERSION {
+            return Err(corrupt(
+                4,
+                format!("unknown run format version {format} (this build reads {FORMAT_VERSION})"),
+            ));
+        }
+        if bytes[6..8] != [0, 0] {
+            return Err(corrupt(6, "unknown run flags".into()));
+        }
+        let f = len - FOOTER_LEN;
+        let stored = u32_at(bytes, f + 76);
+        if bytes[f + 72..f + 76] != MAGIC || crc32c::crc32c(&bytes[f..f + 76]) != stored {
+            return Err(corrupt(
+                f,
+                "the run footer is damaged (magic or checksum mismatch)".into(),
+            ));
+        }
+        let index_at = u64_at(bytes, f);
+        let index_len = u64_at(bytes, f + 8);
+        let bloom_at = u64_at(bytes, f + 16);
+        let bloom_len = u64_at(bytes, f + 24);
+        let bloom_k = u32_at(bytes, f + 32);
+        let block_count = u32_at(bytes, f + 36);
+        let stats = RunStats {
+            entries: u64_at(bytes, f + 40),
+            keys: u64_at(bytes, f + 48),
+            min_seq: u64_at(bytes, f + 56),
+            max_seq: u64_at(bytes, f + 64),
+            bytes: len as u64,
+        };
+        let sections_ok = index_at >= HEADER_LEN as u64
+            && index_len >= 4
+            && index_at.checked_add(index_len) == Some(bloom_at)
+            && bloom_len >= 12
+            && bloom_at.checked_add(bloom_len) == Some(f as u64)
+            && (1..=30).contains(&bloom_k)
+            && block_count >= 1
+            && stats.entries >= u64::from(block_count)
+            && stats.keys >= 1
+            && stats.keys <= stats.entries
+            && stats.min_seq <= stats.max_seq;
+        if !sections_ok {
+            return Err(corrupt(
+                f,
+                "the run footer describes an impossible layout".into(),
+            ));
+        }
+        let (index_at, index_len) = (index_at as usize, index_len as usize);
+        let index = &bytes[index_at..index_at + index_len];
+        let body = index_len - 4;
+        if crc32c::crc32c(&index[..body]) != u32_at(index, body) {
+            return Err(corrupt(
+                index_at + body,
+                "the run's block index checksum does not match".into(),
+            ));
+        }
+        let (bloom_at, bloom_len) = (bloom_at as usize, bloom_len as usize - 4);
+        if crc32c::crc32c(&bytes[bloom_at..bloom_at + bloom_len])
+            != u32_at(bytes, bloom_at + bloom_len)
+        {
+            return Err(corrupt(
+                bloom_at + bloom_len,
+                "the run's bloom filter checksum does not match".into(),
+            ));
+        }
+        // The index: blocks are contiguous from the header to the index, last keys ascend.
+        let mut blocks: Vec<BlockRef> = Vec::new();
+        let mut at = 0;
+        let mut expect = HEADER_LEN;
+        while at < body {
+            let start = at;
+            let bad = |why: &str| {
+                corrupt(
+                    index_at + start,
+                    format!("block index entry {}: {why}", blocks.len()),
+                )
+            };
+            if body - at < 13 {
+                return Err(bad("truncated"));
+            }
+            let offset = u64_at(index, at);
+            let block_len = u64::from(u32_at(index, at + 8));
+            at += 12;
+            let key_len =
+                get_varint(&index[..body], &mut at).ok_or_else(|| bad("bad key length"))?;
+            if key_len > (body - at) as u64 {
+                return Err(bad("key runs past the index"));
+            }
+            let key = &index[at..at + key_len as usize];
+            at += key_len as usize;
+            if offset != expect as u64
+                || block_len < (BLOCK_TRAILER + 10) as u64
+                || offset + block_len > index_at as u64
+            {
+                return Err(bad("block out of place"));
+            }
+            if blocks.last().is_some_and(|b| *b.last_key > *key) {
+                return Err(bad("last keys out of order"));
+            }
+            expect += block_len as usize;
+            blocks.push(BlockRef {
+                offset: offset as usize,
+                len: block_len as usize,
+                last_key: key.into(),
+            });
+        }
+        if expect != index_at || blocks.len() != block_count as usize {
+            return Err(corrupt(
+                index_at,
+                "the block index does not cover the blocks".into(),
+            ));
+        }
+        Ok(Run {
+            id,
+            level,
+            path,
+            data,
+            blocks,
+            bloom_at,
+            bloom_len,
+            bloom_k,
+            stats,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.data.bytes()
+    }
+
+    fn shown_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("<memory run {}>", self.id)))
+    }
+
+    /// Whether the run may hold `key` (false: it certainly does not).
+    pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
+        let bloom = &self.bytes()[self.bloom_at..self.bloom_at + self.bloom_len];
+        let m = bloom.len() as u64 * 8;
+        bloom_bits(bloom_hash(key), self.bloom_k, m)
+            .all(|bit| bloom[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
+    }
+
+    pub(crate) fn key(&self, e: &RawEntry) -> &[u8] {
+        &self.bytes()[e.key_at..e.key_at + e.key_len]
+    }
+
+    /// Decodes block `i`, checking its CRC.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the run file and the block's offset.
+    pub(crate) fn block(&self, i: usize, out: &mut Vec<RawEntry>) -> Result<()> {
+        out.clear();
+        let BlockRef { offset, len, .. } = self.blocks[i];
+        let bytes = &self.bytes()[offset..offset + len];
+        let corrupt = |at: usize, reason: String| Error::Corrupt {
+            path: self.shown_path(),
+            offset: (offset + at) as u64,
+            reason,
+        };
+        let body = len - 4;
+        if crc32c::crc32c(&bytes[..body]) != u32_at(bytes, body) {
+            return Err(corrupt(body, format!("block {i} checksum mismatch")));
+        }
+        let count = u32_at(bytes, body - 4) as usize;
+        let end = body - 4;
+        let mut at = 0;
+        while at < end {
+            let start = at;
+            let bad = || corrupt(start, format!("block {i}: malformed entry"));
+            if end - at < 10 {
+                return Err(bad());
+            }
+            let kind = Kind::from_byte(bytes[at]).ok_or_else(bad)?;
+            let seq = u64_at(bytes, at + 1);
+            at += 9;
+            let key_len = get_varint(&bytes[..end], &mut at).ok_or_else(bad)?;
+            if key_len > (end - at) as u64 {
+                return Err(bad());
+            }
+            out.push(RawEntry {
+                key_at: offset + at,
+                key_len: key_len as usize,
+                seq,
+                kind,
+            });
+            at += key_len as usize;
+        }
+        if out.len() != count || count == 0 {
+            return Err(corrupt(
+                end,
+                format!("block {i}: holds {} entries, says {count}", out.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+}
+
+/// Whether `key` is at or above the lower bound.
+pub(crate) fn above_lo(key: &[u8], lo: &Bound<Vec<u8>>) -> bool {
+    match lo {
+        Bound::Included(b) => key >= b.as_slice(),
+        Bound::Excluded(b) => key > b.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
+/// Whether `key` is at or below the upper bound.
+pub(crate) fn below_hi(key: &[u8], hi: &Bound<Vec<u8>>) -> bool {
+    match hi {
+        Bound::Included(b) => key <= b.as_slice(),
+        Bound::Excluded(b) => key < b.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
+/// Walks a run's entries within key bounds, forward or in reverse.
+pub(crate) struct RunCursor {
+    run: Arc<Run>,
+    reverse: bool,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    /// The block loaded in `entries`.
+    block: usize,
+    entries: Vec<RawEntry>,
+    /// Forward: the next entry to yield. Reverse: one past it.
+    pos: usize,
+    started: bool,
+    done: bool,
+}
+
+impl RunCursor {
+    pub(crate) fn new(
+        run: Arc<Run>,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> Self {
+        RunCursor {
+            run,
+            reverse,
+            lo,
+            hi,
+            block: 0,
+            entries: Vec::new(),
+            pos: 0,
+            started: false,
+            done: false,
+        }
+    }
+
+    fn start(&mut self) -> Result<()> {
+        self.started = true;
+        let blocks = &self.run.blocks;
+        let n = self.run.block_count();
+        if self.reverse {
+            let first_past = match &self.hi {
+                Bound::Included(h) => blocks.partition_point(|b| *b.last_key <= **h),
+                Bound::Excluded(h) => blocks.partition_point(|b| *b.last_key < **h),
+                Bound::Unbounded => n - 1,
+            };
+            self.block = first_past.min(n - 1);
+            self.run.block(self.block, &mut self.entries)?;
+            let run = &self.run;
+            let hi = &self.hi;
+            self.pos = self.entries.partition_point(|e| below_hi(run.key(e), hi));
+        } else {
+            let first = match &self.lo {
+                Bound::Included(l) => blocks.partition_point(|b| *b.last_key < **l),
+                Bound::Excluded(l) => blocks.partition_point(|b| *b.last_key <= **l),
+                Bound::Unbounded => 0,
+            };
+            if first >= n {
+                self.done = true;
+                return Ok(());
+            }
+            self.block = first;
+            self.run.block(self.block, &mut self.entries)?;
+            let run = &self.run;
+            let lo = &self.lo;
+            self.pos = self.entries.partition_point(|e| !above_lo(run.key(e), lo));
+        }
+        Ok(())
+    }
+
+    /// The next entry within bounds.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when a block is damaged.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if !self.started {
+            self.start()?;
+        }
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if self.reverse {
+                if self.pos == 0 {
+                    if self.block == 0 {
+                        self.done = true;
+                        continue;
+                    }
+                    self.block -= 1;
+                    self.run.block(self.block, &mut self.entries)?;
+                    self.pos = self.entries.len();
+                    continue;
+                }
+                self.pos -= 1;
+                let e = self.entries[self.pos];
+                let key = self.run.key(&e);
+                if !above_lo(key, &self.lo) {
+                    self.done = true;
+                    continue;
+                }
+                return Ok(Some(Entry::new(key, e.seq, e.kind)));
+            } else {
+                if self.pos >= self.entries.len() {
+                    if self.block + 1 >= self.run.block_count() {
+                        self.done = true;
+                        continue;
+                    }
+                    self.block += 1;
+                    self.run.block(self.block, &mut self.entries)?;
+                    self.pos = 0;
+                    continue;
+                }
+                let e = self.entries[self.pos];
+                self.pos += 1;
+                let key = self.run.key(&e);
+                if !below_hi(key, &self.hi) {
+                    self.done = true;
+                    continue;
+                }
+                return Ok(Some(Entry::new(key, e.seq, e.kind)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::fmt::Write as _;
+
+    pub(crate) const SMALL: RunParams = RunParams {
+        block_bytes: 64,
+        bloom_bits_per_key: 10,
+    };
+
+    pub(crate) fn build(entries: &[Entry], params: RunParams) -> Vec<u8> {
+        let mut w = RunWriter::new(Vec::new(), params, entries.len() as u64).expect("vec");
+        for e in entries {
+            w.add(&e.key, e.seq, e.kind).expect("vec");
+        }
+        w.finish().expect("vec").0
+    }
+
+    fn all(run: &Arc<Run>, reverse: bool) -> Vec<Entry> {
+        let mut c = RunCursor::new(Arc::clone(run), Bound::Unbounded, Bound::Unbounded, reverse);
+        let mut out = Vec::new();
+        while let Some(e) = c.next_entry().expect("valid") {
+            out.push(e);
+        }
+        out
+    }
+
+    /// `xxd`-style dump: offset, 16 bytes in hex, printable ASCII.
+    pub(crate) fn hexdump(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for (i, line) in bytes.chunks(16).enumerate() {
+            let _ = write!(out, "{:08x}:", i * 16);
+            for pair in line.chunks(2) {
+                out.push(' ');
+                for b in pair {
+                    let _ = write!(out, "{b:02x}");
+                }
+            }
+            let used = line.len() * 2 + line.len().div_ceil(2);
+            out.push_str(&" ".repeat(40 - used));
+            out.push_str("  ");
+            for &b in line {
+                out.push(if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                });
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn snapshot_small_run() {
+        let entries = vec![
+            Entry::new(b"apple", 7, Kind::Put),
+            Entry::new(b"apple", 2, Kind::Delete),
+            Entry::new(b"pear", 3, Kind::Put),
+        ];
+        let params = RunParams {
+            block_bytes: 16,
+            bloom_bits_per_key: 10,
+        };
+        insta::assert_snapshot!(hexdump(&build(&entries, params)));
+    }
+
+    #[test]
+    fn varints_round_trip_and_reject_overflow() {
+        for n in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut v = Vec::new();
+            put_varint(&mut v, n);
+            let mut at = 0;
+            assert_eq!(get_varint(&v, &mut at), Some(n));
+            assert_eq!(at, v.len());
+        }
+        let mut at = 0;
+        assert_eq!(get_varint(&[0xff; 11], &mut at), None);
+        let mut at = 0;
+        assert_eq!(get_varint(&[0x80], &mut at), None);
+    }
+
+    fn sorted_entries() -> impl Strategy<Value = Vec<Entry>> {
+        proptest::collection::btree_set(
+            (
+                proptest::collection::vec(0u8..4, 0..4),
+                0u64..20,
+                prop_oneof![Just(Kind::Put), Just(Kind::Delete)],
+            )
+                .prop_map(|(k, s, kind)| Entry::new(&k, s, kind)),
+            1..60,
+        )
+        .prop_map(|set| set.into_iter().collect())
+    }
+
+    fn key_bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
+        prop_oneof![
+            Just(Bound::Unbounded),
+            proptest::collection::vec(0u8..4, 0..3).prop_map(Bound::Included),
+            proptest::collection::vec(0u8..4, 0..3).prop_map(Bound::Excluded),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn cursors_yield_exactly_the_entries_in_bounds(
+            entries in sorted_entries(),
+            lo in key_bound(),
+            hi in key_bound(),
+            reverse in any::<bool>(),
+        ) {
+            let run = Arc::new(Run::from_vec(build(&entries, SMALL), 1, 0).expect("valid"));
+            prop_assert_eq!(run.stats.entries, entries.len() as u64);
+            let mut expected: Vec<Entry> = entries
+                .iter()
+                .filter(|e| above_lo(&e.key, &lo) && below_hi(&e.key, &hi))
+                .cloned()
+                .collect();
+            if reverse {
+                expected.reverse();
+            }
+            let mut c = RunCursor::new(Arc::clone(&run), lo, hi, reverse);
+            let mut got = Vec::new();
+            while let Some(e) = c.next_entry().expect("valid") {
+                got.push(e);
+            }
+            prop_assert_eq!(got, expected);
+            for e in &entries {
+                prop_assert!(run.may_contain(&e.key));
+            }
+        }
+
+        #[test]
+        fn damage_is_detected_never_a_panic(
+            entries in sorted_entries(),
+            bit in any::<prop::sample::Index>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let good = build(&entries, SMALL);
+            let mut flipped = good.clone();
+            let at = bit.index(good.len() * 8);
+            flipped[at / 8] ^= 1 << (at % 8);
+            // Either opening or reading every entry fails.
+            if let Ok(run) = Run::from_vec(flipped, 1, 0) {
+                let run = Arc::new(run);
+                let mut c = RunCursor::new(Arc::clone(&run), Bound::Unbounded, Bound::Unbounded, false);
+                let mut failed = false;
+                loop {
+                    match c.next_entry() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => { failed = true; break; }
+                    }
+                }
+                prop_assert!(failed, "a flipped bit at {} went unnoticed", at);
+            }
+            let truncated = good[..cut.index(good.len())].to_vec();
+            prop_assert!(Run::from_vec(truncated, 1, 0).is_err());
+        }
+
+        #[test]
+        fn junk_never_panics(junk in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(run) = Run::from_vec(junk, 1, 0) {
+                let _ = all(&Arc::new(run), false);
+            }
+        }
+    }
+
+    #[test]
+    fn bloom_rejects_most_absent_keys() {
+        let entries: Vec<Entry> = (0..1000u64)
+            .map(|i| Entry::new(format!("key{i:05}").as_bytes(), i, Kind::Put))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let run = Run::from_vec(
+            build(
+                &entries,
+                RunParams {
+                    block_bytes: 4096,
+                    bloom_bits_per_key: 10,
+                },
+            ),
+            1,
+            0,
+        )
+        .expect("valid");
+        let false_positives = (0..10_000u64)
+            .filter(|i| run.may_contain(format!("absent{i}").as_bytes()))
+            .count();
+        assert!(
+            false_positives < 300,
+            "{false_positives} false positives in 10,000"
+        );
+    }
+}

@@ -1,0 +1,691 @@
+//! The storage engine: a memtable, immutable runs, the manifest, flushes, compaction,
+//! loading and resetting. Synchronous; the view and the readers wrap it.
+//!
+//! Concurrency: `tables` (a short `RwLock`) holds what readers see — the memtable, a
+//! memtable being flushed, and an `Arc` of the run list, so a reader copies its slice of
+//! the memtables and clones the `Arc` and then reads without any lock. `committed` (a
+//! `Mutex` readers never take) serialises manifest writes between checkpoints and the
+//! compactor. A compaction merges committed runs without either lock and installs its
+//! result under both, briefly; the old run files are deleted only after the manifest
+//! that no longer names them is durable.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use flume_core::{Checkpoint, Error, Result, Seq};
+
+use crate::emit::OpBuf;
+use crate::entry::{Entry, Kind};
+use crate::files::{self, Faults};
+use crate::manifest::{Manifest, RunRef};
+use crate::merge::{live_pairs, Compacted, Merge, Pair, Source};
+use crate::run::{Run, RunCursor, RunParams, RunWriter};
+use crate::Options;
+
+type Memtable = BTreeSet<Entry>;
+
+/// What readers see.
+#[derive(Default)]
+struct Tables {
+    mem: Memtable,
+    mem_bytes: usize,
+    /// A memtable being written out as a run.
+    frozen: Option<Arc<Memtable>>,
+    /// Every run, oldest first: the committed ones (in the manifest), then those flushed
+    /// since the last checkpoint.
+    runs: Arc<Vec<Arc<Run>>>,
+    /// The last seq applied.
+    since: Option<Seq>,
+}
+
+/// What the manifest on disk says.
+#[derive(Default)]
+struct Committed {
+    /// Whether a manifest exists.
+    written: bool,
+    since: Option<Seq>,
+    /// Oldest first.
+    runs: Vec<Arc<Run>>,
+}
+
+/// The storage engine of one index.
+pub(crate) struct Store {
+    version: u32,
+    dir: Option<PathBuf>,
+    params: RunParams,
+    memtable_bytes: usize,
+    fan_in: usize,
+    tables: RwLock<Tables>,
+    committed: Mutex<Committed>,
+    next_id: AtomicU64,
+    /// Bumped by every reset: a compaction that started before it is discarded.
+    generation: AtomicU64,
+    /// Held by a compaction while it runs; a reset takes it to wait for it.
+    compacting: Mutex<()>,
+    pub(crate) faults: Faults,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tables = self.read();
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("since", &tables.since)
+            .field("memtable_entries", &tables.mem.len())
+            .field("runs", &tables.runs.len())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Key bounds as entry bounds over the memtable; `None` when they admit no key.
+fn entry_bounds(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Option<(Bound<Entry>, Bound<Entry>)> {
+    if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) =
+        (lo, hi)
+    {
+        let both_included = matches!((lo, hi), (Bound::Included(_), Bound::Included(_)));
+        if l > h || (l == h && !both_included) {
+            return None;
+        }
+    }
+    let lo = match lo {
+        Bound::Included(k) => Bound::Included(Entry::new(k, Seq::MAX, Kind::Put)),
+        Bound::Excluded(k) => Bound::Excluded(Entry::new(k, 0, Kind::Delete)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let hi = match hi {
+        Bound::Included(k) => Bound::Included(Entry::new(k, 0, Kind::Delete)),
+        Bound::Excluded(k) => Bound::Excluded(Entry::new(k, Seq::MAX, Kind::Put)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    Some((lo, hi))
+}
+
+/// What a query needs besides its bounds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Query<'a> {
+    pub(crate) reverse: bool,
+    pub(crate) limit: Option<usize>,
+    /// Only entries above this seq (for live scans).
+    pub(crate) after: Option<Seq>,
+    /// The single key asked for (enables the bloom filters).
+    pub(crate) point: Option<&'a [u8]>,
+}
+
+impl Store {
+    pub(crate) fn new(version: u32, options: &Options, dir: Option<PathBuf>) -> Store {
+        Store {
+            version,
+            dir,
+            params: RunParams {
+                block_bytes: options.block_bytes.max(64),
+                bloom_bits_per_key: options.bloom_bits_per_key.max(1),
+            },
+            memtable_bytes: options.memtable_bytes,
+            fan_in: options.merge_fan_in.max(2),
+            tables: RwLock::new(Tables::default()),
+            committed: Mutex::new(Committed::default()),
+            next_id: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
+            compacting: Mutex::new(()),
+            faults: Faults::default(),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last seq applied.
+    pub(crate) fn since(&self) -> Option<Seq> {
+        self.read().since
+    }
+
+    /// How many runs readers see (committed and not yet).
+    #[cfg(test)]
+    pub(crate) fn run_count(&self) -> usize {
+        self.read().runs.len()
+    }
+
+    // ----- queries -------------------------------------------------------------------
+
+    /// The live (key, seq) pairs within bounds, and the `since` they reflect.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when a run block is damaged.
+    pub(crate) fn scan(
+        &self,
+        lo: &Bound<Vec<u8>>,
+        hi: &Bound<Vec<u8>>,
+        q: Query<'_>,
+    ) -> Result<(Vec<Pair>, Option<Seq>)> {
+        let Some((elo, ehi)) = entry_bounds(lo, hi) else {
+            return Ok((Vec::new(), self.since()));
+        };
+        let (mem, frozen, runs, since) = {
+            let tables = self.read();
+            let copy = |m: &Memtable| -> VecDeque<Entry> {
+                m.range((elo.clone(), ehi.clone()))
+                    .filter(|e| q.after.is_none_or(|a| e.seq > a))
+                    .cloned()
+                    .collect()
+            };
+            let frozen = tables.frozen.as_deref().map(copy);
+            (
+                copy(&tables.mem),
+                frozen,
+                Arc::clone(&tables.runs),
+                tables.since,
+            )
+        };
+        let mut sources = vec![Source::Mem(mem)];
+        sources.extend(frozen.map(Source::Mem));
+        for run in runs.iter() {
+            if q.after.is_some_and(|a| run.stats.max_seq <= a) {
+                continue;
+            }
+            if q.point.is_some_and(|k| !run.may_contain(k)) {
+                continue;
+            }
+            sources.push(Source::Run(RunCursor::new(
+                Arc::clone(run),
+                lo.clone(),
+                hi.clone(),
+                q.reverse,
+            )));
+        }
+        let mut merge = Merge::new(sources, q.reverse, q.after);
+        Ok((live_pairs(&mut merge, q.reverse, q.limit)?, since))
+    }
+
+    /// The newest live seq of `key`.
+    ///
+    /// # Errors
+    /// As [`Store::scan`].
+    pub(crate) fn latest(&self, key: &[u8]) -> Result<Option<Seq>> {
+        let bound = Bound::Included(key.to_vec());
+        let q = Query {
+            point: Some(key),
+            reverse: true,
+            limit: Some(1),
+            ..Query::default()
+        };
+        Ok(self.scan(&bound, &bound, q)?.0.first().map(|(_, s)| *s))
+    }
+
+    /// Every live seq of `key`, in log order.
+    ///
+    /// # Errors
+    /// As [`Store::scan`].
+    pub(crate) fn seqs(&self, key: &[u8]) -> Result<Vec<Seq>> {
+        let bound = Bound::Included(key.to_vec());
+        let q = Query {
+            point: Some(key),
+            ..Query::default()
+        };
+        Ok(self
+            .scan(&bound, &bound, q)?
+            .0
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    // ----- writing -------------------------------------------------------------------
+
+    /// Adds a batch's operations (`last` is the batch's last seq) and flushes the
+    /// memtable when it is full.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a flush fails.
+    pub(crate) fn apply(&self, ops: &OpBuf, last: Seq) -> Result<()> {
+        let full = {
+            let mut tables = self.write();
+            for entry in ops.entries() {
+                let size = entry.mem_size();
+                if tables.mem.insert(entry) {
+                    tables.mem_bytes += size;
+                }
+            }
+            tables.since = Some(last);
+            tables.mem_bytes >= self.memtable_bytes
+        };
+        if full {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the memtable out as a (not yet committed) run.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; the memtable is then kept as it was.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let frozen = {
+            let mut tables = self.write();
+            if tables.mem.is_empty() {
+                return Ok(());
+            }
+            let mem = Arc::new(std::mem::take(&mut tables.mem));
+            tables.frozen = Some(Arc::clone(&mem));
+            mem
+        };
+        let count = frozen.len() as u64;
+        let keys = frozen.iter().map(|e| Ok(Some(e.clone())));
+        let written = self.write_run(keys, count, 0, "flush", &|| false);
+        let mut tables = self.write();
+        match written {
+            Ok(run) => {
+                if let Some(run) = run {
+                    tracing::debug!(
+                        run = run.id,
+                        entries = run.stats.entries,
+                        bytes = run.stats.bytes,
+                        "flushed the index memtable"
+                    );
+                    let mut runs = Vec::clone(&tables.runs);
+                    runs.push(run);
+                    tables.runs = Arc::new(runs);
+                }
+                tables.frozen = None;
+                tables.mem_bytes = tables.mem.iter().map(Entry::mem_size).sum();
+                Ok(())
+            }
+            Err(e) => {
+                // Put the entries back (nothing else writes the memtable meanwhile).
+                tables.frozen = None;
+                let mut mem = Arc::try_unwrap(frozen).unwrap_or_else(|arc| (*arc).clone());
+                mem.append(&mut tables.mem);
+                tables.mem_bytes = mem.iter().map(Entry::mem_size).sum();
+                tables.mem = mem;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes entries (an iterator of `Result<Option<Entry>>` ending with `Ok(None)` or
+    /// running out) as run `level`. `None` when there was nothing to write.
+    fn write_run(
+        &self,
+        entries: impl Iterator<Item = Result<Option<Entry>>>,
+        max_keys: u64,
+        level: u32,
+        step: &str,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<Arc<Run>>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let Some(dir) = &self.dir else {
+            let mut writer = RunWriter::new(Vec::new(), self.params, max_keys)
+                .map_err(|e| Error::io("<memory>", e))?;
+            for entry in entries {
+                let Some(e) = entry? else { break };
+                writer
+                    .add(&e.key, e.seq, e.kind)
+                    .map_err(|e| Error::io("<memory>", e))?;
+            }
+            if writer.entries() == 0 || cancelled() {
+                return Ok(None);
+            }
+            let (bytes, _) = writer.finish().map_err(|e| Error::io("<memory>", e))?;
+            return Ok(Some(Arc::new(Run::from_vec(bytes, id, level)?)));
+        };
+        let path = dir.join(files::run_name(id));
+        let tmp = dir.join(format!("{}{}", files::run_name(id), files::TMP_SUFFIX));
+        let result = (|| -> Result<Option<()>> {
+            let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let mut writer = RunWriter::new(
+                BufWriter::with_capacity(256 << 10, file),
+                self.params,
+                max_keys,
+            )
+            .map_err(|e| Error::io(&tmp, e))?;
+            for entry in entries {
+                let Some(e) = entry? else { break };
+                writer
+                    .add(&e.key, e.seq, e.kind)
+                    .map_err(|e| Error::io(&tmp, e))?;
+                if writer.entries() % 4096 == 0 && cancelled() {
+                    return Ok(None);
+                }
+            }
+            if writer.entries() == 0 || cancelled() {
+                return Ok(None);
+            }
+            self.faults.check(&format!("{step}.write"))?;
+            let (buffered, _) = writer.finish().map_err(|e| Error::io(&tmp, e))?;
+            let file = buffered
+                .into_inner()
+                .map_err(|e| Error::io(&tmp, e.into_error()))?;
+            self.faults.check(&format!("{step}.sync"))?;
+            file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            drop(file);
+            self.faults.check(&format!("{step}.rename"))?;
+            fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+            Ok(Some(()))
+        })();
+        match result {
+            Ok(Some(())) => Ok(Some(Arc::new(Run::open(&path, id, level)?))),
+            Ok(None) => {
+                files::remove_if_present(&tmp)?;
+                Ok(None)
+            }
+            Err(e) => {
+                #[cfg(test)]
+                if e.to_string().contains("injected crash") {
+                    // A simulated crash leaves the files as they are.
+                    return Err(e);
+                }
+                let _ = files::remove_if_present(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let bytes = manifest.encode();
+        files::write_file(
+            &self.faults,
+            &dir.join(files::MANIFEST_TMP),
+            &dir.join(files::MANIFEST),
+            &bytes,
+            "manifest",
+        )?;
+        self.faults.check("manifest.dir_sync")?;
+        files::sync_dir(dir)
+    }
+
+    fn manifest_of(&self, since: Option<Seq>, runs: &[Arc<Run>]) -> Manifest {
+        Manifest {
+            version: self.version,
+            since,
+            runs: runs
+                .iter()
+                .map(|r| RunRef {
+                    id: r.id,
+                    level: r.level,
+                })
+                .collect(),
+        }
+    }
+
+    /// Flushes the memtable and writes a manifest naming every run, with `since`.
+    /// Returns whether the manifest changed. Does nothing unless `since` is the last
+    /// seq applied.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; the previous manifest then stays in force.
+    pub(crate) fn checkpoint(&self, since: Seq) -> Result<bool> {
+        if self.since() != Some(since) {
+            return Ok(false);
+        }
+        self.flush()?;
+        let mut committed = lock(&self.committed);
+        let runs = Arc::clone(&self.read().runs);
+        let unchanged = committed.written
+            && committed.since == Some(since)
+            && committed.runs.len() == runs.len()
+            && committed
+                .runs
+                .iter()
+                .zip(runs.iter())
+                .all(|(a, b)| a.id == b.id);
+        if unchanged {
+            return Ok(false);
+        }
+        self.write_manifest(&self.manifest_of(Some(since), &runs))?;
+        committed.written = true;
+        committed.since = Some(since);
+        committed.runs = Vec::clone(&runs);
+        tracing::debug!(since, runs = runs.len(), "checkpointed the index");
+        Ok(true)
+    }
+
+    /// Reads the manifest and opens its runs; removes files no manifest names.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a damaged manifest or run; [`Error::Io`].
+    pub(crate) fn load(&self) -> Result<Option<Checkpoint>> {
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        let listing = files::list(dir)?;
+        let highest = listing.runs.iter().map(|(id, _)| *id).max().unwrap_or(0);
+        self.next_id.fetch_max(highest + 1, Ordering::Relaxed);
+        for tmp in &listing.temporary {
+            tracing::debug!(path = %tmp.display(), "removing a file left by an interrupted write");
+            files::remove_if_present(tmp)?;
+        }
+        let path = dir.join(files::MANIFEST);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let Some(bytes) = bytes else {
+            self.remove_unlisted(&listing, &[])?;
+            tracing::debug!(dir = %dir.display(), "no index manifest; building from the start of the log");
+            return Ok(None);
+        };
+        let manifest = Manifest::decode(&path, &bytes).inspect_err(|e| {
+            tracing::warn!(error = %e, "unreadable index manifest; the index will be rebuilt");
+        })?;
+        let checkpoint = Checkpoint {
+            version: manifest.version,
+            since: manifest.since,
+        };
+        if manifest.version != self.version {
+            tracing::info!(
+                stored = manifest.version,
+                current = self.version,
+                "index manifest has another view version; the index will be rebuilt"
+            );
+            return Ok(Some(checkpoint));
+        }
+        let mut runs = Vec::with_capacity(manifest.runs.len());
+        for r in &manifest.runs {
+            let run =
+                Run::open(&dir.join(files::run_name(r.id)), r.id, r.level).inspect_err(|e| {
+                    tracing::warn!(error = %e, "unreadable index run; the index will be rebuilt");
+                })?;
+            runs.push(Arc::new(run));
+        }
+        self.remove_unlisted(&listing, &manifest.runs)?;
+        {
+            let mut committed = lock(&self.committed);
+            committed.written = true;
+            committed.since = manifest.since;
+            committed.runs = runs.clone();
+        }
+        *self.write() = Tables {
+            runs: Arc::new(runs),
+            since: manifest.since,
+            ..Tables::default()
+        };
+        tracing::debug!(dir = %dir.display(), since = ?manifest.since, runs = manifest.runs.len(), "loaded index");
+        Ok(Some(checkpoint))
+    }
+
+    fn remove_unlisted(&self, listing: &files::Listing, keep: &[RunRef]) -> Result<()> {
+        let mut removed = 0;
+        for (id, path) in &listing.runs {
+            if !keep.iter().any(|r| r.id == *id) {
+                files::remove_if_present(path)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 || !listing.temporary.is_empty() {
+            if let Some(dir) = &self.dir {
+                files::sync_dir(dir)?;
+            }
+            tracing::info!(
+                removed,
+                "removed index runs no manifest names (written after the last checkpoint)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Wipes everything, in memory and on disk, after waiting for a compaction in
+    /// progress to notice and stop.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be deleted.
+    pub(crate) fn reset(&self) -> Result<()> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let _compacting = lock(&self.compacting);
+        let mut committed = lock(&self.committed);
+        *committed = Committed::default();
+        *self.write() = Tables::default();
+        if let Some(dir) = &self.dir {
+            // The manifest first: a crash part way leaves no manifest, so the next open
+            // rebuilds and removes the leftover runs.
+            let manifest = dir.join(files::MANIFEST);
+            if files::remove_if_present(&manifest)? {
+                files::sync_dir(dir)?;
+            }
+            self.faults.check("reset.remove")?;
+            let listing = files::list(dir)?;
+            self.remove_unlisted(&listing, &[])?;
+            for tmp in &listing.temporary {
+                files::remove_if_present(tmp)?;
+            }
+            tracing::debug!(dir = %dir.display(), "reset index");
+        }
+        Ok(())
+    }
+
+    // ----- compaction ----------------------------------------------------------------
+
+    /// Merges one group of committed runs, if the policy (or `full`: all of them) finds
+    /// one. Returns whether it changed anything.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Corrupt`]; the runs are then left as they were.
+    pub(crate) fn compact(&self, full: bool, stop: &dyn Fn() -> bool) -> Result<bool> {
+        let _compacting = lock(&self.compacting);
+        let generation = self.generation.load(Ordering::Acquire);
+        let (group, start) = {
+            let committed = lock(&self.committed);
+            match self.pick(&committed.runs, full) {
+                Some(start_len) => (
+                    committed.runs[start_len.0..start_len.0 + start_len.1].to_vec(),
+                    start_len.0,
+                ),
+                None => return Ok(false),
+            }
+        };
+        let keep_deletes = start > 0;
+        let level = group.iter().map(|r| r.level).max().unwrap_or(0) + 1;
+        let max_keys: u64 = group.iter().map(|r| r.stats.keys).sum();
+        let sources = group
+            .iter()
+            .map(|r| {
+                Source::Run(RunCursor::new(
+                    Arc::clone(r),
+                    Bound::Unbounded,
+                    Bound::Unbounded,
+                    false,
+                ))
+            })
+            .collect();
+        let mut compacted = Compacted::new(Merge::new(sources, false, None), keep_deletes);
+        let cancelled = || stop() || self.generation.load(Ordering::Acquire) != generation;
+        let entries = std::iter::from_fn(|| Some(compacted.next_entry()));
+        let merged = self.write_run(entries, max_keys, level, "compact", &cancelled)?;
+        if cancelled() {
+            if let Some(run) = merged {
+                remove_run_file(&run);
+            }
+            return Ok(false);
+        }
+        // Install: the manifest first, then what readers see, then delete the old files.
+        let mut committed = lock(&self.committed);
+        let ids: Vec<u64> = group.iter().map(|r| r.id).collect();
+        let Some(at) = committed.runs.iter().position(|r| r.id == ids[0]) else {
+            if let Some(run) = merged {
+                remove_run_file(&run);
+            }
+            return Ok(false);
+        };
+        let mut runs = committed.runs.clone();
+        runs.splice(at..at + ids.len(), merged.clone());
+        let install = self
+            .faults
+            .check("compact.install")
+            .and_then(|()| self.write_manifest(&self.manifest_of(committed.since, &runs)));
+        if let Err(e) = install {
+            #[cfg(test)]
+            if e.to_string().contains("injected crash") {
+                return Err(e);
+            }
+            if let Some(run) = merged {
+                remove_run_file(&run);
+            }
+            return Err(e);
+        }
+        committed.runs = runs;
+        {
+            let mut tables = self.write();
+            let mut visible = Vec::clone(&tables.runs);
+            if let Some(at) = visible.iter().position(|r| r.id == ids[0]) {
+                visible.splice(at..at + ids.len(), merged.clone());
+            }
+            tables.runs = Arc::new(visible);
+        }
+        drop(committed);
+        tracing::debug!(
+            merged = ids.len(),
+            level,
+            entries = merged.as_ref().map_or(0, |r| r.stats.entries),
+            dropped_deletes = !keep_deletes,
+            "compacted index runs"
+        );
+        self.faults.check("compact.delete")?;
+        for run in &group {
+            remove_run_file(run);
+        }
+        Ok(true)
+    }
+
+    /// The runs to merge: `(first index, count)`.
+    fn pick(&self, runs: &[Arc<Run>], full: bool) -> Option<(usize, usize)> {
+        if full {
+            return (!runs.is_empty()).then_some((0, runs.len()));
+        }
+        let n = self.fan_in;
+        if runs.len() < n {
+            return None;
+        }
+        (0..=runs.len() - n)
+            .rev()
+            .find(|&start| {
+                runs[start..start + n]
+                    .iter()
+                    .all(|r| r.level == runs[start].level)
+            })
+            .map(|start| (start, n))
+    }
+}
+
+fn remove_run_file(run: &Run) {
+    if let Some(path) = &run.path {
+        if let Err(e) = files::remove_if_present(path) {
+            tracing::warn!(error = %e, "could not delete a compacted index run; it is removed at the next open");
+        }
+    }
+}
