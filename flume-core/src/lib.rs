@@ -7,6 +7,48 @@
 //!
 //! This crate is the glue: the [`Log`] and [`View`] traits, the codecs, the driver that
 //! feeds every view from one scan of the log, and the [`Flume`] handle.
+//!
+//! ```
+//! use flume_core::{Flume, StreamOptions, Wait};
+//! use flumelog_memory::MemoryLog;
+//! use flumeview_reduce::{Reduce, ReduceReader};
+//! use futures::TryStreamExt;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), flume_core::BoxError> {
+//! // One log (here in memory; `flumelog-file` for a durable one), two views.
+//! let db = Flume::<u64>::new(MemoryLog::new())
+//!     .use_view("count", Reduce::count(1))?
+//!     .use_view("sum", Reduce::new(1, 0u64, |sum: &mut u64, n: &u64| *sum += n))?;
+//!
+//! // Appends return the record's seq: dense, from 0, never changed.
+//! assert_eq!(db.append(&20).await?, 0);
+//! assert_eq!(db.append_batch(&[1, 2]).await?, 1..3);
+//!
+//! // View reads wait until the view has applied what the log held at call time.
+//! let sum: ReduceReader<u64> = db.view("sum")?;
+//! assert_eq!(sum.get(Wait::Log).await?, 23);
+//!
+//! // The log itself: by seq, or as a stream (live streams follow new appends).
+//! assert_eq!(db.get(1).await?, 1);
+//! let newest: Vec<(u64, u64)> = db
+//!     .stream(StreamOptions::new().reverse(true).limit(2))
+//!     .try_collect()
+//!     .await?;
+//! assert_eq!(newest, vec![(2, 2), (1, 1)]);
+//!
+//! // Every view's position and state, for progress bars.
+//! assert!(db.status().borrow().views.contains_key("count"));
+//! db.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Where to start
+//!
+//! - Compose a database: [`Flume::new`] / [`Flume::builder`], then [`Flume::use_view`].
+//! - Write a view: implement [`View`] (a version, `apply`, `reset`, a reader made from a
+//!   [`ReaderContext`]); see the example on the trait.
+//! - Write a log backend: implement [`Log`] (or [`ReadRange`] plus [`range_stream`]) and
+//!   run the conformance suite in `testing` (feature `testing`).
 #![warn(
     missing_docs,
     missing_debug_implementations,
