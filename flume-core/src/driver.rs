@@ -658,10 +658,11 @@ impl<T: Send + Sync + 'static> Driver<T> {
     /// Updates view states from positions and publishes the status if anything changed.
     /// Runs after every event, so it allocates nothing when nothing changed.
     fn refresh_status(&mut self) {
-        let log = LogStatus {
-            since: *self.log_since.borrow(),
-            durable: *self.durable.borrow(),
-        };
+        // One statement per channel: `durable()` may be the very `since` channel, and
+        // two read guards of one watch held at once deadlock against a sender.
+        let since = *self.log_since.borrow();
+        let durable = *self.durable.borrow();
+        let log = LogStatus { since, durable };
         for slot in &mut self.slots {
             if slot.active() && slot.reset_pending.is_none() {
                 if slot.since >= log.since {

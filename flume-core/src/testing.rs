@@ -1653,27 +1653,6 @@ where
     assert_eq!(durable, since, "durable() after a second sync");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expected_seqs_model() {
-        let opts = StreamOptions::new().gt(3).lte(9).limit(2);
-        assert_eq!(expected_seqs(&opts, 20), vec![4, 5]);
-        let opts = StreamOptions::new().gte(5).lt(8).reverse(true);
-        assert_eq!(expected_seqs(&opts, 20), vec![7, 6, 5]);
-        assert!(expected_seqs(&StreamOptions::new().gt(Seq::MAX), 20).is_empty());
-        assert_eq!(bound_combinations().len(), 7 * 5 * 6 * 6);
-    }
-
-    #[test]
-    fn records_are_distinct() {
-        let all: std::collections::HashSet<Bytes> = (0..1000).map(record).collect();
-        assert_eq!(all.len(), 1000);
-    }
-}
-
 /// An `xxd`-style dump of `bytes` (offset, 16 bytes as hex pairs, printable ASCII), for
 /// snapshot tests that pin a file format byte by byte.
 ///
@@ -1705,4 +1684,25 @@ pub fn hexdump(bytes: &[u8]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_seqs_model() {
+        let opts = StreamOptions::new().gt(3).lte(9).limit(2);
+        assert_eq!(expected_seqs(&opts, 20), vec![4, 5]);
+        let opts = StreamOptions::new().gte(5).lt(8).reverse(true);
+        assert_eq!(expected_seqs(&opts, 20), vec![7, 6, 5]);
+        assert!(expected_seqs(&StreamOptions::new().gt(Seq::MAX), 20).is_empty());
+        assert_eq!(bound_combinations().len(), 7 * 5 * 6 * 6);
+    }
+
+    #[test]
+    fn records_are_distinct() {
+        let all: std::collections::HashSet<Bytes> = (0..1000).map(record).collect();
+        assert_eq!(all.len(), 1000);
+    }
 }
