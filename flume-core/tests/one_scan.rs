@@ -31,8 +31,13 @@ async fn views_behind_share_one_scan_and_one_decode() {
     }));
     let streams_before = log.streams.load(Ordering::SeqCst);
     let streamed_before = log.streamed.load(Ordering::SeqCst);
+    // Hold the driver in the first view's load until every view is registered, as an
+    // application registering views at start-up would (and without racing the driver).
+    let (release, gate) = std::sync::mpsc::channel::<()>();
     let db = Flume::<u64>::builder(log.clone(), decodes.clone())
         .build()
+        .use_view("gate", HoldLoad(std::sync::Mutex::new(gate)))
+        .unwrap()
         .use_view("half", Collect::new(1).persisted(&store))
         .unwrap()
         .use_view("a", Collect::new(1))
@@ -43,6 +48,7 @@ async fn views_behind_share_one_scan_and_one_decode() {
         .unwrap()
         .use_view("count", Collect::new(1).raw())
         .unwrap();
+    release.send(()).unwrap();
     for name in ["half", "a", "b", "c"] {
         let reader: CollectReader = db.view(name).unwrap();
         let values = reader.get(Wait::Log).await.unwrap();
@@ -93,4 +99,26 @@ async fn a_view_added_later_catches_up_from_its_own_since() {
     assert_eq!(values, (0..=N).map(|s| (s, s)).collect::<Vec<_>>());
     assert_eq!(first.get(Wait::Log).await.unwrap().len() as u64, N + 1);
     db.close().await.unwrap();
+}
+
+/// A view whose `load` waits for a signal: it holds the driver while a test registers
+/// more views. It needs no values.
+struct HoldLoad(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl flume_core::View<u64> for HoldLoad {
+    type Reader = ();
+    fn version(&self) -> u32 {
+        1
+    }
+    fn reader(&self, _: flume_core::ReaderContext<u64>) {}
+    fn load(&mut self) -> Result<Option<Checkpoint>, flume_core::BoxError> {
+        self.0.lock().unwrap().recv()?;
+        Ok(None)
+    }
+    fn apply(&mut self, _: flume_core::Records<'_, u64>) -> Result<(), flume_core::BoxError> {
+        Ok(())
+    }
+    fn reset(&mut self) -> Result<(), flume_core::BoxError> {
+        Ok(())
+    }
 }
