@@ -80,7 +80,9 @@ async fn a_short_write_on_a_full_disk_poisons() {
     // The 20 bytes are a torn tail; everything acknowledged is there.
     let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
     let report = log.recovery().expect("the short write was cut").clone();
-    assert_eq!(report.bytes_dropped, 20);
+    // The cut covers the 20 bytes and the preallocated zeros after them.
+    assert!(report.bytes_dropped >= 20, "{report:?}");
+    assert_eq!(report.records_dropped, 1);
     drop(log);
     assert_eq!(check_reopen(dir.path(), 10).await, 10);
 }

@@ -153,7 +153,8 @@ pub(crate) struct Scan {
     /// End of the last complete batch (where a clean segment ends).
     pub(crate) end: usize,
     /// The first invalid frame: its offset and what is wrong. `None` when the scan
-    /// reached the end of the data on a frame boundary.
+    /// reached the end of the data, or preallocated space (zeros from a frame boundary
+    /// to the end of the data), on a frame boundary.
     pub(crate) invalid: Option<(usize, &'static str)>,
     /// Valid frames after `end` that belong to a batch whose last frame is missing.
     pub(crate) unfinished: usize,
@@ -166,7 +167,17 @@ impl Scan {
     }
 }
 
-/// Scans every frame of a segment's bytes (header included in `data`).
+/// Whether `data[at..]` is preallocated space: not empty, and nothing but zeros. An
+/// all-zero frame header is never a valid frame (the CRC32C of a zero length word is
+/// not zero), so zeros running from a frame boundary to the end of the file are the
+/// clean end of the data, not damage.
+pub(crate) fn is_preallocated(data: &[u8], at: usize) -> bool {
+    data.get(at..)
+        .is_some_and(|rest| !rest.is_empty() && rest.iter().all(|&b| b == 0))
+}
+
+/// Scans every frame of a segment's bytes (header included in `data`), stopping at
+/// the end of the data or at preallocated space ([`is_preallocated`]).
 ///
 /// `data.len()` must fit in a `u32` (checked by the caller).
 pub(crate) fn scan(data: &[u8]) -> Scan {
@@ -186,6 +197,7 @@ pub(crate) fn scan(data: &[u8]) -> Scan {
                     scan.end = pos;
                 }
             }
+            Frame::Invalid(_) if is_preallocated(data, pos) => break,
             Frame::Invalid(reason) => {
                 scan.invalid = Some((pos, reason));
                 break;
@@ -330,10 +342,48 @@ mod tests {
     }
 
     #[test]
-    fn zeros_after_the_tail_are_torn() {
-        let mut seg = sample_segment();
+    fn zeros_after_the_last_frame_are_preallocated_space() {
+        let clean = sample_segment();
+        let mut seg = clean.clone();
         seg.extend_from_slice(&[0u8; 100]);
         let s = scan(&seg);
-        assert!(looks_torn(&seg, s.invalid.unwrap().0));
+        assert!(s.is_clean());
+        assert_eq!(s.end, clean.len());
+        assert_eq!(s.offsets, vec![32, 45, 53, 68]);
+        // Fewer zeros than a frame header are preallocated space too.
+        let mut seg = clean.clone();
+        seg.extend_from_slice(&[0u8; 3]);
+        assert!(scan(&seg).is_clean());
+    }
+
+    #[test]
+    fn zeros_inside_an_unfinished_batch_leave_it_unfinished() {
+        let seg = sample_segment();
+        // Cut between the batch's two frames, then zeros: the batch is not committed.
+        let mut cut = seg[..68].to_vec();
+        cut.extend_from_slice(&[0u8; 4096]);
+        let s = scan(&cut);
+        assert_eq!((s.end, s.unfinished, s.invalid), (53, 1, None));
+        assert!(!s.is_clean());
+    }
+
+    #[test]
+    fn zeros_then_data_are_torn_or_damage_not_preallocated_space() {
+        let seg = sample_segment();
+        // A torn write: a frame whose payload was never written, zeros after it.
+        let mut torn = seg[..45].to_vec();
+        torn.extend_from_slice(&[5, 0, 0, 0, 1, 2, 3, 4, 0, 0]);
+        torn.extend_from_slice(&[0u8; 200]);
+        let s = scan(&torn);
+        assert_eq!(s.invalid.map(|i| i.0), Some(45));
+        assert!(looks_torn(&torn, 45));
+        // Zeros followed by a valid frame (a lost page before a written one): not the
+        // clean end; the zeros are invalid.
+        let mut gap = seg[..45].to_vec();
+        gap.extend_from_slice(&[0u8; 16]);
+        encode_frame(&mut gap, b"after", false);
+        let s = scan(&gap);
+        assert_eq!(s.invalid.map(|i| i.0), Some(45));
+        assert_eq!(s.end, 45);
     }
 }

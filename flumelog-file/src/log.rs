@@ -160,6 +160,8 @@ impl FileLog {
                 write_upto: 0,
                 commands: Vec::new(),
                 writer_idle: false,
+                writer_asleep: false,
+                since_unannounced: false,
                 since_tx: Some(since_tx),
             }),
             wake: Condvar::new(),
@@ -180,6 +182,7 @@ impl FileLog {
             seg: active_seg,
             io: segment_io(opened.active_file, &shared.options),
             map_len: opened.active_map_len,
+            file_len: opened.active_file_len,
         };
         let writer = Arc::new(Mutex::new(Writer::new(
             Arc::clone(&shared),
@@ -364,9 +367,6 @@ impl FileLog {
         tail.next_seq = end;
         let before = tail.pending_bytes;
         tail.pending_bytes += bytes as usize;
-        if let Some(tx) = &tail.since_tx {
-            tx.send_replace(Some(end - 1));
-        }
         let wait = match durability {
             Durability::Synced => {
                 tail.sync_upto = tail.sync_upto.max(end);
@@ -381,6 +381,18 @@ impl FileLog {
             }
             _ => Await::Nothing,
         };
+        // `since` moves now (a read after this append returns sees the record). A bulk
+        // append (nothing to wait for) leaves waking the channel's watchers to the
+        // writer's next round, at most `max_write_delay` away: one wake-up per write
+        // instead of one per append.
+        let announce = !matches!(wait, Await::Nothing);
+        if let Some(tx) = &tail.since_tx {
+            tx.send_if_modified(|since| {
+                *since = Some(end - 1);
+                announce
+            });
+        }
+        tail.since_unannounced = !announce;
         // A buffered append that must reach the OS before it returns is written by the
         // appender itself when no one else is writing (no thread hand-off).
         let inline = durability == Durability::Buffered && matches!(wait, Await::Written(_));
@@ -392,6 +404,9 @@ impl FileLog {
         if notify {
             tail.writer_idle = false;
         }
+        // A writer that is not asleep looks at the tail before it sleeps again: a
+        // notification would be a wasted system call.
+        let notify = notify && tail.writer_asleep;
         drop(tail);
         if inline {
             let writer = match self.handle.writer.try_lock() {

@@ -50,13 +50,23 @@ pub struct Options {
     /// soon as the record is visible, and the writer thread writes everything buffered
     /// with one `write` after at most this delay, or sooner when the buffer reaches
     /// [`write_buffer_size`](Self::write_buffer_size), on `sync`, on a synced append and
-    /// on `close`. **A process crash then loses buffered appends younger than the
-    /// delay.** Default: zero.
+    /// on `close`. `since` moves when the append returns, but watchers of `since`
+    /// (live streams, and so views) are woken when the writer writes, so they may see
+    /// such appends up to the delay later. **A process crash then loses buffered
+    /// appends younger than the delay.** Default: zero.
     pub max_write_delay: Duration,
     /// Buffered bytes that make the writer flush without waiting for
     /// [`max_write_delay`](Self::max_write_delay). Appenders that get 16 times this much
     /// ahead of the writer wait for its `write` (backpressure). Default: 1 MiB.
     pub write_buffer_size: usize,
+    /// Bytes of zeros written ahead of the active segment's data, in steps of this
+    /// size, so that the file rarely grows on a write: an `fdatasync` then has no
+    /// file-size change to commit, which makes synced appends cheaper on journaling
+    /// file systems. Recovery reads zeros from a frame boundary to the end of the file
+    /// as this preallocated space (see `docs/format.md`); a segment is trimmed to its
+    /// data when it is sealed and when the log closes. `0` disables preallocation.
+    /// Default: 1 MiB.
+    pub preallocate: u64,
     #[cfg(test)]
     pub(crate) faults: Option<std::sync::Arc<crate::io::FaultPlan>>,
 }
@@ -69,6 +79,7 @@ impl Default for Options {
             max_record_size: 16 << 20,
             max_write_delay: Duration::ZERO,
             write_buffer_size: 1 << 20,
+            preallocate: 1 << 20,
             #[cfg(test)]
             faults: None,
         }
@@ -108,6 +119,12 @@ impl Options {
     /// Sets [`write_buffer_size`](Self::write_buffer_size).
     pub fn write_buffer_size(mut self, bytes: usize) -> Self {
         self.write_buffer_size = bytes;
+        self
+    }
+
+    /// Sets [`preallocate`](Self::preallocate).
+    pub fn preallocate(mut self, bytes: u64) -> Self {
+        self.preallocate = bytes;
         self
     }
 

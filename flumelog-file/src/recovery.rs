@@ -61,6 +61,8 @@ pub(crate) struct Opened {
     /// The last segment, opened for writing.
     pub(crate) active_file: File,
     pub(crate) active_map_len: usize,
+    /// The last segment's file length: its data and any preallocated zeros after it.
+    pub(crate) active_file_len: u64,
     /// Total records.
     pub(crate) next_seq: Seq,
     pub(crate) recovery: Option<RecoveryReport>,
@@ -279,6 +281,11 @@ pub(crate) fn open_locked(
             std::io::Error::other("no active segment after open"),
         ));
     };
+    let active_path = &segments[segments.len() - 1].path;
+    let active_file_len = active_file
+        .metadata()
+        .map_err(|e| Error::io(active_path, e))?
+        .len();
     // Whatever a crashed predecessor left in the page cache becomes durable now, so
     // that `durable == since` after open.
     active_file
@@ -290,6 +297,7 @@ pub(crate) fn open_locked(
             segments,
             active_file,
             active_map_len,
+            active_file_len,
             next_seq,
             recovery,
         },

@@ -84,11 +84,28 @@ impl Segment {
             .filter(|&i| i < count)
             .ok_or(Error::NotFound { seq: last })?;
         let data = state.data();
+        // Records are copied out a run of frames at a time (up to SHARED_COPY bytes,
+        // one allocation) and handed out as slices of that copy: a record held on to
+        // keeps at most that much memory alive.
+        const SHARED_COPY: usize = 64 << 10;
+        let mut copy = Bytes::new();
+        let mut copy_at = 0usize;
         for i in lo..=hi {
             let at = state.offsets[i as usize] as usize;
             match format::parse_frame(data, at) {
                 Frame::Valid { payload, .. } => {
-                    out.push((self.first_seq + i, Bytes::copy_from_slice(&data[payload])));
+                    if payload.end > copy_at + copy.len() || payload.start < copy_at {
+                        let end = (at + SHARED_COPY).max(payload.end);
+                        let end = match state.offsets.get(hi as usize + 1) {
+                            Some(&next) => end.min(next as usize),
+                            None => end.min(data.len()),
+                        }
+                        .max(payload.end);
+                        copy = Bytes::copy_from_slice(&data[at..end]);
+                        copy_at = at;
+                    }
+                    let record = copy.slice(payload.start - copy_at..payload.end - copy_at);
+                    out.push((self.first_seq + i, record));
                 }
                 Frame::Invalid(reason) => {
                     return Err(Error::Corrupt {
@@ -104,9 +121,21 @@ impl Segment {
 
     /// One record.
     pub(crate) fn read(&self, seq: Seq) -> Result<Bytes> {
-        let mut out = Vec::with_capacity(1);
-        self.read_into(seq, seq, &mut out)?;
-        out.pop().map(|(_, b)| b).ok_or(Error::NotFound { seq })
+        let state = self.read_state();
+        let at = seq
+            .checked_sub(self.first_seq)
+            .and_then(|i| state.offsets.get(i as usize))
+            .ok_or(Error::NotFound { seq })?;
+        let at = *at as usize;
+        let data = state.data();
+        match format::parse_frame(data, at) {
+            Frame::Valid { payload, .. } => Ok(Bytes::copy_from_slice(&data[payload])),
+            Frame::Invalid(reason) => Err(Error::Corrupt {
+                path: self.path.clone(),
+                offset: at as u64,
+                reason: format!("record {seq} on read: {reason}"),
+            }),
+        }
     }
 }
 

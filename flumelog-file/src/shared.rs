@@ -56,6 +56,12 @@ pub(crate) struct Tail {
     pub(crate) commands: Vec<Command>,
     /// The writer waits without a timeout (nothing pending) and needs a notification.
     pub(crate) writer_idle: bool,
+    /// The writer thread waits on `wake` (idle or for `max_write_delay`); when it does
+    /// not, it looks at the tail again before it sleeps, so appenders need not wake it.
+    pub(crate) writer_asleep: bool,
+    /// `since` was moved without waking its watchers (bulk appends); the writer wakes
+    /// them when it writes.
+    pub(crate) since_unannounced: bool,
     /// Sends the visible `since`; dropped when the log closes, which ends live streams.
     pub(crate) since_tx: Option<watch::Sender<Option<Seq>>>,
 }
@@ -102,6 +108,18 @@ impl Shared {
         self.segments
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Updates `progress`, waking its receivers only when there are any. Receivers
+    /// exist only while someone waits (`FileLog::wait`, `close`), and a waiter always
+    /// reads the value after it subscribed: the count is read under the channel's
+    /// write lock, so a waiter either is counted or sees the new value. Saves a
+    /// `notify_waiters` (eight mutexes in tokio's watch) on every unwatched write.
+    pub(crate) fn publish(&self, modify: impl FnOnce(&mut Progress)) {
+        self.progress.send_if_modified(|p| {
+            modify(p);
+            self.progress.receiver_count() > 0
+        });
     }
 
     /// The segment holding `seq` (if any segment starts at or before it).

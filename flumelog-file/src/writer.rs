@@ -32,8 +32,10 @@ use crate::shared::{Command, Shared, State};
 pub(crate) struct Active {
     pub(crate) seg: Arc<Segment>,
     pub(crate) io: Box<dyn SegmentIo>,
-    /// Bytes in the file (header included).
+    /// Bytes of data in the file (header included): where the next frame goes.
     pub(crate) len: u64,
+    /// The file's length: `len` plus preallocated zeros (`Options::preallocate`).
+    pub(crate) file_len: u64,
     /// Records in the segment.
     pub(crate) count: u64,
     pub(crate) map_len: usize,
@@ -58,6 +60,9 @@ pub(crate) struct Writer {
     pub(crate) durable: u64,
     buf: Vec<u8>,
     offsets: Vec<u32>,
+    /// This round ends with an fdatasync: worth preallocating for (a round that only
+    /// writes would write the zeros and then the data over them, for nothing).
+    syncing: bool,
 }
 
 /// An I/O failure that poisons the log: what failed, on which file.
@@ -81,21 +86,27 @@ impl Writer {
             durable,
             buf: Vec::new(),
             offsets: Vec::new(),
+            syncing: false,
         }
     }
 
     /// The writer thread's main loop; returns once the log is closed.
     pub(crate) fn run(writer: Arc<Mutex<Writer>>, shared: Arc<Shared>) {
         let mut entries = Vec::new();
+        let mut synced_at = None;
         loop {
-            let work = wait_for_work(&shared);
+            let work = wait_for_work(&shared, synced_at.take());
             let mut w = lock(&writer);
             if !work {
                 w.finish();
                 return;
             }
             let mut job = w.take_job(std::mem::take(&mut entries));
+            let durable_before = w.durable;
             let outcome = w.execute(&mut job);
+            if w.durable != durable_before {
+                synced_at = Some(Instant::now());
+            }
             if let Err(reason) = outcome {
                 w.poison(reason);
             }
@@ -176,10 +187,18 @@ pub(crate) fn lock(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
     writer.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How long the writer thread keeps looking for the next synced append after an fsync
+/// before it sleeps: a synced appender usually appends again within microseconds of
+/// its acknowledgement, and finding that append without a sleep and a wake-up takes
+/// tens of microseconds off its latency. The thread yields the CPU while it looks.
+const SPIN_AFTER_SYNC: std::time::Duration = std::time::Duration::from_micros(300);
+
 /// Waits until there is work for the writer thread. `false` when the log is poisoned
-/// and closing (nothing more will be written).
-fn wait_for_work(shared: &Shared) -> bool {
+/// and closing (nothing more will be written). `synced_at`: when the last round ended
+/// with an fsync (see [`SPIN_AFTER_SYNC`]).
+fn wait_for_work(shared: &Shared, synced_at: Option<Instant>) -> bool {
     let delay = shared.options.max_write_delay;
+    let spin_until = synced_at.map(|t| t + SPIN_AFTER_SYNC);
     let mut tail = shared.tail();
     let mut waited = false;
     loop {
@@ -193,7 +212,9 @@ fn wait_for_work(shared: &Shared) -> bool {
                 return false;
             }
             tail.writer_idle = true;
+            tail.writer_asleep = true;
             tail = shared.wake.wait(tail).unwrap_or_else(|e| e.into_inner());
+            tail.writer_asleep = false;
             tail.writer_idle = false;
             continue;
         }
@@ -209,14 +230,22 @@ fn wait_for_work(shared: &Shared) -> bool {
         }
         if has_pending {
             waited = true;
+            tail.writer_asleep = true;
             tail = shared
                 .wake
                 .wait_timeout(tail, delay)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            tail.writer_asleep = false;
+        } else if spin_until.is_some_and(|t| Instant::now() < t) {
+            drop(tail);
+            std::thread::yield_now();
+            tail = shared.tail();
         } else {
             tail.writer_idle = true;
+            tail.writer_asleep = true;
             tail = shared.wake.wait(tail).unwrap_or_else(|e| e.into_inner());
+            tail.writer_asleep = false;
             tail.writer_idle = false;
         }
     }
@@ -228,15 +257,23 @@ impl Writer {
         if !job.entries.is_empty() {
             let started = Instant::now();
             let bytes_before = self.active.len;
-            self.write_entries(&job.entries, job.first_seq)?;
+            self.syncing = job.sync_upto > self.durable;
+            let outcome = self.write_entries(&job.entries, job.first_seq);
+            self.syncing = false;
+            outcome?;
             let written = job.first_seq + job.entries.len() as u64;
             // Readers find everything below `written` in the segments now.
             let mut tail = self.shared.tail();
             let n = job.entries.len().min(tail.pending.len());
             tail.pending.drain(..n);
             tail.pending_first += n as u64;
+            if std::mem::take(&mut tail.since_unannounced) {
+                if let Some(tx) = &tail.since_tx {
+                    tx.send_modify(|_| {});
+                }
+            }
             drop(tail);
-            self.shared.progress.send_modify(|p| p.written = written);
+            self.shared.publish(|p| p.written = written);
             tracing::trace!(
                 records = job.entries.len(),
                 bytes = self.active.len.saturating_sub(bytes_before),
@@ -279,11 +316,12 @@ impl Writer {
     }
 
     fn set_durable(&mut self, durable: u64) {
+        // `durable` first: an appender woken by `progress` finds it up to date.
         if durable != self.durable {
             self.durable = durable;
             self.durable_tx.send_replace(durable.checked_sub(1));
         }
-        self.shared.progress.send_modify(|p| p.durable = durable);
+        self.shared.publish(|p| p.durable = durable);
     }
 
     /// Frames and writes `entries` (whole batches), rotating segments as needed, and
@@ -332,12 +370,15 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let path = &self.active.seg.path;
+        let seg = Arc::clone(&self.active.seg);
+        let path = &seg.path;
         self.active
             .io
             .write_all_at(&self.buf, self.active.len)
             .map_err(|e| failure("write to", path, e))?;
         let new_len = self.active.len + self.buf.len() as u64;
+        self.active.file_len = self.active.file_len.max(new_len);
+        self.preallocate(new_len)?;
         let new_map = if new_len as usize > self.active.map_len {
             let map_len = segment::active_map_len(
                 self.shared.options.segment_size,
@@ -366,10 +407,49 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes zeros ahead of the data once it reached the preallocated space, so that
+    /// the next writes (and their fdatasyncs) do not change the file's size. Only in
+    /// rounds that sync: bulk writes do not pay for zeros they overwrite. Never
+    /// past the segment size (a sealed segment is trimmed anyway).
+    fn preallocate(&mut self, data_end: u64) -> Result<(), Failure> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let step = self.shared.options.preallocate;
+        if step == 0 || !self.syncing || data_end < self.active.file_len {
+            return Ok(());
+        }
+        let target = data_end
+            .saturating_add(step)
+            .min(self.shared.options.segment_size);
+        let mut at = self.active.file_len;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            self.active
+                .io
+                .write_all_at(&ZEROS[..n], at)
+                .map_err(|e| failure("preallocating", &self.active.seg.path, e))?;
+            at += n as u64;
+            self.active.file_len = at;
+        }
+        Ok(())
+    }
+
+    /// Cuts the preallocated zeros after the active segment's data.
+    fn trim(&mut self) -> Result<(), Failure> {
+        if self.active.file_len > self.active.len {
+            self.active
+                .io
+                .set_len(self.active.len)
+                .map_err(|e| failure("trimming", &self.active.seg.path, e))?;
+            self.active.file_len = self.active.len;
+        }
+        Ok(())
+    }
+
     /// Seals the active segment (synced, so that only the last segment can ever have a
     /// torn tail) and starts a new one whose first record is `first_seq`.
     fn rotate(&mut self, first_seq: Seq) -> Result<(), Failure> {
         let started = Instant::now();
+        self.trim()?;
         let old = &self.active.seg.path;
         self.active
             .io
@@ -394,6 +474,7 @@ impl Writer {
             seg,
             io: segment_io(file, &self.shared.options),
             len: HEADER_LEN as u64,
+            file_len: HEADER_LEN as u64,
             count: 0,
             map_len,
         };
@@ -468,6 +549,7 @@ impl Writer {
                 seg: Arc::clone(&target),
                 io: segment_io(file, &self.shared.options),
                 len,
+                file_len: len,
                 map_len,
             };
         }
@@ -497,6 +579,7 @@ impl Writer {
             .set_len(new_len)
             .map_err(io_err(&target.path))?;
         self.active.len = new_len;
+        self.active.file_len = new_len;
         self.active.count = keep_here as u64;
         self.shared.written.store(keep, Ordering::Release);
         tail.next_seq = keep;
@@ -539,6 +622,13 @@ impl Writer {
 
     /// Closes: `since` ends, the lock is released, waiters are told.
     fn finish(&mut self) {
+        if self.shared.tail().poisoned.is_none() {
+            // Leave the file at its data's length; zeros left behind would be read as
+            // preallocated space anyway, so a failure here costs nothing but space.
+            if let Err(reason) = self.trim() {
+                tracing::debug!(reason = %reason, "flumelog-file: could not trim the active segment");
+            }
+        }
         let mut tail = self.shared.tail();
         tail.state = State::Closed;
         tail.since_tx = None;

@@ -112,7 +112,7 @@ async fn a_cut_anywhere_in_the_last_three_records_is_a_torn_tail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zeros_after_the_tail_are_cut() {
+async fn zeros_after_the_tail_are_preallocated_space() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), Options::default(), 10, 0).await;
     let seg = segment_paths(dir.path()).remove(0);
@@ -120,10 +120,76 @@ async fn zeros_after_the_tail_are_cut() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes.extend_from_slice(&[0u8; 5000]);
     std::fs::write(&seg, bytes).unwrap();
+    // Zeros from a frame boundary to the end of the file are the clean end of the data:
+    // nothing is cut, and the next append goes right after the last frame.
     let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    assert_eq!(log.recovery(), None);
     check_prefix(&log, 10).await;
-    assert_eq!(log.recovery().unwrap().bytes_dropped, 5000);
+    let next = Bytes::from_static(b"after the zeros");
+    assert_eq!(log.append(next.clone()).await.unwrap(), 10);
+    log.close().await.unwrap();
+    // Closing trims the zeros.
+    let trimmed = std::fs::metadata(&seg).unwrap().len();
+    assert_eq!(trimmed, len + 8 + next.len() as u64);
+    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    assert_eq!(log.recovery(), None);
+    assert_eq!(*log.since().borrow(), Some(10));
+    assert_eq!(log.get(10).await.unwrap(), next);
+    log.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_frame_inside_preallocated_space_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), Options::default(), 10, 0).await;
+    let seg = segment_paths(dir.path()).remove(0);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // A frame header claiming 100 bytes whose payload never made it, then zeros.
+    bytes.extend_from_slice(&[100, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, b'x', b'y']);
+    bytes.extend_from_slice(&[0u8; 1 << 16]);
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let report = log.recovery().expect("the torn frame is cut").clone();
+    assert_eq!(report.offset, len);
+    assert_eq!(report.bytes_dropped, bytes.len() as u64 - len);
+    assert_eq!(report.records_dropped, 1);
+    check_prefix(&log, 10).await;
+    log.close().await.unwrap();
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_log_preallocates_and_a_copy_of_it_reopens_cleanly() {
+    // A copy of the directory taken while the log is open (what a power loss after the
+    // last fdatasync leaves): data, then preallocated zeros. It opens with nothing cut.
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    for i in 0..50u32 {
+        log.append_with(
+            Bytes::from(format!("record {i}")),
+            Some(flume_core::Durability::Synced),
+        )
+        .await
+        .unwrap();
+    }
+    let seg = segment_paths(dir.path()).remove(0);
+    let on_disk = std::fs::read(&seg).unwrap();
+    assert!(
+        on_disk.len() >= 1 << 20,
+        "{} bytes preallocated",
+        on_disk.len()
+    );
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::write(copy.path().join(seg.file_name().unwrap()), &on_disk).unwrap();
+    log.close().await.unwrap();
+    let reopened = FileLog::open(copy.path(), Options::default())
+        .await
+        .unwrap();
+    assert_eq!(reopened.recovery(), None);
+    assert_eq!(*reopened.since().borrow(), Some(49));
+    assert_eq!(reopened.get(49).await.unwrap(), Bytes::from("record 49"));
+    reopened.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
