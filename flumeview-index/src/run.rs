@@ -280,6 +280,26 @@ struct BlockRef {
     offset: usize,
     len: usize,
     last_key: Box<[u8]>,
+    /// The first 8 bytes of `last_key`, big-endian, zero-padded: orders like the key
+    /// whenever it differs, so a binary search rarely follows `last_key`'s pointer.
+    last_prefix: u64,
+}
+
+/// A key's first 8 bytes as a big-endian number (zero-padded).
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+impl BlockRef {
+    /// `last_key` compared with `key` (whose prefix is `prefix`).
+    fn cmp_last(&self, key: &[u8], prefix: u64) -> std::cmp::Ordering {
+        self.last_prefix
+            .cmp(&prefix)
+            .then_with(|| (*self.last_key).cmp(key))
+    }
 }
 
 /// One entry of a decoded block; the key is a range of the run's bytes.
@@ -302,6 +322,9 @@ pub(crate) struct Run {
     bloom_len: usize,
     bloom_k: u32,
     pub(crate) stats: RunStats,
+    /// One bit per block whose checksum was verified: a run never changes, so each
+    /// block's CRC is checked once, on its first read, not on every lookup.
+    verified: Vec<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Run {
@@ -466,6 +489,7 @@ impl Run {
                 offset: offset as usize,
                 len: block_len as usize,
                 last_key: key.into(),
+                last_prefix: key_prefix(key),
             });
         }
         if expect != index_at || blocks.len() != block_count as usize {
@@ -474,6 +498,9 @@ impl Run {
                 "the block index does not cover the blocks".into(),
             ));
         }
+        let verified = (0..blocks.len().div_ceil(64))
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
         Ok(Run {
             id,
             level,
@@ -484,6 +511,7 @@ impl Run {
             bloom_len,
             bloom_k,
             stats,
+            verified,
         })
     }
 
@@ -513,21 +541,35 @@ impl Run {
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the run file and the block's offset.
-    pub(crate) fn block(&self, i: usize, out: &mut Vec<RawEntry>) -> Result<()> {
-        out.clear();
+    /// Block `i`'s offset and bytes, and where its entries end, its CRC checked on
+    /// its first read.
+    fn verified_block(&self, i: usize) -> Result<(usize, &[u8], usize)> {
         let BlockRef { offset, len, .. } = self.blocks[i];
         let bytes = &self.bytes()[offset..offset + len];
+        let body = len - 4;
+        let (word, bit) = (&self.verified[i / 64], 1u64 << (i % 64));
+        if word.load(std::sync::atomic::Ordering::Relaxed) & bit == 0 {
+            if crc32c::crc32c(&bytes[..body]) != u32_at(bytes, body) {
+                return Err(Error::Corrupt {
+                    path: self.shown_path(),
+                    offset: (offset + body) as u64,
+                    reason: format!("block {i} checksum mismatch"),
+                });
+            }
+            word.fetch_or(bit, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok((offset, bytes, body - 4))
+    }
+
+    pub(crate) fn block(&self, i: usize, out: &mut Vec<RawEntry>) -> Result<()> {
+        out.clear();
+        let (offset, bytes, end) = self.verified_block(i)?;
         let corrupt = |at: usize, reason: String| Error::Corrupt {
             path: self.shown_path(),
             offset: (offset + at) as u64,
             reason,
         };
-        let body = len - 4;
-        if crc32c::crc32c(&bytes[..body]) != u32_at(bytes, body) {
-            return Err(corrupt(body, format!("block {i} checksum mismatch")));
-        }
-        let count = u32_at(bytes, body - 4) as usize;
-        let end = body - 4;
+        let count = u32_at(bytes, end) as usize;
         let mut at = 0;
         while at < end {
             let start = at;
@@ -561,6 +603,50 @@ impl Run {
 
     fn block_count(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// The first entry of `key` in storage order (its highest seq, a put before a
+    /// delete at the same seq), if the run holds the key. Reads one block, and only
+    /// up to the key (entries are sorted), without decoding the rest of it.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when that block is damaged.
+    pub(crate) fn first_of(&self, key: &[u8]) -> Result<Option<(Seq, Kind)>> {
+        let prefix = key_prefix(key);
+        let i = self
+            .blocks
+            .partition_point(|b| b.cmp_last(key, prefix).is_lt());
+        if i >= self.blocks.len() {
+            return Ok(None);
+        }
+        let (offset, bytes, end) = self.verified_block(i)?;
+        let mut at = 0;
+        while at < end {
+            let start = at;
+            let bad = || Error::Corrupt {
+                path: self.shown_path(),
+                offset: (offset + start) as u64,
+                reason: format!("block {i}: malformed entry"),
+            };
+            if end - at < 10 {
+                return Err(bad());
+            }
+            let kind = Kind::from_byte(bytes[at]).ok_or_else(bad)?;
+            let seq = u64_at(bytes, at + 1);
+            at += 9;
+            let key_len = get_varint(&bytes[..end], &mut at).ok_or_else(bad)?;
+            if key_len > (end - at) as u64 {
+                return Err(bad());
+            }
+            let here = &bytes[at..at + key_len as usize];
+            at += key_len as usize;
+            match here.cmp(key) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(Some((seq, kind))),
+                std::cmp::Ordering::Greater => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -215,14 +215,43 @@ impl Store {
     /// # Errors
     /// As [`Store::scan`].
     pub(crate) fn latest(&self, key: &[u8]) -> Result<Option<Seq>> {
-        let bound = Bound::Included(key.to_vec());
-        let q = Query {
-            point: Some(key),
-            reverse: true,
-            limit: Some(1),
-            ..Query::default()
+        // The key's newest entry decides: a put is live exactly when no delete of the
+        // key has a higher seq (a put wins over a delete at the same seq, as in
+        // `live_pairs`). Each table holds its entries of a key newest first, so one
+        // look per table (one block per run whose bloom filter admits the key) finds it,
+        // instead of merging the key's whole group.
+        fn better(a: Option<(Seq, Kind)>, b: Option<(Seq, Kind)>) -> Option<(Seq, Kind)> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(if (y.0, y.1 == Kind::Put) > (x.0, x.1 == Kind::Put) {
+                    y
+                } else {
+                    x
+                }),
+                (x, None) => x,
+                (None, y) => y,
+            }
+        }
+        let first_in = |m: &Memtable| -> Option<(Seq, Kind)> {
+            m.range(Entry::new(key, Seq::MAX, Kind::Put)..)
+                .next()
+                .filter(|e| &*e.key == key)
+                .map(|e| (e.seq, e.kind))
         };
-        Ok(self.scan(&bound, &bound, q)?.0.first().map(|(_, s)| *s))
+        let (mut best, runs) = {
+            let tables = self.read();
+            let best = better(
+                first_in(&tables.mem),
+                tables.frozen.as_deref().and_then(first_in),
+            );
+            (best, Arc::clone(&tables.runs))
+        };
+        for run in runs.iter().rev() {
+            if best.is_some_and(|(seq, _)| run.stats.max_seq < seq) || !run.may_contain(key) {
+                continue;
+            }
+            best = better(best, run.first_of(key)?);
+        }
+        Ok(best.and_then(|(seq, kind)| (kind == Kind::Put).then_some(seq)))
     }
 
     /// Every live seq of `key`, in log order.
