@@ -1,0 +1,1347 @@
+//! [`NatsLog`]: the [`Log`] implementation over one JetStream stream.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use flume_core::{Durability, Error, Log, RawRecord, Result, Seq, StreamOptions};
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{other, NatsError};
+use crate::format::{self, Entry, Shape};
+use crate::Options;
+
+/// How many records a stream reads per round of direct gets.
+const CHUNK: u64 = 256;
+
+/// From how many records on a forward stream reads its history through an ordered
+/// consumer rather than by direct gets.
+const CONSUMER_THRESHOLD: u64 = 1024;
+
+/// Room left in a message for the headers this crate adds.
+const HEADER_ROOM: usize = 512;
+
+/// A [`Log`] stored in a NATS JetStream stream. Cheap to clone: clones share one
+/// connection, one writer and one `since` channel.
+///
+/// See the [crate documentation](crate) for the mapping of seqs to stream sequences, how
+/// batches stay all-or-nothing, and what an acknowledgement guarantees.
+#[derive(Debug, Clone)]
+pub struct NatsLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    name: String,
+    subject: String,
+    options: Options,
+    max_payload: usize,
+    since: Arc<Tails>,
+    writer: tokio::sync::Mutex<Writer>,
+    closed: CancellationToken,
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
+}
+
+/// What the (one, in-process) writer believes about the stream's tail.
+#[derive(Debug)]
+struct Writer {
+    /// The last stream sequence, which completes its batch (0: empty stream).
+    tail: u64,
+    /// The message id of the last message this writer sent since the last refresh: the
+    /// next message must follow it directly (guards pipelined appends).
+    last_id: Option<String>,
+    /// The tail must be read again from the server before the next write.
+    stale: bool,
+    /// Incremented by every refresh.
+    generation: u64,
+}
+
+/// How one publish attempt ended.
+enum Attempt {
+    /// The expected last sequence (or message id) did not match.
+    Conflict,
+    /// No answer, no leader, a broken connection: worth retrying.
+    Transient(String),
+    /// Retrying cannot help.
+    Fatal(NatsError),
+}
+
+impl NatsLog {
+    /// Connects to `url` (for example `"nats://127.0.0.1:4222"`, or several URLs separated
+    /// by commas) and opens the log described by `options`.
+    ///
+    /// # Errors
+    /// [`NatsError::Unreachable`] when no server answers within the request timeout; see
+    /// [`NatsLog::open`] for the rest.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the connection; nothing is written, except that an
+    /// interrupted batch may have been completed (see [`NatsLog::open`]).
+    pub async fn connect(url: &str, options: Options) -> Result<NatsLog, NatsError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(options.request_timeout)
+            .request_timeout(Some(options.request_timeout))
+            .ping_interval(options.request_timeout)
+            .max_reconnects(None)
+            .connect(
+                url.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(|e| NatsError::Unreachable {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        NatsLog::open(client, options).await
+    }
+
+    /// Opens the log described by `options` on an existing client connection, creating
+    /// the stream when it is missing and [`Options::create`] is on.
+    ///
+    /// The stream is created with file storage, [`Options::replicas`] replicas, no limits
+    /// (nothing expires), deletes and purges denied, direct gets allowed and the configured
+    /// duplicate window. An existing stream is checked for the same properties.
+    ///
+    /// If a writer crashed in the middle of a batch (its batch message stored, some fillers
+    /// missing), opening completes the batch, so that its records become visible.
+    ///
+    /// # Errors
+    /// [`NatsError::StreamMissing`], [`NatsError::Misconfigured`] (limits, storage, deletes
+    /// allowed, direct get off, gaps in the stream), [`NatsError::Unavailable`] (no
+    /// JetStream, no leader), [`NatsError::Foreign`] when the stream's last message is not
+    /// in this crate's format.
+    ///
+    /// # Cancel safety
+    /// As for [`NatsLog::connect`].
+    pub async fn open(client: async_nats::Client, options: Options) -> Result<NatsLog, NatsError> {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(options.request_timeout)
+            .ack_timeout(options.request_timeout)
+            .build(client.clone());
+        let name = options.stream.clone();
+        let subject = options.subject();
+        let stream = open_stream(&js, &options, &subject).await?;
+        let max_payload = client.server_info().max_payload;
+        let id_prefix = format!("{:016x}", rand::random::<u64>());
+        let inner = Arc::new(Inner {
+            js,
+            stream,
+            name,
+            subject,
+            options,
+            max_payload,
+            since: Arc::new(Tails::default()),
+            writer: tokio::sync::Mutex::new(Writer {
+                tail: 0,
+                last_id: None,
+                stale: true,
+                generation: 0,
+            }),
+            closed: CancellationToken::new(),
+            id_prefix,
+            next_id: AtomicU64::new(0),
+        });
+        let tail = {
+            let mut w = inner.writer.lock().await;
+            inner
+                .refresh(&mut w, Instant::now() + inner.options.append_timeout)
+                .await?;
+            w.tail
+        };
+        tracing::debug!(stream = %inner.name, tail, "opened the NATS log");
+        tokio::spawn(follow(
+            inner.stream.clone(),
+            Arc::clone(&inner.since),
+            tail + 1,
+            inner.closed.clone(),
+            inner.name.clone(),
+            inner.options.follow_interval,
+        ));
+        Ok(NatsLog { inner })
+    }
+
+    /// The JetStream stream's name.
+    pub fn stream_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Appends `record` only if the log ends at `last` (`None`: the log is empty), for
+    /// optimistic writers: read, decide, append if nothing changed meanwhile. Checked by
+    /// the server (`Nats-Expected-Last-Sequence`), so it holds across processes.
+    ///
+    /// # Errors
+    /// [`NatsError::Conflict`] when the log ends elsewhere (with the tail this handle then
+    /// knows); the errors of [`Log::append`] otherwise.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped the record may or may not be appended.
+    pub async fn append_if(&self, last: Option<Seq>, record: Bytes) -> Result<Seq, NatsError> {
+        self.inner.append_one(record, Some(last)).await
+    }
+
+    /// [`NatsLog::append_if`] for a batch: appended, all or nothing, only if the log ends
+    /// at `last`.
+    ///
+    /// # Errors
+    /// As for [`NatsLog::append_if`]; [`NatsError::TooLarge`] when the framed batch exceeds
+    /// the server's `max_payload`.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped the batch may or may not be appended (as a whole).
+    pub async fn append_batch_if(
+        &self,
+        last: Option<Seq>,
+        records: Vec<Bytes>,
+    ) -> Result<Range<Seq>, NatsError> {
+        self.inner.append_batch(records, Some(last)).await
+    }
+
+    fn reader(&self) -> Reader {
+        Reader {
+            stream: self.inner.stream.clone(),
+            name: self.inner.name.clone(),
+            since: self.inner.since.subscribe(),
+            closed: self.inner.closed.clone(),
+            concurrency: self.inner.options.read_concurrency.max(1),
+            cache: None,
+        }
+    }
+}
+
+/// Gets or creates the stream and checks its configuration.
+async fn open_stream(
+    js: &jetstream::Context,
+    options: &Options,
+    subject: &str,
+) -> Result<stream::Stream, NatsError> {
+    let name = &options.stream;
+    let unavailable = |what: &'static str, e: &dyn std::fmt::Display| {
+        tracing::warn!(stream = %name, error = %e, "{what} failed");
+        NatsError::Unavailable {
+            stream: name.clone(),
+            what,
+            waited: options.request_timeout,
+            reason: e.to_string(),
+        }
+    };
+    let mut stream = match js.get_stream(name).await {
+        Ok(stream) => stream,
+        Err(e) => match e.kind() {
+            async_nats::jetstream::context::GetStreamErrorKind::JetStream(err)
+                if err.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                if !options.create {
+                    return Err(NatsError::StreamMissing {
+                        stream: name.clone(),
+                    });
+                }
+                let config = stream::Config {
+                    name: name.clone(),
+                    subjects: vec![subject.to_owned()],
+                    storage: stream::StorageType::File,
+                    num_replicas: options.replicas,
+                    retention: stream::RetentionPolicy::Limits,
+                    max_age: Duration::ZERO,
+                    max_messages: -1,
+                    max_bytes: -1,
+                    max_messages_per_subject: -1,
+                    discard: stream::DiscardPolicy::New,
+                    duplicate_window: options.duplicate_window,
+                    deny_delete: true,
+                    deny_purge: true,
+                    allow_direct: true,
+                    description: Some("flume-rs log (flumelog-nats)".into()),
+                    ..Default::default()
+                };
+                tracing::info!(stream = %name, replicas = options.replicas, "creating the JetStream stream");
+                match js.create_stream(config).await {
+                    Ok(stream) => stream,
+                    // Another process created it meanwhile.
+                    Err(_) => js
+                        .get_stream(name)
+                        .await
+                        .map_err(|e| other("creating the stream", e))?,
+                }
+            }
+            async_nats::jetstream::context::GetStreamErrorKind::Request => {
+                return Err(unavailable("stream lookup", &e));
+            }
+            _ => return Err(other("stream lookup", e)),
+        },
+    };
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| unavailable("stream info", &e))?;
+    check_config(info, subject, options.append_timeout)?;
+    Ok(stream)
+}
+
+/// Refuses a stream whose configuration would break the log's guarantees.
+fn check_config(
+    info: &stream::Info,
+    subject: &str,
+    append_timeout: Duration,
+) -> Result<(), NatsError> {
+    let c = &info.config;
+    let problem = if c.subjects != [subject.to_owned()] {
+        Some(format!(
+            "it stores subjects {:?}, where the log needs exactly [{subject:?}]",
+            c.subjects
+        ))
+    } else if c.storage != stream::StorageType::File {
+        Some("it keeps messages in memory; the log needs file storage".into())
+    } else if c.max_age != Duration::ZERO
+        || c.max_messages > 0
+        || c.max_bytes > 0
+        || c.max_messages_per_subject > 0
+    {
+        Some("it has limits (max_age, max_msgs, max_bytes or max_msgs_per_subject) under which old records would expire".into())
+    } else if c.retention != stream::RetentionPolicy::Limits {
+        Some("its retention is not `limits`, so acknowledged records could disappear".into())
+    } else if !c.deny_delete || !c.deny_purge {
+        Some("it allows deletes or purges, which would leave gaps in the seqs".into())
+    } else if !c.allow_direct {
+        Some("direct gets are off (allow_direct: false)".into())
+    } else if c.duplicate_window <= append_timeout {
+        Some(format!(
+            "its duplicate window ({:?}) is not longer than the append timeout ({append_timeout:?}), \
+             so a retried append could be stored twice; raise the window or lower \
+             Options::append_timeout",
+            c.duplicate_window
+        ))
+    } else if info.state.messages != info.state.last_sequence {
+        Some(format!(
+            "it holds {} messages for {} sequences: some were deleted, so seqs would have gaps",
+            info.state.messages, info.state.last_sequence
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(NatsError::Misconfigured {
+            stream: c.name.clone(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The `since` and `durable` channels. Every acknowledged record is as durable as it
+/// gets, so both always carry the same value; they are two channels all the same, so that
+/// a caller holding a borrow of one may borrow the other while an append raises them.
+#[derive(Debug)]
+struct Tails {
+    since: watch::Sender<Option<Seq>>,
+    durable: watch::Sender<Option<Seq>>,
+}
+
+impl Default for Tails {
+    fn default() -> Self {
+        Tails {
+            since: watch::channel(None).0,
+            durable: watch::channel(None).0,
+        }
+    }
+}
+
+impl Tails {
+    fn current(&self) -> Option<Seq> {
+        *self.since.borrow()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Option<Seq>> {
+        self.since.subscribe()
+    }
+}
+
+/// Raises `since` (then `durable`) to `seq`, never lowering them.
+fn raise(tails: &Tails, seq: Seq) {
+    for tx in [&tails.since, &tails.durable] {
+        tx.send_if_modified(|v| {
+            if v.is_none_or(|x| seq > x) {
+                *v = Some(seq);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+fn classify(e: async_nats::jetstream::context::PublishError, size: usize, max: usize) -> Attempt {
+    match e.kind() {
+        PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId => {
+            Attempt::Conflict
+        }
+        PublishErrorKind::MaxPayloadExceeded => Attempt::Fatal(NatsError::TooLarge {
+            size: size as u64,
+            max: max as u64,
+        }),
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::StreamNotFound
+        | PublishErrorKind::MaxAckPending => Attempt::Transient(e.to_string()),
+        PublishErrorKind::Other => {
+            let text = e.to_string();
+            let lower = text.to_lowercase();
+            if lower.contains("maximum payload") || lower.contains("max payload") {
+                Attempt::Fatal(NatsError::TooLarge {
+                    size: size as u64,
+                    max: max as u64,
+                })
+            } else {
+                // "JetStream system temporarily unavailable", "no suitable peers", a leader
+                // change...: anything else is retried until the append timeout, and then
+                // reported with this message.
+                Attempt::Transient(text)
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<(), NatsError> {
+        if self.closed.is_cancelled() {
+            Err(NatsError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn new_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.id_prefix)
+    }
+
+    fn unavailable(&self, what: &'static str, reason: &str) -> NatsError {
+        NatsError::Unavailable {
+            stream: self.name.clone(),
+            what,
+            waited: self.options.append_timeout,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Sends one message that must follow the writer's tail directly.
+    async fn send(
+        &self,
+        w: &Writer,
+        id: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<jetstream::context::PublishAckFuture, Attempt> {
+        let size = payload.len();
+        let mut publish = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(id);
+        publish = if w.tail == 0 {
+            // `Nats-Expected-Last-Sequence: 0` is ignored by the server; an empty subject
+            // (the stream's only one) is how "expect an empty stream" is said.
+            publish.expected_last_subject_sequence(0)
+        } else {
+            publish.expected_last_sequence(w.tail)
+        };
+        if let Some(last) = &w.last_id {
+            publish = publish.expected_last_message_id(last);
+        }
+        self.js
+            .send_publish(self.subject.clone(), publish)
+            .await
+            .map_err(|e| classify(e, size, self.max_payload))
+    }
+
+    /// Marks the writer's view of the tail stale after a failed write, unless a refresh
+    /// has happened since that write was sent.
+    async fn mark_stale(&self, generation: u64) {
+        let mut w = self.writer.lock().await;
+        if w.generation == generation {
+            w.stale = true;
+        }
+    }
+
+    /// Backs off before a retry, or fails once the deadline has passed.
+    async fn back_off(
+        &self,
+        deadline: Instant,
+        attempt: &mut u32,
+        what: &'static str,
+        reason: &str,
+    ) -> Result<(), NatsError> {
+        tracing::debug!(stream = %self.name, %reason, "{what}: retrying");
+        if Instant::now() >= deadline {
+            return Err(self.unavailable(what, reason));
+        }
+        if *attempt >= 1 && reason.contains("timed out") {
+            // Acknowledgements keep timing out: the server this connection talks to may
+            // hang (paused, partitioned) without the socket failing. Move to another one.
+            tracing::info!(stream = %self.name, "acknowledgements time out; reconnecting to another server");
+            let client = self.js.client();
+            tokio::spawn(async move {
+                let _ = client.force_reconnect().await;
+            });
+        }
+        let delay = Duration::from_millis(25 << (*attempt).min(5));
+        *attempt += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(delay.min(deadline - Instant::now())) => Ok(()),
+            _ = self.closed.cancelled() => Err(NatsError::Closed),
+        }
+    }
+
+    /// Reads the tail from the stream leader and completes a half-written batch.
+    async fn refresh(&self, w: &mut Writer, deadline: Instant) -> Result<(), NatsError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_refresh(w).await {
+                Ok(()) => {
+                    w.stale = false;
+                    w.last_id = None;
+                    w.generation += 1;
+                    if w.tail > 0 {
+                        raise(&self.since, w.tail - 1);
+                    }
+                    return Ok(());
+                }
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Conflict) => {
+                    self.back_off(deadline, &mut attempt, "refresh", "conflict")
+                        .await?
+                }
+                Err(Attempt::Transient(reason)) => {
+                    self.back_off(deadline, &mut attempt, "refresh", &reason)
+                        .await?
+                }
+            }
+        }
+    }
+
+    async fn try_refresh(&self, w: &mut Writer) -> Result<(), Attempt> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| Attempt::Transient(e.to_string()))?;
+        let last = info.state.last_sequence;
+        if last == 0 {
+            w.tail = 0;
+            return Ok(());
+        }
+        let message = self
+            .stream
+            .get_raw_message(last)
+            .await
+            .map_err(|e| Attempt::Transient(e.to_string()))?;
+        let shape = format::shape(Some(&message.headers), last).map_err(|reason| {
+            Attempt::Fatal(NatsError::Foreign {
+                stream: self.name.clone(),
+                sequence: last,
+                reason,
+            })
+        })?;
+        let end = shape.batch_end(last);
+        w.tail = last;
+        w.last_id = None;
+        if end > last {
+            let (batch, len) = match shape {
+                Shape::Batch { len } => (last, len),
+                Shape::Filler { batch, len } => (batch, len),
+                Shape::Record => unreachable!("a record ends its own batch"),
+            };
+            tracing::info!(stream = %self.name, batch, len, "completing a batch a writer left half-written");
+            self.send_fillers(w, batch, len).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the fillers of the batch at `batch` after the writer's tail (up to the
+    /// batch's end) and waits for their acknowledgements. Filler ids depend only on their
+    /// position, so that two processes completing one batch store each filler once.
+    async fn send_fillers(&self, w: &mut Writer, batch: u64, len: u64) -> Result<(), Attempt> {
+        let acks = self.pipeline_fillers(w, batch, len).await?;
+        for ack in acks {
+            ack.await.map_err(|e| classify(e, 0, self.max_payload))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the fillers without waiting, advancing the writer's tail past them.
+    async fn pipeline_fillers(
+        &self,
+        w: &mut Writer,
+        batch: u64,
+        len: u64,
+    ) -> Result<Vec<jetstream::context::PublishAckFuture>, Attempt> {
+        let end = batch + len - 1;
+        let mut acks = Vec::new();
+        while w.tail < end {
+            let seq = w.tail + 1;
+            let mut headers = HeaderMap::new();
+            headers.insert(format::FILLER, format!("{batch}/{len}").as_str());
+            let id = format!("flume-filler-{batch}-{seq}");
+            // Fillers are chained by sequence only: any writer may have sent the previous one.
+            let previous = w.last_id.take();
+            let ack = self.send(w, &id, headers, Bytes::new()).await;
+            w.last_id = previous;
+            acks.push(ack?);
+            w.tail = seq;
+            w.last_id = Some(id);
+        }
+        Ok(acks)
+    }
+
+    async fn append_one(
+        &self,
+        record: Bytes,
+        condition: Option<Option<Seq>>,
+    ) -> Result<Seq, NatsError> {
+        self.check_open()?;
+        let size = record.len();
+        if size + HEADER_ROOM > self.max_payload {
+            return Err(NatsError::TooLarge {
+                size: size as u64,
+                max: self.max_payload.saturating_sub(HEADER_ROOM) as u64,
+            });
+        }
+        let id = self.new_id();
+        let deadline = Instant::now() + self.options.append_timeout;
+        let mut attempt = 0;
+        loop {
+            let (ack, generation) = {
+                let mut w = self.writer.lock().await;
+                self.check_open()?;
+                if w.stale {
+                    self.refresh(&mut w, deadline).await?;
+                }
+                if let Some(expected) = condition {
+                    let want = expected.map_or(0, |s| s.saturating_add(1));
+                    if w.tail != want {
+                        // Our view may be old: the server has the last word.
+                        w.tail = want;
+                        w.last_id = None;
+                        w.stale = true;
+                    }
+                }
+                match self.send(&w, &id, HeaderMap::new(), record.clone()).await {
+                    Ok(ack) => {
+                        w.tail += 1;
+                        w.last_id = Some(id.clone());
+                        (ack, w.generation)
+                    }
+                    Err(Attempt::Fatal(e)) => return Err(e),
+                    Err(Attempt::Conflict) => {
+                        w.stale = true;
+                        drop(w);
+                        continue;
+                    }
+                    Err(Attempt::Transient(reason)) => {
+                        w.stale = true;
+                        drop(w);
+                        self.back_off(deadline, &mut attempt, "append", &reason)
+                            .await?;
+                        continue;
+                    }
+                }
+            };
+            match ack.await {
+                Ok(ack) if ack.sequence > 0 => {
+                    if ack.duplicate {
+                        // An earlier attempt was stored: the writer's tail counted this one.
+                        tracing::debug!(stream = %self.name, sequence = ack.sequence, "a retried append was already stored");
+                        self.mark_stale(generation).await;
+                    }
+                    let seq = ack.sequence - 1;
+                    raise(&self.since, seq);
+                    return Ok(seq);
+                }
+                Ok(_) => {
+                    // A duplicate still in flight on the server: ask again.
+                    self.back_off(deadline, &mut attempt, "append", "duplicate in flight")
+                        .await?;
+                }
+                Err(e) => match classify(e, size, self.max_payload) {
+                    Attempt::Conflict => {
+                        self.mark_stale(generation).await;
+                        if let Some(expected) = condition {
+                            let mut w = self.writer.lock().await;
+                            if w.stale {
+                                self.refresh(&mut w, deadline).await?;
+                            }
+                            return Err(NatsError::Conflict {
+                                expected,
+                                actual: w.tail.checked_sub(1),
+                            });
+                        }
+                    }
+                    Attempt::Transient(reason) => {
+                        self.mark_stale(generation).await;
+                        self.back_off(deadline, &mut attempt, "append", &reason)
+                            .await?;
+                    }
+                    Attempt::Fatal(e) => {
+                        self.mark_stale(generation).await;
+                        return Err(e);
+                    }
+                },
+            }
+        }
+    }
+
+    async fn append_batch(
+        &self,
+        records: Vec<Bytes>,
+        condition: Option<Option<Seq>>,
+    ) -> Result<Range<Seq>, NatsError> {
+        self.check_open()?;
+        let n = records.len() as u64;
+        if n == 0 {
+            let next = self.since.current().map_or(0, |s| s + 1);
+            return match condition {
+                Some(expected) if expected.map_or(0, |s| s.saturating_add(1)) != next => {
+                    Err(NatsError::Conflict {
+                        expected,
+                        actual: next.checked_sub(1),
+                    })
+                }
+                _ => Ok(next..next),
+            };
+        }
+        if n == 1 {
+            let seq = self
+                .append_one(records.into_iter().next().expect("one record"), condition)
+                .await?;
+            return Ok(seq..seq + 1);
+        }
+        let size = format::framed_len(&records);
+        if size + HEADER_ROOM > self.max_payload {
+            return Err(NatsError::TooLarge {
+                size: size as u64,
+                max: self.max_payload.saturating_sub(HEADER_ROOM) as u64,
+            });
+        }
+        let payload = format::frame(&records).map_err(|e| other("framing a batch", e))?;
+        let id = self.new_id();
+        let deadline = Instant::now() + self.options.append_timeout;
+        let mut attempt = 0;
+        let mut headers = HeaderMap::new();
+        headers.insert(format::BATCH, n.to_string().as_str());
+        loop {
+            // The writer stays locked until the fillers are sent, so that no other append
+            // of this process can take their places.
+            let mut w = self.writer.lock().await;
+            self.check_open()?;
+            if w.stale {
+                self.refresh(&mut w, deadline).await?;
+            }
+            if let Some(expected) = condition {
+                let want = expected.map_or(0, |s| s.saturating_add(1));
+                if w.tail != want {
+                    w.tail = want;
+                    w.last_id = None;
+                    w.stale = true;
+                }
+            }
+            let result = match self.send(&w, &id, headers.clone(), payload.clone()).await {
+                Ok(ack) => ack.await.map_err(|e| classify(e, size, self.max_payload)),
+                Err(e) => Err(e),
+            };
+            let batch = match result {
+                Ok(ack) if ack.sequence > 0 => ack.sequence,
+                Ok(_) => {
+                    w.stale = true;
+                    drop(w);
+                    self.back_off(
+                        deadline,
+                        &mut attempt,
+                        "batch append",
+                        "duplicate in flight",
+                    )
+                    .await?;
+                    continue;
+                }
+                Err(Attempt::Conflict) => {
+                    w.stale = true;
+                    if let Some(expected) = condition {
+                        self.refresh(&mut w, deadline).await?;
+                        return Err(NatsError::Conflict {
+                            expected,
+                            actual: w.tail.checked_sub(1),
+                        });
+                    }
+                    continue;
+                }
+                Err(Attempt::Transient(reason)) => {
+                    w.stale = true;
+                    drop(w);
+                    self.back_off(deadline, &mut attempt, "batch append", &reason)
+                        .await?;
+                    continue;
+                }
+                Err(Attempt::Fatal(e)) => {
+                    w.stale = true;
+                    return Err(e);
+                }
+            };
+            // The batch message is stored: the batch is committed. Now its fillers.
+            let first = batch - 1;
+            let range = first..first + n;
+            if w.tail + 1 != batch || w.stale {
+                // A retried batch found stored earlier (a duplicate), or a view of the tail
+                // we cannot trust: let a refresh complete whatever is missing.
+                w.stale = true;
+                self.refresh(&mut w, deadline).await?;
+                raise(&self.since, range.end - 1);
+                return Ok(range);
+            }
+            w.tail = batch;
+            w.last_id = Some(id.clone());
+            let generation = w.generation;
+            let acks = self.pipeline_fillers(&mut w, batch, n).await;
+            drop(w);
+            let mut complete = acks.is_ok();
+            if let Ok(acks) = acks {
+                for ack in acks {
+                    if ack.await.is_err() {
+                        complete = false;
+                    }
+                }
+            }
+            if !complete {
+                self.mark_stale(generation).await;
+                let mut w = self.writer.lock().await;
+                while w.tail < range.end {
+                    w.stale = true;
+                    self.refresh(&mut w, deadline).await?;
+                }
+            }
+            raise(&self.since, range.end - 1);
+            return Ok(range);
+        }
+    }
+}
+
+/// Follows the stream's tail (including other processes' appends) with an ordered,
+/// headers-only consumer and raises `since` at every completed batch. A poll of the
+/// stream's state every `interval` backs the consumer up: it raises `since` too, and a
+/// consumer found behind at two polls in a row (stuck after a leader change, say) is
+/// recreated from the tail.
+async fn follow(
+    stream: stream::Stream,
+    since: Arc<Tails>,
+    mut next: u64,
+    closed: CancellationToken,
+    name: String,
+    interval: Duration,
+) {
+    loop {
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: next,
+                },
+                headers_only: true,
+                ..Default::default()
+            })
+            .await;
+        let messages = match consumer {
+            Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.reset();
+        let mut behind = 0;
+        match messages {
+            Ok(mut messages) => loop {
+                let item = tokio::select! {
+                    item = messages.next() => item,
+                    _ = ticker.tick() => {
+                        match poll_tail(&stream).await {
+                            Some((complete, last)) if complete.is_some_and(|c| since.current().is_none_or(|s| c > s)) => {
+                                if let Some(c) = complete {
+                                    raise(&since, c);
+                                }
+                                behind += 1;
+                                if behind >= 2 {
+                                    tracing::debug!(stream = %name, "follower: the consumer fell behind, recreating it");
+                                    next = next.max(last + 1);
+                                    break;
+                                }
+                            }
+                            _ => behind = 0,
+                        }
+                        continue;
+                    }
+                    _ = closed.cancelled() => return,
+                };
+                match item {
+                    Some(Ok(message)) => {
+                        let Ok(info) = message.info() else { continue };
+                        let sequence = info.stream_sequence;
+                        match format::shape(message.headers.as_ref(), sequence) {
+                            Ok(shape) if shape.batch_end(sequence) == sequence => {
+                                raise(&since, sequence - 1);
+                            }
+                            Ok(_) => {}
+                            Err(reason) => {
+                                tracing::warn!(stream = %name, sequence, %reason, "foreign message in the log's stream");
+                            }
+                        }
+                        next = next.max(sequence + 1);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(stream = %name, error = %e, "follower: consumer failed, recreating");
+                        break;
+                    }
+                    None => break,
+                }
+            },
+            Err(e) => {
+                tracing::debug!(stream = %name, error = %e, "follower: cannot create the consumer");
+                if let Some((Some(complete), last)) = poll_tail(&stream).await {
+                    raise(&since, complete);
+                    next = next.max(last + 1);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = closed.cancelled() => return,
+        }
+    }
+}
+
+/// The stream's last sequence, and the last seq whose batch is complete (as far as the
+/// leader knows), or `None` when the leader cannot be asked.
+async fn poll_tail(stream: &stream::Stream) -> Option<(Option<Seq>, u64)> {
+    let last = stream.get_info().await.ok()?.state.last_sequence;
+    if last == 0 {
+        return Some((None, 0));
+    }
+    let message = stream.get_raw_message(last).await.ok()?;
+    let shape = format::shape(Some(&message.headers), last).ok()?;
+    let complete = match shape {
+        Shape::Record => Some(last - 1),
+        Shape::Batch { .. } => last.checked_sub(2),
+        Shape::Filler { batch, len } if batch + len - 1 == last => Some(last - 1),
+        Shape::Filler { batch, .. } => batch.checked_sub(2),
+    };
+    Some((complete, last))
+}
+
+/// What a stream needs to read, without keeping the log open.
+struct Reader {
+    stream: stream::Stream,
+    name: String,
+    since: watch::Receiver<Option<Seq>>,
+    closed: CancellationToken,
+    concurrency: usize,
+    /// The last batch read: its stream sequence and records.
+    cache: Option<(u64, Arc<Vec<Bytes>>)>,
+}
+
+impl Reader {
+    /// The entry at stream sequence `sequence`, or `None` when there is none.
+    async fn fetch(
+        stream: &stream::Stream,
+        name: &str,
+        sequence: u64,
+    ) -> Result<Option<Entry>, Error> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let message = match stream.direct_get(sequence).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                // A replica answering a direct get may lag behind the leader: ask the leader.
+                match stream.get_raw_message(sequence).await {
+                    Ok(m) => m,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+                        ) =>
+                    {
+                        return Ok(None)
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        if text.contains("no message found") || text.contains("not found") {
+                            return Ok(None);
+                        }
+                        return Err(other("reading a message", text).into());
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(NatsError::Other {
+                    what: "direct get",
+                    reason: format!("{e}; is the stream's leader reachable?"),
+                }
+                .into())
+            }
+        };
+        format::decode(Some(&message.headers), sequence, message.payload)
+            .map(Some)
+            .map_err(|reason| {
+                NatsError::Foreign {
+                    stream: name.to_owned(),
+                    sequence,
+                    reason,
+                }
+                .into()
+            })
+    }
+
+    /// The records of a batch message.
+    async fn batch(&mut self, batch: u64, len: u64) -> Result<Arc<Vec<Bytes>>, Error> {
+        if let Some((b, records)) = &self.cache {
+            if *b == batch {
+                return Ok(Arc::clone(records));
+            }
+        }
+        match Self::fetch(&self.stream, &self.name, batch).await? {
+            Some(Entry::Batch(records)) if records.len() as u64 == len => {
+                let records = Arc::new(records);
+                self.cache = Some((batch, Arc::clone(&records)));
+                Ok(records)
+            }
+            _ => Err(NatsError::Foreign {
+                stream: self.name.clone(),
+                sequence: batch,
+                reason: format!("a filler points here, but there is no batch of {len} records"),
+            }
+            .into()),
+        }
+    }
+
+    /// Records `first..=last` (which exist), oldest first.
+    async fn read(&mut self, first: Seq, last: Seq) -> Result<Vec<RawRecord>, Error> {
+        let stream = self.stream.clone();
+        let name = self.name.clone();
+        let entries: Vec<(Seq, Option<Entry>)> = futures::stream::iter(first..=last)
+            .map(|seq| {
+                let stream = stream.clone();
+                let name = name.clone();
+                async move { Ok::<_, Error>((seq, Self::fetch(&stream, &name, seq + 1).await?)) }
+            })
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (seq, entry) in entries {
+            let sequence = seq + 1;
+            let bytes = match entry {
+                None => return Err(Error::NotFound { seq }),
+                Some(Entry::Record(bytes)) => bytes,
+                Some(Entry::Batch(records)) => {
+                    let first = records[0].clone();
+                    self.cache = Some((sequence, Arc::new(records)));
+                    first
+                }
+                Some(Entry::Filler { batch, len }) => {
+                    let records = self.batch(batch, len).await?;
+                    records[(sequence - batch) as usize].clone()
+                }
+            };
+            out.push((seq, bytes));
+        }
+        Ok(out)
+    }
+
+    /// Records `next..=upto` (which exist) through an ordered consumer, in order. Ends
+    /// early, without an error, if the consumer cannot be created or skips a sequence;
+    /// the caller reads the rest by direct gets.
+    fn consume(&mut self, next: Seq, upto: Seq) -> BoxStream<'_, Result<RawRecord>> {
+        async_stream::stream! {
+            let consumer = self
+                .stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: next + 1,
+                    },
+                    ..Default::default()
+                })
+                .await;
+            let messages = match consumer {
+                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut messages = match messages {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::debug!(stream = %self.name, error = %e, "no ordered consumer; reading by direct gets");
+                    return;
+                }
+            };
+            let mut expected = next;
+            while expected <= upto {
+                let message = match messages.next().await {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) => {
+                        tracing::debug!(stream = %self.name, error = %e, "ordered consumer failed; reading by direct gets");
+                        return;
+                    }
+                    None => return,
+                };
+                let Ok(sequence) = message.info().map(|i| i.stream_sequence) else { return };
+                if sequence != expected + 1 {
+                    return;
+                }
+                let message = message.message;
+                let entry = format::decode(message.headers.as_ref(), sequence, message.payload)
+                    .map_err(|reason| Error::from(NatsError::Foreign {
+                        stream: self.name.clone(),
+                        sequence,
+                        reason,
+                    }));
+                let bytes = match entry {
+                    Ok(Entry::Record(bytes)) => bytes,
+                    Ok(Entry::Batch(records)) => {
+                        let first = records[0].clone();
+                        self.cache = Some((sequence, Arc::new(records)));
+                        first
+                    }
+                    Ok(Entry::Filler { batch, len }) => match self.batch(batch, len).await {
+                        Ok(records) => records[(sequence - batch) as usize].clone(),
+                        Err(e) => {
+                            yield Err(e);
+                            return;
+                        }
+                    },
+                    Err(e) => {
+                        yield Err(e);
+                        return;
+                    }
+                };
+                yield Ok((expected, bytes));
+                expected += 1;
+            }
+        }
+        .boxed()
+    }
+
+    fn into_stream(mut self, opts: StreamOptions) -> BoxStream<'static, Result<RawRecord>> {
+        async_stream::stream! {
+            if self.closed.is_cancelled() {
+                yield Err(Error::Closed);
+                return;
+            }
+            if let Err(e) = opts.validate() {
+                yield Err(e);
+                return;
+            }
+            let Some((first, last)) = opts.bounds() else { return };
+            let closed = self.closed.clone();
+            let mut remaining = opts.limit.map_or(u64::MAX, |l| l as u64);
+            if opts.reverse {
+                let tail = *self.since.borrow_and_update();
+                let Some(top) = clamp(tail, last) else { return };
+                if top < first {
+                    return;
+                }
+                let mut hi = top;
+                while remaining > 0 {
+                    let lo = hi
+                        .saturating_sub(CHUNK - 1)
+                        .max(first)
+                        .max(hi.saturating_sub(remaining - 1));
+                    let chunk = tokio::select! {
+                        chunk = self.read(lo, hi) => chunk,
+                        _ = closed.cancelled() => Err(Error::Closed),
+                    };
+                    match chunk {
+                        Ok(records) => {
+                            for record in records.into_iter().rev() {
+                                remaining -= 1;
+                                yield Ok(record);
+                            }
+                        }
+                        Err(e) => {
+                            yield Err(e);
+                            return;
+                        }
+                    }
+                    if lo == first {
+                        break;
+                    }
+                    hi = lo - 1;
+                }
+                return;
+            }
+            let mut next = first;
+            // A long history streams through an ordered consumer (one request per batch of
+            // messages rather than one per record); what is left, and the live tail, by
+            // direct gets driven by `since`. Both read by seq, so the seam has no gap and
+            // no duplicate.
+            let tail = *self.since.borrow();
+            if let Some(upto) = clamp(tail, last) {
+                if upto >= next && upto - next >= CONSUMER_THRESHOLD && remaining > CONSUMER_THRESHOLD {
+                    let mut consumed = self.consume(next, upto);
+                    loop {
+                        let item = tokio::select! {
+                            item = consumed.next() => item,
+                            _ = closed.cancelled() => Some(Err(Error::Closed)),
+                        };
+                        match item {
+                            Some(Ok((seq, bytes))) => {
+                                remaining -= 1;
+                                next = seq + 1;
+                                yield Ok((seq, bytes));
+                                if remaining == 0 {
+                                    return;
+                                }
+                            }
+                            Some(Err(e)) => {
+                                yield Err(e);
+                                return;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            }
+            loop {
+                let tail = *self.since.borrow_and_update();
+                if let Some(upto) = clamp(tail, last) {
+                    if next <= upto && remaining > 0 {
+                        let hi = upto
+                            .min(next.saturating_add(CHUNK - 1))
+                            .min(next.saturating_add(remaining - 1));
+                        let chunk = tokio::select! {
+                            chunk = self.read(next, hi) => chunk,
+                            _ = closed.cancelled() => Err(Error::Closed),
+                        };
+                        match chunk {
+                            Ok(records) => {
+                                for record in records {
+                                    remaining -= 1;
+                                    yield Ok(record);
+                                }
+                            }
+                            Err(e) => {
+                                yield Err(e);
+                                return;
+                            }
+                        }
+                        match hi.checked_add(1) {
+                            Some(n) => next = n,
+                            None => return,
+                        }
+                        continue;
+                    }
+                }
+                let done = remaining == 0 || last.is_some_and(|l| next > l);
+                if done || !opts.live {
+                    return;
+                }
+                let closed = tokio::select! {
+                    changed = self.since.changed() => changed.is_err(),
+                    _ = closed.cancelled() => true,
+                };
+                if closed {
+                    yield Err(Error::Closed);
+                    return;
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+/// The highest seq readable now: the log's tail capped by the stream's upper bound.
+fn clamp(tail: Option<Seq>, last: Option<Seq>) -> Option<Seq> {
+    match (tail, last) {
+        (None, _) => None,
+        (Some(t), None) => Some(t),
+        (Some(t), Some(l)) => Some(t.min(l)),
+    }
+}
+
+impl Log for NatsLog {
+    /// Appends one record (one message, with a fresh message id, chained to the tail).
+    ///
+    /// `durability` is accepted and ignored: an acknowledgement always means the record
+    /// is stored by a quorum of the stream's replicas (see the crate docs for fsync).
+    fn append_with(
+        &self,
+        record: Bytes,
+        _durability: Option<Durability>,
+    ) -> BoxFuture<'_, Result<Seq>> {
+        Box::pin(async move { Ok(self.inner.append_one(record, None).await?) })
+    }
+
+    fn append_batch_with(
+        &self,
+        records: Vec<Bytes>,
+        _durability: Option<Durability>,
+    ) -> BoxFuture<'_, Result<Range<Seq>>> {
+        Box::pin(async move { Ok(self.inner.append_batch(records, None).await?) })
+    }
+
+    fn get(&self, seq: Seq) -> BoxFuture<'_, Result<Bytes>> {
+        Box::pin(async move {
+            self.inner.check_open()?;
+            let Some(sequence) = seq.checked_add(1) else {
+                return Err(Error::NotFound { seq });
+            };
+            let mut reader = self.reader();
+            match Reader::fetch(&reader.stream, &reader.name, sequence).await? {
+                None => Err(Error::NotFound { seq }),
+                Some(Entry::Record(bytes)) => Ok(bytes),
+                Some(Entry::Batch(records)) => Ok(records[0].clone()),
+                Some(Entry::Filler { batch, len }) => {
+                    let records = reader.batch(batch, len).await?;
+                    Ok(records[(sequence - batch) as usize].clone())
+                }
+            }
+        })
+    }
+
+    fn stream(&self, opts: StreamOptions) -> BoxStream<'static, Result<RawRecord>> {
+        self.reader().into_stream(opts)
+    }
+
+    fn since(&self) -> watch::Receiver<Option<Seq>> {
+        self.inner.since.subscribe()
+    }
+
+    /// The same value as `since` (see the crate docs on durability), on a channel of its own.
+    fn durable(&self) -> watch::Receiver<Option<Seq>> {
+        self.inner.since.durable.subscribe()
+    }
+
+    /// Returns at once: every acknowledged append is already as durable as the server
+    /// makes it (see the crate docs).
+    fn sync(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { Ok(self.inner.check_open()?) })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.inner.check_open()?;
+            self.inner.closed.cancel();
+            tracing::debug!(stream = %self.inner.name, "closed the NATS log");
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! [`Options`]: how a [`NatsLog`](crate::NatsLog) names, creates and talks to its stream.
+
+use std::time::Duration;
+
+/// Settings of a [`NatsLog`](crate::NatsLog). Every default is written next to its field.
+///
+/// The largest record (and the largest batch, framed with 4 bytes per record) is the
+/// server's `max_payload` less 512 bytes for headers. nats-server's default `max_payload`
+/// is 1 MB; raise it in the server configuration (`max_payload: 8MB`, at most 64 MB) for
+/// larger records or batches.
+///
+/// ```
+/// use std::time::Duration;
+/// use flumelog_nats::Options;
+///
+/// let options = Options::new("orders")
+///     .replicas(3)
+///     .duplicate_window(Duration::from_secs(600));
+/// assert_eq!(options.subject(), "flume.orders");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The JetStream stream's name. Default: `"flume"`.
+    pub stream: String,
+    /// The one subject the stream stores (the log owns it: nothing else may publish to it).
+    /// Default: `None`, meaning `flume.<stream>`.
+    pub subject: Option<String>,
+    /// Replicas of the stream when this handle creates it (1, 3 or 5). Default: 1.
+    pub replicas: usize,
+    /// Create the stream when it does not exist. Default: `true`.
+    pub create: bool,
+    /// The stream's deduplication window: an append retried within it (after a timeout)
+    /// is stored once. Default: 2 minutes (the server's default).
+    pub duplicate_window: Duration,
+    /// How long one request (an acknowledgement, a read) may take before it is retried or
+    /// reported. Default: 5 seconds.
+    pub request_timeout: Duration,
+    /// How long an append keeps retrying (through a leader election, say) before it fails
+    /// with [`NatsError::Unavailable`](crate::NatsError::Unavailable). Must be shorter than
+    /// the duplicate window. Default: 30 seconds.
+    pub append_timeout: Duration,
+    /// How many reads a stream or a batch lookup keeps in flight. Default: 64.
+    pub read_concurrency: usize,
+    /// How often the follower (which keeps `since` up with other processes' appends) also
+    /// polls the stream's state, as a safety net for its consumer. Default: 1 second.
+    pub follow_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new("flume")
+    }
+}
+
+impl Options {
+    /// The defaults, for the stream `name`.
+    pub fn new(stream: impl Into<String>) -> Self {
+        Options {
+            stream: stream.into(),
+            subject: None,
+            replicas: 1,
+            create: true,
+            duplicate_window: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(5),
+            append_timeout: Duration::from_secs(30),
+            read_concurrency: 64,
+            follow_interval: Duration::from_secs(1),
+        }
+    }
+    /// Sets [`Options::subject`].
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+    /// Sets [`Options::replicas`].
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+    /// Sets [`Options::create`].
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+    /// Sets [`Options::duplicate_window`].
+    pub fn duplicate_window(mut self, window: Duration) -> Self {
+        self.duplicate_window = window;
+        self
+    }
+    /// Sets [`Options::request_timeout`].
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+    /// Sets [`Options::append_timeout`].
+    pub fn append_timeout(mut self, timeout: Duration) -> Self {
+        self.append_timeout = timeout;
+        self
+    }
+    /// Sets [`Options::read_concurrency`].
+    pub fn read_concurrency(mut self, n: usize) -> Self {
+        self.read_concurrency = n.max(1);
+        self
+    }
+    /// Sets [`Options::follow_interval`].
+    pub fn follow_interval(mut self, interval: Duration) -> Self {
+        self.follow_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+    /// The subject the log publishes to: [`Options::subject`] or `flume.<stream>`.
+    pub fn subject(&self) -> String {
+        self.subject
+            .clone()
+            .unwrap_or_else(|| format!("flume.{}", self.stream))
+    }
+}

@@ -1,0 +1,61 @@
+//! The shared log conformance suite (`flume_core::testing`) against a real nats-server:
+//! one single-node JetStream server per test, a fresh stream per log.
+//!
+//! Every test here needs a server (hence the module name); see `support` for how they are
+//! skipped when no `nats-server` binary exists.
+
+mod support;
+
+use flumelog_nats::{NatsLog, Options};
+
+macro_rules! with_nats_server {
+    ($($case:ident)*) => {
+        mod with_nats_server {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(binary) = support::binary_or_skip(stringify!($case)) else { return };
+                    let server = support::Single::start(binary);
+                    let url = server.url();
+                    let mut made = 0;
+                    let factory = move || {
+                        made += 1;
+                        let url = url.clone();
+                        async move {
+                            NatsLog::connect(&url, Options::new(format!("conformance-{made}")))
+                                .await
+                                .expect("open a fresh NATS log")
+                        }
+                    };
+                    flume_core::testing::$case(factory).await;
+                    drop(server);
+                }
+            )*
+        }
+    };
+}
+
+with_nats_server! {
+    empty_log
+    append_assigns_dense_seqs
+    get_returns_each_record
+    append_batch_assigns_consecutive_seqs
+    stream_bounds
+    stream_reverse
+    stream_limit
+    stream_large_log
+    reverse_live_rejected
+    live_stream_has_no_gap_at_seam
+    live_stream_from_midway
+    live_stream_with_bounds_ends
+    since_watch_notifies
+    concurrent_appenders
+    batch_visible_atomically
+    revert_truncates
+    close_rejects_every_call
+    close_ends_pending_live_streams
+    large_records
+    empty_record
+    sync_makes_durable
+}

@@ -1,0 +1,438 @@
+//! Behaviour beyond the conformance suite on one nats-server: other processes' appends,
+//! conditional appends, typed errors, completion of a half-written batch.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use flume_core::{Error, Log, StreamOptions};
+use flumelog_nats::{NatsError, NatsLog, Options};
+use futures::StreamExt;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {PATIENCE:?}"))
+}
+
+fn nats_error(e: &Error) -> Option<&NatsError> {
+    match e {
+        Error::Backend(source) => source.downcast_ref::<NatsError>(),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_appends_of_another_handle_are_followed() {
+    let Some(binary) =
+        support::binary_or_skip("nats_server_appends_of_another_handle_are_followed")
+    else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    // Two connections: as two processes would have.
+    let a = NatsLog::connect(&server.url(), Options::new("shared"))
+        .await
+        .unwrap();
+    let b = NatsLog::connect(&server.url(), Options::new("shared"))
+        .await
+        .unwrap();
+    let mut live = b.stream(StreamOptions::new().live(true));
+    for i in 0..10u64 {
+        assert_eq!(a.append(Bytes::from(format!("a{i}"))).await.unwrap(), i);
+    }
+    assert_eq!(
+        a.append_batch(vec![Bytes::from("x"), Bytes::from("y"), Bytes::from("z")])
+            .await
+            .unwrap(),
+        10..13
+    );
+    // b's since follows a's appends (through its follower), in whole batches.
+    let mut since = b.since();
+    let seen = *within("b.since() to reach 12", since.wait_for(|s| *s == Some(12)))
+        .await
+        .unwrap();
+    assert_eq!(seen, Some(12));
+    for i in 0..13u64 {
+        let (seq, _) = within("b's live stream", live.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seq, i);
+    }
+    // b appends after a: seqs continue, a sees them.
+    assert_eq!(b.append(Bytes::from("b0")).await.unwrap(), 13);
+    assert_eq!(a.append(Bytes::from("a10")).await.unwrap(), 14);
+    assert_eq!(b.get(14).await.unwrap(), Bytes::from("a10"));
+    assert_eq!(a.get(11).await.unwrap(), Bytes::from("y"));
+    let mut since = a.since();
+    within("a.since() to reach 14", since.wait_for(|s| *s == Some(14)))
+        .await
+        .unwrap();
+    // Concurrent appenders on both handles: dense, distinct seqs.
+    let (ra, rb) = tokio::join!(
+        async {
+            let mut v = Vec::new();
+            for i in 0..100 {
+                v.push(a.append(Bytes::from(format!("ca{i}"))).await.unwrap());
+            }
+            v
+        },
+        async {
+            let mut v = Vec::new();
+            for i in 0..20 {
+                v.extend(
+                    b.append_batch(vec![
+                        Bytes::from(format!("cb{i}.0")),
+                        Bytes::from(format!("cb{i}.1")),
+                    ])
+                    .await
+                    .unwrap(),
+                );
+            }
+            v
+        },
+    );
+    let mut all: Vec<u64> = ra.into_iter().chain(rb).collect();
+    all.sort_unstable();
+    assert_eq!(all, (15..155).collect::<Vec<_>>());
+    let streamed: Vec<_> = b.stream(StreamOptions::new()).collect().await;
+    assert_eq!(streamed.len(), 155);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_conditional_append() {
+    let Some(binary) = support::binary_or_skip("nats_server_conditional_append") else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let a = NatsLog::connect(&server.url(), Options::new("cond"))
+        .await
+        .unwrap();
+    let b = NatsLog::connect(&server.url(), Options::new("cond"))
+        .await
+        .unwrap();
+    assert_eq!(a.append_if(None, Bytes::from("first")).await.unwrap(), 0);
+    match b.append_if(None, Bytes::from("also first")).await {
+        Err(NatsError::Conflict {
+            expected: None,
+            actual: Some(0),
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        b.append_if(Some(0), Bytes::from("second")).await.unwrap(),
+        1
+    );
+    match a.append_if(Some(0), Bytes::from("stale")).await {
+        Err(NatsError::Conflict {
+            expected: Some(0),
+            actual: Some(1),
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match a
+        .append_batch_if(Some(0), vec![Bytes::from("p"), Bytes::from("q")])
+        .await
+    {
+        Err(NatsError::Conflict { .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        a.append_batch_if(Some(1), vec![Bytes::from("p"), Bytes::from("q")])
+            .await
+            .unwrap(),
+        2..4
+    );
+    // Plain appends still work after conflicts.
+    assert_eq!(b.append(Bytes::from("plain")).await.unwrap(), 4);
+    let all: Vec<_> = a
+        .stream(StreamOptions::new())
+        .map(|r| r.unwrap().1)
+        .collect()
+        .await;
+    assert_eq!(all, ["first", "second", "p", "q", "plain"].map(Bytes::from));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_too_large_is_a_typed_error() {
+    let Some(binary) = support::binary_or_skip("nats_server_too_large_is_a_typed_error") else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let log = NatsLog::connect(&server.url(), Options::new("big"))
+        .await
+        .unwrap();
+    let huge = Bytes::from(vec![7u8; 9 << 20]);
+    match log.append(huge.clone()).await {
+        Err(Error::RecordTooLarge { size, max }) => assert!(size > max, "{size} <= {max}"),
+        other => panic!("expected RecordTooLarge, got {other:?}"),
+    }
+    let batch = vec![Bytes::from(vec![1u8; 3 << 20]); 3];
+    match log.append_batch(batch).await {
+        Err(e @ Error::RecordTooLarge { .. }) => {
+            assert!(e.to_string().contains("exceeds"), "{e}");
+        }
+        other => panic!("expected RecordTooLarge, got {other:?}"),
+    }
+    // Nothing was written, and the log goes on.
+    assert_eq!(*log.since().borrow(), None);
+    assert_eq!(log.append(Bytes::from("small")).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_missing_and_misconfigured_streams() {
+    let Some(binary) = support::binary_or_skip("nats_server_missing_and_misconfigured_streams")
+    else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    match NatsLog::connect(&server.url(), Options::new("absent").create(false)).await {
+        Err(e @ NatsError::StreamMissing { .. }) => {
+            assert!(e.to_string().contains("create"), "{e}")
+        }
+        other => panic!("expected StreamMissing, got {other:?}"),
+    }
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "expiring".into(),
+        subjects: vec!["flume.expiring".into()],
+        max_age: Duration::from_secs(3600),
+        allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    match NatsLog::connect(&server.url(), Options::new("expiring")).await {
+        Err(e @ NatsError::Misconfigured { .. }) => {
+            assert!(e.to_string().contains("limits"), "{e}")
+        }
+        other => panic!("expected Misconfigured, got {other:?}"),
+    }
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "deletable".into(),
+        subjects: vec!["flume.deletable".into()],
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    match NatsLog::connect(&server.url(), Options::new("deletable")).await {
+        Err(e @ NatsError::Misconfigured { .. }) => {
+            assert!(e.to_string().contains("deletes"), "{e}")
+        }
+        other => panic!("expected Misconfigured, got {other:?}"),
+    }
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "short-window".into(),
+        subjects: vec!["flume.short-window".into()],
+        duplicate_window: Duration::from_secs(10),
+        allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    match NatsLog::connect(&server.url(), Options::new("short-window")).await {
+        Err(e @ NatsError::Misconfigured { .. }) => {
+            assert!(e.to_string().contains("duplicate window"), "{e}")
+        }
+        other => panic!("expected Misconfigured, got {other:?}"),
+    }
+    // With a shorter append timeout, the same stream is fine.
+    let options = Options::new("short-window").append_timeout(Duration::from_secs(5));
+    NatsLog::connect(&server.url(), options).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_a_typed_error() {
+    // No server needed: nothing listens on this port.
+    let port = support::free_port();
+    let started = std::time::Instant::now();
+    let result = NatsLog::connect(
+        &format!("nats://127.0.0.1:{port}"),
+        Options::new("nowhere").request_timeout(Duration::from_secs(2)),
+    )
+    .await;
+    match result {
+        Err(e @ NatsError::Unreachable { .. }) => {
+            assert!(e.to_string().contains("nats-server is running"), "{e}");
+            let e: Error = e.into();
+            assert!(nats_error(&e).is_some());
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_half_written_batch_is_completed_on_open() {
+    let Some(binary) =
+        support::binary_or_skip("nats_server_half_written_batch_is_completed_on_open")
+    else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let log = NatsLog::connect(&server.url(), Options::new("crashed"))
+        .await
+        .unwrap();
+    assert_eq!(log.append(Bytes::from("before")).await.unwrap(), 0);
+    log.close().await.unwrap();
+    // A writer that "crashed" after storing its batch message and one of three fillers.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut payload = BytesMut::new();
+    for r in [&b"r1"[..], b"r2", b"r3", b"r4"] {
+        payload.put_u32(r.len() as u32);
+        payload.put_slice(r);
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Flume-Batch", "4");
+    js.publish_with_headers("flume.crashed", headers, payload.freeze())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Flume-Filler", "2/4");
+    js.publish_with_headers("flume.crashed", headers, Bytes::new())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let log = NatsLog::connect(&server.url(), Options::new("crashed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        *log.since().borrow(),
+        Some(4),
+        "the batch is completed and visible"
+    );
+    let all: Vec<_> = log
+        .stream(StreamOptions::new())
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(
+        all,
+        vec![
+            (0, Bytes::from("before")),
+            (1, Bytes::from("r1")),
+            (2, Bytes::from("r2")),
+            (3, Bytes::from("r3")),
+            (4, Bytes::from("r4"))
+        ]
+    );
+    assert_eq!(log.append(Bytes::from("after")).await.unwrap(), 5);
+    assert_eq!(log.get(3).await.unwrap(), Bytes::from("r3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_restart_keeps_records() {
+    let Some(binary) = support::binary_or_skip("nats_server_restart_keeps_records") else {
+        return;
+    };
+    let mut server = support::Single::start(binary);
+    let log = NatsLog::connect(&server.url(), Options::new("durable"))
+        .await
+        .unwrap();
+    for i in 0..20u64 {
+        log.append(Bytes::from(format!("r{i}"))).await.unwrap();
+    }
+    log.append_batch((20..30).map(|i| Bytes::from(format!("r{i}"))).collect())
+        .await
+        .unwrap();
+    log.close().await.unwrap();
+    server.server.stop();
+    server.server.start();
+    let log = NatsLog::connect(&server.url(), Options::new("durable"))
+        .await
+        .unwrap();
+    assert_eq!(*log.since().borrow(), Some(29));
+    let all: Vec<_> = log
+        .stream(StreamOptions::new().reverse(true))
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(all.len(), 30);
+    for (seq, bytes) in all {
+        assert_eq!(bytes, Bytes::from(format!("r{seq}")));
+    }
+}
+
+/// Publishes whose acknowledgements time out (the server is paused) may still commit;
+/// their retries carry the same message id, so nothing is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_timed_out_appends_are_not_duplicated() {
+    let Some(binary) = support::binary_or_skip("nats_server_timed_out_appends_are_not_duplicated")
+    else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let options = Options::new("retries")
+        .request_timeout(Duration::from_millis(100))
+        .append_timeout(Duration::from_secs(20));
+    let log = std::sync::Arc::new(NatsLog::connect(&server.url(), options).await.unwrap());
+    let tasks: Vec<_> = (0..4u64)
+        .map(|task| {
+            let log = std::sync::Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..100u64 {
+                    let v = format!("{task}-{i}");
+                    if i % 10 == 9 {
+                        let range = log
+                            .append_batch(vec![
+                                Bytes::from(format!("{v}a")),
+                                Bytes::from(format!("{v}b")),
+                            ])
+                            .await
+                            .expect("batch");
+                        got.push((range.start, format!("{v}a")));
+                        got.push((range.start + 1, format!("{v}b")));
+                    } else {
+                        got.push((log.append(Bytes::from(v.clone())).await.expect("append"), v));
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        server.server.pause();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.server.resume();
+    }
+    let mut returned = Vec::new();
+    for t in tasks {
+        returned.extend(within("appenders", t).await.unwrap());
+    }
+    returned.sort();
+    let all: Vec<_> = log
+        .stream(StreamOptions::new())
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(all.len(), 440, "every append stored exactly once");
+    for ((seq, bytes), (want_seq, want)) in all.iter().zip(&returned) {
+        assert_eq!(
+            (seq, std::str::from_utf8(bytes).unwrap()),
+            (want_seq, want.as_str())
+        );
+    }
+}
