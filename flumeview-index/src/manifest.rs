@@ -159,7 +159,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::tests::hexdump;
+    use flume_core::testing::hexdump;
     use proptest::prelude::*;
 
     fn sample() -> Manifest {

@@ -795,8 +795,8 @@ impl RunCursor {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use flume_core::testing::hexdump;
     use proptest::prelude::*;
-    use std::fmt::Write as _;
 
     pub(crate) const SMALL: RunParams = RunParams {
         block_bytes: 64,
@@ -816,32 +816,6 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         while let Some(e) = c.next_entry().expect("valid") {
             out.push(e);
-        }
-        out
-    }
-
-    /// `xxd`-style dump: offset, 16 bytes in hex, printable ASCII.
-    pub(crate) fn hexdump(bytes: &[u8]) -> String {
-        let mut out = String::new();
-        for (i, line) in bytes.chunks(16).enumerate() {
-            let _ = write!(out, "{:08x}:", i * 16);
-            for pair in line.chunks(2) {
-                out.push(' ');
-                for b in pair {
-                    let _ = write!(out, "{b:02x}");
-                }
-            }
-            let used = line.len() * 2 + line.len().div_ceil(2);
-            out.push_str(&" ".repeat(40 - used));
-            out.push_str("  ");
-            for &b in line {
-                out.push(if b.is_ascii_graphic() || b == b' ' {
-                    b as char
-                } else {
-                    '.'
-                });
-            }
-            out.push('\n');
         }
         out
     }

@@ -250,7 +250,7 @@ fn remove_if_present(path: &Path) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fmt::Write as _;
+    use flume_core::testing::hexdump;
 
     use proptest::prelude::*;
 
@@ -263,32 +263,6 @@ mod tests {
             },
             br#"{"count":42}"#.to_vec(),
         )
-    }
-
-    /// `xxd`-style dump: offset, 16 bytes in hex, printable ASCII.
-    fn hexdump(bytes: &[u8]) -> String {
-        let mut out = String::new();
-        for (i, line) in bytes.chunks(16).enumerate() {
-            let _ = write!(out, "{:08x}:", i * 16);
-            for pair in line.chunks(2) {
-                out.push(' ');
-                for b in pair {
-                    let _ = write!(out, "{b:02x}");
-                }
-            }
-            let used = line.len() * 2 + line.len().div_ceil(2);
-            out.push_str(&" ".repeat(40 - used));
-            out.push_str("  ");
-            for &b in line {
-                out.push(if b.is_ascii_graphic() || b == b' ' {
-                    b as char
-                } else {
-                    '.'
-                });
-            }
-            out.push('\n');
-        }
-        out
     }
 
     #[test]
