@@ -69,6 +69,55 @@ use crate::{Durability, Error, Log, RawRecord, Result, Seq, StreamOptions};
 /// How long the suite waits for anything before failing instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Calls the macro `$callback` with the name of every case of the suite, so that a
+/// backend that needs its own test wrapper (say, one that starts a server or skips when
+/// none is installed) still runs every case, including those added later:
+///
+/// ```
+/// macro_rules! my_cases {
+///     (($prefix:literal) $($case:ident)*) => {
+///         const CASES: &[&str] = &[$(concat!($prefix, stringify!($case))),*];
+///     };
+/// }
+/// flume_core::log_conformance_case_names! { [my_cases] ("case: ") }
+///
+/// fn main() {
+///     assert!(CASES.contains(&"case: empty_log"));
+/// }
+/// ```
+///
+/// The callback's path goes in brackets; the tokens after it (here `("case: ")`) are
+/// passed to it first, before the case names.
+#[macro_export]
+macro_rules! log_conformance_case_names {
+    ([$($callback:tt)+] $($args:tt)*) => {
+        $($callback)+! {
+            $($args)*
+            empty_log
+            append_assigns_dense_seqs
+            get_returns_each_record
+            append_batch_assigns_consecutive_seqs
+            stream_bounds
+            stream_reverse
+            stream_limit
+            stream_large_log
+            reverse_live_rejected
+            live_stream_has_no_gap_at_seam
+            live_stream_from_midway
+            live_stream_with_bounds_ends
+            since_watch_notifies
+            concurrent_appenders
+            batch_visible_atomically
+            revert_truncates
+            close_rejects_every_call
+            close_ends_pending_live_streams
+            large_records
+            empty_record
+            sync_makes_durable
+        }
+    };
+}
+
 /// Runs every case of the suite against a log factory, one `#[tokio::test]` per case.
 ///
 /// The argument is an expression, evaluated anew in each test, that gives a factory:
@@ -117,30 +166,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 macro_rules! log_conformance_tests {
     ($name:ident => $factory:expr $(,)?) => {
         mod $name {
-            $crate::__log_conformance_cases! {
-                ($factory)
-                empty_log
-                append_assigns_dense_seqs
-                get_returns_each_record
-                append_batch_assigns_consecutive_seqs
-                stream_bounds
-                stream_reverse
-                stream_limit
-                stream_large_log
-                reverse_live_rejected
-                live_stream_has_no_gap_at_seam
-                live_stream_from_midway
-                live_stream_with_bounds_ends
-                since_watch_notifies
-                concurrent_appenders
-                batch_visible_atomically
-                revert_truncates
-                close_rejects_every_call
-                close_ends_pending_live_streams
-                large_records
-                empty_record
-                sync_makes_durable
-            }
+            $crate::log_conformance_case_names! { [$crate::__log_conformance_cases] ($factory) }
         }
     };
     ($factory:expr $(,)?) => {

@@ -36,26 +36,5 @@ macro_rules! with_nats_server {
     };
 }
 
-with_nats_server! {
-    empty_log
-    append_assigns_dense_seqs
-    get_returns_each_record
-    append_batch_assigns_consecutive_seqs
-    stream_bounds
-    stream_reverse
-    stream_limit
-    stream_large_log
-    reverse_live_rejected
-    live_stream_has_no_gap_at_seam
-    live_stream_from_midway
-    live_stream_with_bounds_ends
-    since_watch_notifies
-    concurrent_appenders
-    batch_visible_atomically
-    revert_truncates
-    close_rejects_every_call
-    close_ends_pending_live_streams
-    large_records
-    empty_record
-    sync_makes_durable
-}
+// Every case of the suite, including any added later.
+flume_core::log_conformance_case_names! { [with_nats_server] }
