@@ -74,6 +74,24 @@ struct Writer {
     generation: u64,
 }
 
+/// One message to append, under the id that all its attempts share.
+#[derive(Debug)]
+struct Attempts {
+    id: String,
+    /// The tails that earlier attempts expected: each may have been stored right after its
+    /// tail (see [`Inner::find_attempt`]).
+    tried: Vec<u64>,
+}
+
+impl Attempts {
+    fn new(id: String) -> Self {
+        Attempts {
+            id,
+            tried: Vec::new(),
+        }
+    }
+}
+
 /// How one publish attempt ended.
 enum Attempt {
     /// The expected last sequence (or message id) did not match.
@@ -575,6 +593,54 @@ impl Inner {
         Ok(())
     }
 
+    /// Prepares a retry of the message `id`: reads the tail again and looks for an earlier
+    /// attempt among the stored messages. Returns its stream sequence when one was stored.
+    ///
+    /// The server's duplicate window normally answers a retry with "duplicate", but not
+    /// always: a new stream leader may not know an id its predecessor stored just before
+    /// losing the lead, and then refuses the retry for a wrong last sequence instead. Each
+    /// attempt names the tail it expects, so it can only have been stored right after that
+    /// tail: one read per earlier attempt settles it. Without this check the retry would
+    /// be sent again against the new tail and the record stored twice.
+    async fn find_attempt(
+        &self,
+        w: &mut Writer,
+        deadline: Instant,
+        id: &str,
+        tails: &[u64],
+    ) -> Result<Option<u64>, NatsError> {
+        let mut attempt = 0;
+        'retry: loop {
+            // Only a tail read from the server tells which messages are stored.
+            self.refresh(w, deadline).await?;
+            for &tail in tails {
+                let sequence = tail + 1;
+                if sequence > w.tail {
+                    continue;
+                }
+                match self.stream.get_raw_message(sequence).await {
+                    Ok(message) => {
+                        let stored = message
+                            .headers
+                            .get(async_nats::header::NATS_MESSAGE_ID)
+                            .map(|v| v.as_str());
+                        if stored == Some(id) {
+                            tracing::info!(stream = %self.name, sequence, "a retried append was already stored under a previous leader");
+                            return Ok(Some(sequence));
+                        }
+                    }
+                    Err(e) => {
+                        w.stale = true;
+                        self.back_off(deadline, &mut attempt, "checking a retry", &e.to_string())
+                            .await?;
+                        continue 'retry;
+                    }
+                }
+            }
+            return Ok(None);
+        }
+    }
+
     /// Sends the fillers of the batch at `batch` after the writer's tail (up to the
     /// batch's end) and waits for their acknowledgements. Filler ids depend only on their
     /// position, so that two processes completing one batch store each filler once.
@@ -616,6 +682,18 @@ impl Inner {
         record: Bytes,
         condition: Option<Option<Seq>>,
     ) -> Result<Seq, NatsError> {
+        self.append_one_as(record, condition, Attempts::new(self.new_id()))
+            .await
+    }
+
+    /// [`Inner::append_one`] for a message that may have been sent before (`attempts`).
+    async fn append_one_as(
+        &self,
+        record: Bytes,
+        condition: Option<Option<Seq>>,
+        attempts: Attempts,
+    ) -> Result<Seq, NatsError> {
+        let Attempts { id, mut tried } = attempts;
         self.check_open()?;
         let size = record.len();
         if size + HEADER_ROOM > self.max_payload {
@@ -624,14 +702,19 @@ impl Inner {
                 max: self.max_payload.saturating_sub(HEADER_ROOM) as u64,
             });
         }
-        let id = self.new_id();
         let deadline = Instant::now() + self.options.append_timeout;
         let mut attempt = 0;
         loop {
             let (ack, generation) = {
                 let mut w = self.writer.lock().await;
                 self.check_open()?;
-                if w.stale {
+                if !tried.is_empty() {
+                    if let Some(sequence) = self.find_attempt(&mut w, deadline, &id, &tried).await?
+                    {
+                        raise(&self.since, sequence - 1);
+                        return Ok(sequence - 1);
+                    }
+                } else if w.stale {
                     self.refresh(&mut w, deadline).await?;
                 }
                 if let Some(expected) = condition {
@@ -642,6 +725,9 @@ impl Inner {
                         w.last_id = None;
                         w.stale = true;
                     }
+                }
+                if tried.last() != Some(&w.tail) {
+                    tried.push(w.tail);
                 }
                 match self.send(&w, &id, HeaderMap::new(), record.clone()).await {
                     Ok(ack) => {
@@ -685,8 +771,11 @@ impl Inner {
                         self.mark_stale(generation).await;
                         if let Some(expected) = condition {
                             let mut w = self.writer.lock().await;
-                            if w.stale {
-                                self.refresh(&mut w, deadline).await?;
+                            if let Some(sequence) =
+                                self.find_attempt(&mut w, deadline, &id, &tried).await?
+                            {
+                                raise(&self.since, sequence - 1);
+                                return Ok(sequence - 1);
                             }
                             return Err(NatsError::Conflict {
                                 expected,
@@ -713,6 +802,17 @@ impl Inner {
         records: Vec<Bytes>,
         condition: Option<Option<Seq>>,
     ) -> Result<Range<Seq>, NatsError> {
+        self.append_batch_as(records, condition, Attempts::new(self.new_id()))
+            .await
+    }
+
+    /// [`Inner::append_batch`] for a message that may have been sent before (`attempts`).
+    async fn append_batch_as(
+        &self,
+        records: Vec<Bytes>,
+        condition: Option<Option<Seq>>,
+        attempts: Attempts,
+    ) -> Result<Range<Seq>, NatsError> {
         self.check_open()?;
         let n = records.len() as u64;
         if n == 0 {
@@ -728,9 +828,8 @@ impl Inner {
             };
         }
         if n == 1 {
-            let seq = self
-                .append_one(records.into_iter().next().expect("one record"), condition)
-                .await?;
+            let record = records.into_iter().next().expect("one record");
+            let seq = self.append_one_as(record, condition, attempts).await?;
             return Ok(seq..seq + 1);
         }
         let size = format::framed_len(&records);
@@ -741,7 +840,7 @@ impl Inner {
             });
         }
         let payload = format::frame(&records).map_err(|e| other("framing a batch", e))?;
-        let id = self.new_id();
+        let Attempts { id, mut tried } = attempts;
         let deadline = Instant::now() + self.options.append_timeout;
         let mut attempt = 0;
         let mut headers = HeaderMap::new();
@@ -751,23 +850,38 @@ impl Inner {
             // of this process can take their places.
             let mut w = self.writer.lock().await;
             self.check_open()?;
-            if w.stale {
-                self.refresh(&mut w, deadline).await?;
-            }
-            if let Some(expected) = condition {
-                let want = expected.map_or(0, |s| s.saturating_add(1));
-                if w.tail != want {
-                    w.tail = want;
-                    w.last_id = None;
-                    w.stale = true;
+            let found = if tried.is_empty() {
+                if w.stale {
+                    self.refresh(&mut w, deadline).await?;
                 }
-            }
-            let result = match self.send(&w, &id, headers.clone(), payload.clone()).await {
-                Ok(ack) => ack.await.map_err(|e| classify(e, size, self.max_payload)),
-                Err(e) => Err(e),
+                None
+            } else {
+                self.find_attempt(&mut w, deadline, &id, &tried).await?
+            };
+            let result = if let Some(batch) = found {
+                Ok(batch)
+            } else {
+                if let Some(expected) = condition {
+                    let want = expected.map_or(0, |s| s.saturating_add(1));
+                    if w.tail != want {
+                        w.tail = want;
+                        w.last_id = None;
+                        w.stale = true;
+                    }
+                }
+                if tried.last() != Some(&w.tail) {
+                    tried.push(w.tail);
+                }
+                match self.send(&w, &id, headers.clone(), payload.clone()).await {
+                    Ok(ack) => ack
+                        .await
+                        .map(|ack| ack.sequence)
+                        .map_err(|e| classify(e, size, self.max_payload)),
+                    Err(e) => Err(e),
+                }
             };
             let batch = match result {
-                Ok(ack) if ack.sequence > 0 => ack.sequence,
+                Ok(sequence) if sequence > 0 => sequence,
                 Ok(_) => {
                     w.stale = true;
                     drop(w);
@@ -783,7 +897,14 @@ impl Inner {
                 Err(Attempt::Conflict) => {
                     w.stale = true;
                     if let Some(expected) = condition {
-                        self.refresh(&mut w, deadline).await?;
+                        if self
+                            .find_attempt(&mut w, deadline, &id, &tried)
+                            .await?
+                            .is_some()
+                        {
+                            // An earlier attempt was stored: let the next round finish it.
+                            continue;
+                        }
                         return Err(NatsError::Conflict {
                             expected,
                             actual: w.tail.checked_sub(1),
@@ -1343,5 +1464,137 @@ impl Log for NatsLog {
             tracing::debug!(stream = %self.inner.name, "closed the NATS log");
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server whose duplicate window has forgotten `id`, which an earlier attempt stored
+    /// right after `tail`: what a new stream leader can look like to a retry.
+    async fn forgotten_attempt(log: &NatsLog, id: &str, headers: HeaderMap, payload: Bytes) -> u64 {
+        let tail = log.inner.writer.lock().await.tail;
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(id)
+            .expected_last_sequence(tail);
+        let ack = log
+            .inner
+            .js
+            .send_publish(log.inner.subject.clone(), publish)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.sequence, tail + 1);
+        // Outlive the duplicate window, so that the server answers a re-send of `id` with
+        // a wrong last sequence, as a leader that never saw it would.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tail
+    }
+
+    async fn open(url: &str, stream: &str) -> NatsLog {
+        let options = Options::new(stream)
+            .duplicate_window(Duration::from_secs(1))
+            .append_timeout(Duration::from_millis(900));
+        NatsLog::connect(url, options).await.unwrap()
+    }
+
+    async fn stored(log: &NatsLog) -> u64 {
+        log.inner.stream.get_info().await.unwrap().state.messages
+    }
+
+    #[tokio::test]
+    async fn nats_server_retry_finds_an_append_the_leader_forgot() {
+        let Some(binary) =
+            support::binary_or_skip("nats_server_retry_finds_an_append_the_leader_forgot")
+        else {
+            return;
+        };
+        let server = support::Single::start(binary);
+        let log = open(&server.url(), "forgot").await;
+        assert_eq!(log.append(Bytes::from("a")).await.unwrap(), 0);
+        let tail = forgotten_attempt(&log, "retried", HeaderMap::new(), Bytes::from("b")).await;
+        let attempts = Attempts {
+            id: "retried".into(),
+            tried: vec![tail],
+        };
+        let seq = log
+            .inner
+            .append_one_as(Bytes::from("b"), None, attempts)
+            .await
+            .unwrap();
+        assert_eq!(
+            seq, 1,
+            "the retry reports where the first attempt was stored"
+        );
+        assert_eq!(stored(&log).await, 2, "and does not store the record again");
+        assert_eq!(log.append(Bytes::from("c")).await.unwrap(), 2);
+        assert_eq!(log.get(1).await.unwrap(), Bytes::from("b"));
+    }
+
+    #[tokio::test]
+    async fn nats_server_conditional_retry_finds_an_append_the_leader_forgot() {
+        let Some(binary) = support::binary_or_skip(
+            "nats_server_conditional_retry_finds_an_append_the_leader_forgot",
+        ) else {
+            return;
+        };
+        let server = support::Single::start(binary);
+        let log = open(&server.url(), "forgot_if").await;
+        assert_eq!(log.append(Bytes::from("a")).await.unwrap(), 0);
+        let tail = forgotten_attempt(&log, "retried", HeaderMap::new(), Bytes::from("b")).await;
+        let attempts = Attempts {
+            id: "retried".into(),
+            tried: vec![tail],
+        };
+        // The log no longer ends at 0, but only because this very append was stored.
+        let seq = log
+            .inner
+            .append_one_as(Bytes::from("b"), Some(Some(0)), attempts)
+            .await
+            .unwrap();
+        assert_eq!(seq, 1);
+        assert_eq!(stored(&log).await, 2);
+        // A true conflict is still one.
+        let conflict = log.append_if(Some(0), Bytes::from("x")).await.unwrap_err();
+        assert!(matches!(conflict, NatsError::Conflict { .. }), "{conflict}");
+    }
+
+    #[tokio::test]
+    async fn nats_server_batch_retry_finds_a_batch_the_leader_forgot() {
+        let Some(binary) =
+            support::binary_or_skip("nats_server_batch_retry_finds_a_batch_the_leader_forgot")
+        else {
+            return;
+        };
+        let server = support::Single::start(binary);
+        let log = open(&server.url(), "forgot_batch").await;
+        assert_eq!(log.append(Bytes::from("a")).await.unwrap(), 0);
+        let records: Vec<Bytes> = ["b", "c", "d"].map(Bytes::from).to_vec();
+        let mut headers = HeaderMap::new();
+        headers.insert(format::BATCH, "3");
+        // Only the batch message was stored before the leader changed: no fillers yet.
+        let tail =
+            forgotten_attempt(&log, "retried", headers, format::frame(&records).unwrap()).await;
+        let attempts = Attempts {
+            id: "retried".into(),
+            tried: vec![tail],
+        };
+        let range = log
+            .inner
+            .append_batch_as(records, None, attempts)
+            .await
+            .unwrap();
+        assert_eq!(range, 1..4);
+        assert_eq!(stored(&log).await, 4, "one batch message and two fillers");
+        assert_eq!(log.append(Bytes::from("e")).await.unwrap(), 4);
+        assert_eq!(log.get(3).await.unwrap(), Bytes::from("d"));
     }
 }

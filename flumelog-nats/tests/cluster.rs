@@ -256,14 +256,18 @@ async fn nats_server_cluster_leader_failover() {
     db2.close().await.unwrap();
 }
 
-// Known bug (issue 6 stays open): under load, an append whose publish timed out while the
-// leader was paused was stored twice (seq 52 where 51 was expected). The retry reached a
-// new leader that did not recognise its message id, was refused for a wrong last
-// sequence, refreshed the tail and sent again. The fix: before re-sending after such a
-// refusal, look for the append's own Nats-Msg-Id among the messages stored since its first
-// attempt (single appends and batch messages alike). Run with `--ignored` to reproduce.
+// Under load this test once found an append stored twice: a publish that timed out while
+// the leader was paused, retried to a new leader that no longer recognised its message id.
+// Retries now look for their earlier attempts first (the deterministic unit tests in
+// src/log.rs cover that case), and that failure is gone. A rarer one remains (about 1 run
+// in 14, only with the whole file running on a loaded machine): after the pause, the
+// record another handle appended and got seq 51 acknowledged for was missing, and the
+// next record was stored at both 51 and 52, which points at an acknowledged write lost
+// across the leader change (nats-server 2.9.10) rather than at the client. Ignored until
+// that is settled: run it with `--ignored`; on failure it prints what the stream leader
+// stores around the wrong seqs, with the message ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "known duplicate-on-retry bug after a paused leader; see the comment above"]
+#[ignore = "rare lost acknowledged write after a paused leader, under investigation; see above"]
 async fn nats_server_cluster_paused_leader_rejoins() {
     let Some(binary) = support::binary_or_skip("nats_server_cluster_paused_leader_rejoins") else {
         return;
@@ -296,8 +300,44 @@ async fn nats_server_cluster_paused_leader_rejoins() {
     wait_all_current(&urls, "paused").await;
     let all = read_all(&log).await;
     assert_eq!(all.len(), 120);
-    for (seq, bytes) in &all {
-        assert_eq!(value(bytes), *seq);
+    let wrong: Vec<(Seq, u64)> = all
+        .iter()
+        .map(|(seq, bytes)| (*seq, value(bytes)))
+        .filter(|(seq, v)| seq != v)
+        .collect();
+    if !wrong.is_empty() {
+        // Tell a wrong read (a replica answering with other data) from wrong contents.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut again = Vec::new();
+        for (seq, _) in &wrong {
+            again.push((*seq, log.get(*seq).await.map(|b| value(&b))));
+        }
+        // What the stream leader itself stores around each wrong seq (a direct get may be
+        // answered by any replica), with the message ids (which handle sent what).
+        let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let stream = async_nats::jetstream::new(client)
+            .get_stream("paused")
+            .await
+            .unwrap();
+        let mut stored = Vec::new();
+        for (seq, _) in &wrong {
+            for sequence in seq.saturating_sub(1) + 1..=seq + 3 {
+                stored.push(match stream.get_raw_message(sequence).await {
+                    Ok(m) => format!(
+                        "{sequence}: {:?} id {:?}",
+                        m.payload,
+                        m.headers.get(async_nats::header::NATS_MESSAGE_ID)
+                    ),
+                    Err(e) => format!("{sequence}: {e}"),
+                });
+            }
+        }
+        panic!(
+            "records stored at the wrong seqs (seq, value): {wrong:?}; read again: {again:?}; \
+             the leader's messages (stream sequence = seq + 1): {stored:#?}"
+        );
     }
     // The resumed node is a full replica again: with the others gone, it still serves.
     log.close().await.unwrap();

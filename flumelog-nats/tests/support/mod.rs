@@ -41,12 +41,25 @@ pub fn binary_or_skip(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, below Linux's ephemeral range (32768 and up).
+///
+/// A port the kernel hands out for `bind(0)` comes from the ephemeral range, where any
+/// outgoing connection (a client of another server, say) may take it again before our
+/// server binds it; a server restarted on its old port has the same risk. Ports below
+/// that range are only ever taken on purpose, and the counter keeps this process from
+/// choosing one twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 1_000) * 12;
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + n) % 12_000 + 20_000;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free loopback port in 20000..32000")
 }
 
 /// One nats-server process with JetStream.
