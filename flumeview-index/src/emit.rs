@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use flume_core::Seq;
 
-use crate::entry::{Entry, Kind};
+use crate::entry::Kind;
 
 /// The operations of a batch of records, gathered before they enter the memtable in one
 /// go. Reused from batch to batch, so mapping a record allocates nothing once warm.
@@ -26,11 +26,11 @@ impl OpBuf {
         Emit { buf: self, seq }
     }
 
-    /// The operations, in the order emitted, as memtable entries.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+    /// The operations, in the order emitted.
+    pub(crate) fn ops(&self) -> impl Iterator<Item = (&[u8], Seq, Kind)> + '_ {
         self.ops
             .iter()
-            .map(|(seq, kind, range)| Entry::new(&self.keys[range.clone()], *seq, *kind))
+            .map(|(seq, kind, range)| (&self.keys[range.clone()], *seq, *kind))
     }
 
     fn push(&mut self, seq: Seq, kind: Kind, key: &[u8]) {

@@ -45,9 +45,23 @@ impl Entry {
         }
     }
 
-    /// A rough count of the heap and tree bytes this entry costs in a memtable.
-    pub(crate) fn mem_size(&self) -> usize {
-        self.key.len() + 64
+    /// What a memtable counts per entry on top of its key bytes (the
+    /// [`Options::memtable_bytes`](crate::Options::memtable_bytes) budget).
+    pub(crate) const OVERHEAD: usize = 64;
+}
+
+/// The newer of two answers about one key, each the first entry of the key in some
+/// table: the higher seq wins, and at the same seq a put wins over a delete (a record
+/// that deletes and puts a key leaves it pointing at the record).
+pub(crate) fn newer(a: Option<(Seq, Kind)>, b: Option<(Seq, Kind)>) -> Option<(Seq, Kind)> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if (y.0, y.1 == Kind::Put) > (x.0, x.1 == Kind::Put) {
+            y
+        } else {
+            x
+        }),
+        (x, None) => x,
+        (None, y) => y,
     }
 }
 

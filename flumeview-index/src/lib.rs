@@ -91,6 +91,7 @@ mod files;
 mod index;
 pub mod key;
 mod manifest;
+mod memtable;
 mod merge;
 mod mmap;
 mod options;

@@ -9,7 +9,6 @@
 //! result under both, briefly; the old run files are deleted only after the manifest
 //! that no longer names them is durable.
 
-use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::ops::Bound;
@@ -20,20 +19,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use flume_core::{Checkpoint, Error, Result, Seq};
 
 use crate::emit::OpBuf;
-use crate::entry::{Entry, Kind};
+use crate::entry::{newer, Kind};
 use crate::files::{self, Faults};
 use crate::manifest::{Manifest, RunRef};
+use crate::memtable::Memtable;
 use crate::merge::{live_pairs, Compacted, Merge, Pair, Source};
-use crate::run::{Run, RunCursor, RunParams, RunWriter};
+use crate::run::{key_hash, Run, RunCursor, RunParams, RunWriter};
 use crate::Options;
-
-type Memtable = BTreeSet<Entry>;
 
 /// What readers see.
 #[derive(Default)]
 struct Tables {
     mem: Memtable,
-    mem_bytes: usize,
     /// A memtable being written out as a run.
     frozen: Option<Arc<Memtable>>,
     /// Every run, oldest first: the committed ones (in the manifest), then those flushed
@@ -86,27 +83,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Key bounds as entry bounds over the memtable; `None` when they admit no key.
-fn entry_bounds(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Option<(Bound<Entry>, Bound<Entry>)> {
+/// Whether key bounds admit no key at all.
+fn empty_bounds(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
     if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) =
         (lo, hi)
     {
         let both_included = matches!((lo, hi), (Bound::Included(_), Bound::Included(_)));
-        if l > h || (l == h && !both_included) {
-            return None;
-        }
+        return l > h || (l == h && !both_included);
     }
-    let lo = match lo {
-        Bound::Included(k) => Bound::Included(Entry::new(k, Seq::MAX, Kind::Put)),
-        Bound::Excluded(k) => Bound::Excluded(Entry::new(k, 0, Kind::Delete)),
-        Bound::Unbounded => Bound::Unbounded,
-    };
-    let hi = match hi {
-        Bound::Included(k) => Bound::Included(Entry::new(k, 0, Kind::Delete)),
-        Bound::Excluded(k) => Bound::Excluded(Entry::new(k, Seq::MAX, Kind::Put)),
-        Bound::Unbounded => Bound::Unbounded,
-    };
-    Some((lo, hi))
+    false
 }
 
 /// What a query needs besides its bounds.
@@ -171,17 +156,12 @@ impl Store {
         hi: &Bound<Vec<u8>>,
         q: Query<'_>,
     ) -> Result<(Vec<Pair>, Option<Seq>)> {
-        let Some((elo, ehi)) = entry_bounds(lo, hi) else {
+        if empty_bounds(lo, hi) {
             return Ok((Vec::new(), self.since()));
-        };
+        }
         let (mem, frozen, runs, since) = {
             let tables = self.read();
-            let copy = |m: &Memtable| -> VecDeque<Entry> {
-                m.range((elo.clone(), ehi.clone()))
-                    .filter(|e| q.after.is_none_or(|a| e.seq > a))
-                    .cloned()
-                    .collect()
-            };
+            let copy = |m: &Memtable| m.range(lo, hi, q.after);
             let frozen = tables.frozen.as_deref().map(copy);
             (
                 copy(&tables.mem),
@@ -190,13 +170,14 @@ impl Store {
                 tables.since,
             )
         };
+        let hash = q.point.map(key_hash);
         let mut sources = vec![Source::Mem(mem)];
         sources.extend(frozen.map(Source::Mem));
         for run in runs.iter() {
             if q.after.is_some_and(|a| run.stats.max_seq <= a) {
                 continue;
             }
-            if q.point.is_some_and(|k| !run.may_contain(k)) {
+            if hash.is_some_and(|h| !run.may_contain_hash(h)) {
                 continue;
             }
             sources.push(Source::Run(RunCursor::new(
@@ -220,36 +201,20 @@ impl Store {
         // `live_pairs`). Each table holds its entries of a key newest first, so one
         // look per table (one block per run whose bloom filter admits the key) finds it,
         // instead of merging the key's whole group.
-        fn better(a: Option<(Seq, Kind)>, b: Option<(Seq, Kind)>) -> Option<(Seq, Kind)> {
-            match (a, b) {
-                (Some(x), Some(y)) => Some(if (y.0, y.1 == Kind::Put) > (x.0, x.1 == Kind::Put) {
-                    y
-                } else {
-                    x
-                }),
-                (x, None) => x,
-                (None, y) => y,
-            }
-        }
-        let first_in = |m: &Memtable| -> Option<(Seq, Kind)> {
-            m.range(Entry::new(key, Seq::MAX, Kind::Put)..)
-                .next()
-                .filter(|e| &*e.key == key)
-                .map(|e| (e.seq, e.kind))
-        };
         let (mut best, runs) = {
             let tables = self.read();
-            let best = better(
-                first_in(&tables.mem),
-                tables.frozen.as_deref().and_then(first_in),
+            let best = newer(
+                tables.mem.first_of(key),
+                tables.frozen.as_deref().and_then(|m| m.first_of(key)),
             );
             (best, Arc::clone(&tables.runs))
         };
+        let hash = key_hash(key);
         for run in runs.iter().rev() {
-            if best.is_some_and(|(seq, _)| run.stats.max_seq < seq) || !run.may_contain(key) {
+            if best.is_some_and(|(seq, _)| run.stats.max_seq < seq) || !run.may_contain_hash(hash) {
                 continue;
             }
-            best = better(best, run.first_of(key)?);
+            best = newer(best, run.first_of(key)?);
         }
         Ok(best.and_then(|(seq, kind)| (kind == Kind::Put).then_some(seq)))
     }
@@ -282,17 +247,13 @@ impl Store {
     pub(crate) fn apply(&self, ops: &OpBuf, last: Seq) -> Result<()> {
         let full = {
             let mut tables = self.write();
-            for entry in ops.entries() {
-                let size = entry.mem_size();
-                if tables.mem.insert(entry) {
-                    tables.mem_bytes += size;
-                }
-            }
+            tables.mem.insert_batch(ops.ops());
             tables.since = Some(last);
-            tables.mem_bytes >= self.memtable_bytes
+            tables.mem.bytes() >= self.memtable_bytes
         };
         if full {
-            self.flush()?;
+            // More is probably coming: the next memtable reuses this one's buffers.
+            self.flush_and(true)?;
         }
         Ok(())
     }
@@ -302,17 +263,26 @@ impl Store {
     /// # Errors
     /// [`Error::Io`]; the memtable is then kept as it was.
     pub(crate) fn flush(&self) -> Result<()> {
+        self.flush_and(false)
+    }
+
+    /// [`Store::flush`]; with `reuse`, the written memtable's buffers (cleared) become
+    /// the next memtable's, which saves growing them again (and faulting their pages in)
+    /// while a build fills memtable after memtable.
+    fn flush_and(&self, reuse: bool) -> Result<()> {
         let frozen = {
             let mut tables = self.write();
             if tables.mem.is_empty() {
                 return Ok(());
             }
-            let mem = Arc::new(std::mem::take(&mut tables.mem));
+            let mut mem = std::mem::take(&mut tables.mem);
+            mem.freeze();
+            let mem = Arc::new(mem);
             tables.frozen = Some(Arc::clone(&mem));
             mem
         };
         let count = frozen.len() as u64;
-        let keys = frozen.iter().map(|e| Ok(Some(e.clone())));
+        let keys = frozen.sorted().map(|e| Ok(Some(e)));
         let written = self.write_run(keys, count, 0, "flush", &|| false);
         let mut tables = self.write();
         match written {
@@ -329,26 +299,30 @@ impl Store {
                     tables.runs = Arc::new(runs);
                 }
                 tables.frozen = None;
-                tables.mem_bytes = tables.mem.iter().map(Entry::mem_size).sum();
+                if reuse && tables.mem.is_empty() {
+                    if let Ok(mut spare) = Arc::try_unwrap(frozen) {
+                        spare.clear();
+                        tables.mem = spare;
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
                 // Put the entries back (nothing else writes the memtable meanwhile).
                 tables.frozen = None;
                 let mut mem = Arc::try_unwrap(frozen).unwrap_or_else(|arc| (*arc).clone());
-                mem.append(&mut tables.mem);
-                tables.mem_bytes = mem.iter().map(Entry::mem_size).sum();
+                mem.absorb(&tables.mem);
                 tables.mem = mem;
                 Err(e)
             }
         }
     }
 
-    /// Writes entries (an iterator of `Result<Option<Entry>>` ending with `Ok(None)` or
+    /// Writes entries (an iterator of `Result<Option<(key, seq, kind)>>` ending with `Ok(None)` or
     /// running out) as run `level`. `None` when there was nothing to write.
-    fn write_run(
+    fn write_run<K: AsRef<[u8]>>(
         &self,
-        entries: impl Iterator<Item = Result<Option<Entry>>>,
+        entries: impl Iterator<Item = Result<Option<(K, Seq, Kind)>>>,
         max_keys: u64,
         level: u32,
         step: &str,
@@ -359,9 +333,11 @@ impl Store {
             let mut writer = RunWriter::new(Vec::new(), self.params, max_keys)
                 .map_err(|e| Error::io("<memory>", e))?;
             for entry in entries {
-                let Some(e) = entry? else { break };
+                let Some((key, seq, kind)) = entry? else {
+                    break;
+                };
                 writer
-                    .add(&e.key, e.seq, e.kind)
+                    .add(key.as_ref(), seq, kind)
                     .map_err(|e| Error::io("<memory>", e))?;
             }
             if writer.entries() == 0 || cancelled() {
@@ -381,9 +357,11 @@ impl Store {
             )
             .map_err(|e| Error::io(&tmp, e))?;
             for entry in entries {
-                let Some(e) = entry? else { break };
+                let Some((key, seq, kind)) = entry? else {
+                    break;
+                };
                 writer
-                    .add(&e.key, e.seq, e.kind)
+                    .add(key.as_ref(), seq, kind)
                     .map_err(|e| Error::io(&tmp, e))?;
                 if writer.entries() % 4096 == 0 && cancelled() {
                     return Ok(None);
@@ -634,7 +612,13 @@ impl Store {
             .collect();
         let mut compacted = Compacted::new(Merge::new(sources, false, None), keep_deletes);
         let cancelled = || stop() || self.generation.load(Ordering::Acquire) != generation;
-        let entries = std::iter::from_fn(|| Some(compacted.next_entry()));
+        let entries = std::iter::from_fn(|| {
+            Some(
+                compacted
+                    .next_entry()
+                    .map(|e| e.map(|e| (e.key, e.seq, e.kind))),
+            )
+        });
         let merged = self.write_run(entries, max_keys, level, "compact", &cancelled)?;
         if cancelled() {
             if let Some(run) = merged {
