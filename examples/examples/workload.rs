@@ -397,7 +397,7 @@ async fn w4(args: &Args) -> Res<Value> {
         "key_ops": keys.len(),
         "key_secs": key_secs,
         "key_ops_per_s": keys.len() as f64 / key_secs,
-        "extra": {"point": "Flume::get(seq) (mmap, CRC checked)", "key": index::DESCRIPTION},
+        "extra": {"point": "Flume::get(seq) (mmap; frames verified at open)", "key": index::DESCRIPTION},
     }))
 }
 

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::status::{LogStatus, Status, ViewState, ViewStatus};
-use crate::view::{Decoder, Entry};
+use crate::view::{self, Decoder};
 use crate::wait::ViewShared;
 use crate::{
     BoxError, Checkpoint, CheckpointPolicy, Error, Log, RawRecord, Records, Result, Seq,
@@ -98,7 +98,7 @@ pub(crate) struct DriverOptions {
 const QUEUE_DEPTH: usize = 4;
 
 /// Records read from the log once and shared by every view that needs them.
-type Batch<T> = Arc<Vec<Entry<T>>>;
+type Batch<T> = Arc<view::Batch<T>>;
 
 /// A finished `apply`, reported back to the driver.
 struct Applied {
@@ -157,7 +157,7 @@ struct PendingRebuild {
     done: oneshot::Sender<Result<()>>,
 }
 
-type LogStream = BoxStream<'static, Vec<Result<RawRecord>>>;
+type LogStream = BoxStream<'static, Result<Vec<RawRecord>>>;
 
 pub(crate) struct Driver<T> {
     log: Arc<dyn Log>,
@@ -306,11 +306,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
             return;
         }
         let opts = StreamOptions::new().gte(want).live(true);
-        let stream = self
-            .log
-            .stream(opts)
-            .ready_chunks(self.options.batch)
-            .boxed();
+        let stream = self.log.stream_chunks(opts, self.options.batch);
         self.stream = Some((stream, want));
     }
 
@@ -479,24 +475,16 @@ impl<T: Send + Sync + 'static> Driver<T> {
     }
 
     /// Takes a batch from the log stream and queues it for every view that needs it.
-    fn read(&mut self, batch: Vec<Result<RawRecord>>) {
-        let mut entries = Vec::with_capacity(batch.len());
-        let mut failure = None;
-        for item in batch {
-            match item {
-                Ok((seq, bytes)) => entries.push(Entry::new(seq, bytes)),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
+    fn read(&mut self, batch: Result<Vec<RawRecord>>) {
+        let (records, failure) = match batch {
+            Ok(records) => (records, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        if let (Some((_, next)), Some(last)) = (&mut self.stream, records.last()) {
+            *next = last.0 + 1;
         }
-        if let (Some((_, next)), Some(last)) = (&mut self.stream, entries.last()) {
-            *next = last.seq + 1;
-        }
-        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
-            let (first, last) = (first.seq, last.seq);
-            let batch: Batch<T> = Arc::new(entries);
+        if let (Some(&(first, _)), Some(&(last, _))) = (records.first(), records.last()) {
+            let batch: Batch<T> = Arc::new(view::Batch::new(records));
             for slot in self.slots.iter_mut().filter(|s| s.fed_by_scan()) {
                 if slot.fed > last {
                     continue;
@@ -508,7 +496,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
                     self.stream = None;
                     break;
                 }
-                let start = batch.partition_point(|e| e.seq < slot.fed);
+                let start = batch.records.partition_point(|r| r.0 < slot.fed);
                 slot.queue.push_back((Arc::clone(&batch), start));
                 slot.fed = last + 1;
             }
@@ -533,14 +521,14 @@ impl<T: Send + Sync + 'static> Driver<T> {
             let Some((batch, start)) = slot.queue.pop_front() else {
                 continue;
             };
-            let last = batch.last().map_or(0, |e| e.seq);
-            let count = (batch.len() - start) as u64;
+            let last = batch.last_seq().unwrap_or(0);
+            let count = (batch.records.len() - start) as u64;
             slot.in_flight = Some(last);
             let decoder = Arc::clone(&self.decoder);
             let view = Arc::clone(&slot.view);
             self.applying.push(Box::pin(async move {
                 let result = blocking(&view, move |v| {
-                    v.apply(Records::new(&batch[start..], &decoder))
+                    v.apply(Records::new(&batch, start, &decoder))
                 })
                 .await;
                 Applied {
@@ -761,7 +749,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
 }
 
 /// The next batch from the stream, if there is one.
-async fn next_batch(stream: &mut Option<(LogStream, Seq)>) -> Option<Vec<Result<RawRecord>>> {
+async fn next_batch(stream: &mut Option<(LogStream, Seq)>) -> Option<Result<Vec<RawRecord>>> {
     match stream {
         Some((s, _)) => s.next().await,
         None => std::future::pending().await,

@@ -126,7 +126,7 @@ impl<T: Send + Sync + 'static> FlumeBuilder<T> {
         self
     }
 
-    /// The most records the driver hands a view in one `apply`. Default: 2048. Larger
+    /// The most records the driver hands a view in one `apply`. Default: 8192. Larger
     /// batches rebuild faster; smaller ones let readers see progress sooner.
     pub fn batch_size(mut self, records: usize) -> Self {
         self.batch = records.max(1);
@@ -185,7 +185,7 @@ impl<T: Send + Sync + 'static> Flume<T> {
             log: Arc::new(log),
             codec: Arc::new(codec),
             mapper: None,
-            batch: 2048,
+            batch: 8192,
         }
     }
 

@@ -73,7 +73,7 @@ pub use crate::flume::{Flume, FlumeBuilder};
 pub use crate::log::{Durability, Log, RawRecord, StreamOptions};
 pub use crate::reader::{LogReader, ReaderContext};
 pub use crate::status::{LogStatus, Status, ViewState, ViewStatus};
-pub use crate::stream::{range_stream, ReadRange};
+pub use crate::stream::{range_chunks, range_stream, ReadRange};
 pub use crate::view::{Checkpoint, CheckpointPolicy, Mapper, Record, Records, View};
 pub use crate::wait::{Wait, Waiter};
 

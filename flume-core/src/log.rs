@@ -192,6 +192,38 @@ pub trait Log: Send + Sync + 'static {
     /// The records selected by `opts`, as a stream that owns what it needs.
     fn stream(&self, opts: StreamOptions) -> BoxStream<'static, Result<RawRecord>>;
 
+    /// [`Log::stream`] in chunks: the same records in the same order, handed out as
+    /// vectors of 1 to `max` records, each chunk as soon as it is available (a chunk
+    /// never waits to fill up). An error ends the stream, after a chunk with the records
+    /// read before it.
+    ///
+    /// The view driver reads the log this way. The default collects [`Log::stream`];
+    /// backends that read ranges natively override it (see [`range_chunks`](crate::range_chunks))
+    /// so that a batch costs one call instead of one poll per record.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use flume_core::{Log, StreamOptions};
+    /// use flumelog_memory::MemoryLog;
+    /// use futures::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> flume_core::Result<()> {
+    /// let log = MemoryLog::new();
+    /// log.append_batch((0..5u8).map(|i| Bytes::from(vec![i])).collect()).await?;
+    /// let chunks: Vec<_> = log.stream_chunks(StreamOptions::new(), 2).collect().await;
+    /// let sizes: Vec<usize> = chunks.iter().map(|c| c.as_ref().unwrap().len()).collect();
+    /// assert_eq!(sizes, [2, 2, 1]);
+    /// # Ok(()) }
+    /// ```
+    fn stream_chunks(
+        &self,
+        opts: StreamOptions,
+        max: usize,
+    ) -> BoxStream<'static, Result<Vec<RawRecord>>> {
+        crate::stream::chunk(self.stream(opts), max)
+    }
+
     /// The seq of the last record visible to readers (`None` while the log is empty).
     fn since(&self) -> watch::Receiver<Option<Seq>>;
 
@@ -249,6 +281,13 @@ macro_rules! forward_log {
         }
         fn stream(&self, opts: StreamOptions) -> BoxStream<'static, Result<RawRecord>> {
             (**self).stream(opts)
+        }
+        fn stream_chunks(
+            &self,
+            opts: StreamOptions,
+            max: usize,
+        ) -> BoxStream<'static, Result<Vec<RawRecord>>> {
+            (**self).stream_chunks(opts, max)
         }
         fn since(&self) -> watch::Receiver<Option<Seq>> {
             (**self).since()

@@ -40,6 +40,7 @@
 //! | [`stream_reverse`] | the same combinations, newest first |
 //! | [`stream_limit`] | `limit` (0 included) with and without bounds and `reverse` |
 //! | [`stream_large_log`] | 5000 records forward and reverse, across read-chunk boundaries |
+//! | [`stream_chunks_match_stream`] | `stream_chunks` yields `stream`'s records in chunks of 1 to `max`, live included |
 //! | [`reverse_live_rejected`] | a reverse live stream yields `InvalidArgument` and ends |
 //! | [`live_stream_has_no_gap_at_seam`] | live streams (opened before, after and during appends) see concurrent appends exactly once, in order |
 //! | [`live_stream_from_midway`] | a live stream opened with `gt` in the middle of the log |
@@ -101,6 +102,7 @@ macro_rules! log_conformance_case_names {
             stream_reverse
             stream_limit
             stream_large_log
+            stream_chunks_match_stream
             reverse_live_rejected
             live_stream_has_no_gap_at_seam
             live_stream_from_midway
@@ -674,6 +676,73 @@ where
     let what = "live stream with limit 0";
     let got = collect_all(what, log.stream(live().limit(0))).await;
     assert!(got.is_empty(), "{what}: yielded {} records", got.len());
+}
+
+/// `stream_chunks` yields exactly the records `stream` does, in order, in chunks of 1 to
+/// `max` records, for bounds, reverse and limits; a live chunked stream also yields
+/// records appended after it was opened.
+///
+/// # Panics
+/// When the log breaks the contract.
+pub async fn stream_chunks_match_stream<F, Fut, L>(mut new_log: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = L>,
+    L: Log,
+{
+    let log = fresh(&mut new_log).await;
+    append_as_batch(&log, 0..7).await;
+    append_each(&log, 7..20).await;
+    let cases = [
+        StreamOptions::new(),
+        StreamOptions::new().gt(3).lt(15),
+        StreamOptions::new().gte(5).limit(6),
+        StreamOptions::new().lte(10).reverse(true),
+        StreamOptions::new().limit(7).reverse(true),
+        StreamOptions::new().gt(25),
+    ];
+    for opts in cases {
+        for max in [1, 3, 20, 1000] {
+            let what = format!("stream_chunks({opts:?}, {max})");
+            let chunks: Vec<Result<Vec<RawRecord>>> =
+                within(&what, log.stream_chunks(opts.clone(), max).collect()).await;
+            let mut got = Vec::new();
+            for chunk in chunks {
+                let chunk = chunk.unwrap_or_else(|e| panic!("{what}: failed: {e:?}"));
+                assert!(
+                    (1..=max).contains(&chunk.len()),
+                    "{what}: a chunk of {} records",
+                    chunk.len()
+                );
+                got.extend(chunk);
+            }
+            let want = collect_all(&what, log.stream(opts.clone())).await;
+            assert_eq!(got, want, "{what}: not the records stream yields");
+            assert_seqs(&what, &got, &expected_seqs(&opts, 20));
+        }
+    }
+    // Live: the history, then what is appended later, with no gap or duplicate.
+    let what = "live stream_chunks from seq 15";
+    let mut chunks = log.stream_chunks(live().gte(15), 4);
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        match within(what, chunks.next()).await {
+            Some(Ok(chunk)) => got.extend(chunk),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    append_each(&log, 20..26).await;
+    while got.len() < 11 {
+        match within(what, chunks.next()).await {
+            Some(Ok(chunk)) => got.extend(chunk),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    let seqs: Vec<Seq> = got.iter().map(|r| r.0).collect();
+    assert_eq!(seqs, (15..26).collect::<Vec<_>>(), "{what}");
+    for (seq, bytes) in &got {
+        assert!(*bytes == record(*seq), "{what}: wrong bytes for seq {seq}");
+    }
 }
 
 /// 5000 records (more than several read chunks of any reasonable backend), streamed whole

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{BoxError, Codec, Error, ReaderContext, Result, Seq};
+use crate::{BoxError, Codec, Error, RawRecord, ReaderContext, Result, Seq};
 
 /// What a view persisted at its last checkpoint: the version it was built with and the
 /// seq of the last record it had applied.
@@ -165,55 +165,79 @@ impl<T: 'static> Decoder<T> {
     }
 }
 
-/// A record read from the log, decoded at most once however many views use it.
-pub(crate) struct Entry<T> {
-    pub(crate) seq: Seq,
-    pub(crate) bytes: Bytes,
-    pub(crate) value: OnceLock<Result<T>>,
+/// Records read from the log together, each decoded at most once however many views use
+/// it. The decoded values' slots are allocated on the first decode, so a batch that no
+/// view decodes (a count) costs nothing beyond the records themselves.
+pub(crate) struct Batch<T> {
+    pub(crate) records: Vec<RawRecord>,
+    values: OnceLock<Box<[OnceLock<Result<T>>]>>,
 }
 
-impl<T> Entry<T> {
-    pub(crate) fn new(seq: Seq, bytes: Bytes) -> Self {
-        Entry {
-            seq,
-            bytes,
-            value: OnceLock::new(),
+impl<T> Batch<T> {
+    pub(crate) fn new(records: Vec<RawRecord>) -> Self {
+        Batch {
+            records,
+            values: OnceLock::new(),
         }
+    }
+
+    /// The seq of the last record.
+    pub(crate) fn last_seq(&self) -> Option<Seq> {
+        self.records.last().map(|r| r.0)
+    }
+
+    fn value_slot(&self, index: usize) -> &OnceLock<Result<T>> {
+        let values = self
+            .values
+            .get_or_init(|| self.records.iter().map(|_| OnceLock::new()).collect());
+        &values[index]
     }
 }
 
 /// A batch of consecutive records handed to [`View::apply`].
 pub struct Records<'a, T> {
-    entries: &'a [Entry<T>],
+    batch: &'a Batch<T>,
+    start: usize,
     decoder: &'a Decoder<T>,
 }
 
 impl<'a, T> Records<'a, T> {
-    pub(crate) fn new(entries: &'a [Entry<T>], decoder: &'a Decoder<T>) -> Self {
-        Records { entries, decoder }
+    /// The records of `batch` from index `start` on.
+    pub(crate) fn new(batch: &'a Batch<T>, start: usize, decoder: &'a Decoder<T>) -> Self {
+        Records {
+            batch,
+            start,
+            decoder,
+        }
     }
 
     /// How many records the batch holds.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.batch.records.len() - self.start
     }
 
     /// Whether the batch is empty (the driver never sends an empty one).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// The seq of the last record in the batch.
     pub fn last_seq(&self) -> Option<Seq> {
-        self.entries.last().map(|e| e.seq)
+        if self.is_empty() {
+            None
+        } else {
+            self.batch.last_seq()
+        }
     }
 
     /// The records, in log order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Record<'a, T>> + 'a {
-        let decoder = self.decoder;
-        self.entries
-            .iter()
-            .map(move |entry| Record { entry, decoder })
+        let (batch, decoder) = (self.batch, self.decoder);
+        (self.start..batch.records.len()).map(move |index| Record {
+            batch,
+            index,
+            decoder,
+        })
     }
 }
 
@@ -228,8 +252,8 @@ impl<'a, T> IntoIterator for Records<'a, T> {
 impl<T> std::fmt::Debug for Records<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Records")
-            .field("len", &self.entries.len())
-            .field("first", &self.entries.first().map(|e| e.seq))
+            .field("len", &self.len())
+            .field("first", &self.batch.records.get(self.start).map(|r| r.0))
             .field("last", &self.last_seq())
             .finish()
     }
@@ -237,19 +261,20 @@ impl<T> std::fmt::Debug for Records<'_, T> {
 
 /// One record of a batch: its seq, its raw bytes, and its value decoded on first use.
 pub struct Record<'a, T> {
-    entry: &'a Entry<T>,
+    batch: &'a Batch<T>,
+    index: usize,
     decoder: &'a Decoder<T>,
 }
 
 impl<'a, T> Record<'a, T> {
     /// The record's seq.
     pub fn seq(&self) -> Seq {
-        self.entry.seq
+        self.batch.records[self.index].0
     }
 
     /// The record's stored bytes (before the codec and mapper). Reading them costs nothing.
     pub fn bytes(&self) -> &'a Bytes {
-        &self.entry.bytes
+        &self.batch.records[self.index].1
     }
 }
 
@@ -260,10 +285,11 @@ impl<'a, T: 'static> Record<'a, T> {
     /// # Errors
     /// [`Error::Codec`] when the bytes do not decode or the mapper fails.
     pub fn value(&self) -> Result<&'a T> {
-        let entry: &'a Entry<T> = self.entry;
-        match entry
-            .value
-            .get_or_init(|| self.decoder.decode(entry.seq, &entry.bytes))
+        let batch: &'a Batch<T> = self.batch;
+        let (seq, bytes) = &batch.records[self.index];
+        match batch
+            .value_slot(self.index)
+            .get_or_init(|| self.decoder.decode(*seq, bytes))
         {
             Ok(v) => Ok(v),
             Err(e) => Err(e.duplicate()),
@@ -274,8 +300,8 @@ impl<'a, T: 'static> Record<'a, T> {
 impl<T> std::fmt::Debug for Record<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Record")
-            .field("seq", &self.entry.seq)
-            .field("len", &self.entry.bytes.len())
+            .field("seq", &self.seq())
+            .field("len", &self.bytes().len())
             .finish()
     }
 }

@@ -127,6 +127,17 @@ pub(crate) fn parse_frame(data: &[u8], at: usize) -> Frame {
     }
 }
 
+/// The payload of the frame at `at`, which was verified before (at open, or when this
+/// process wrote it): its length word is trusted, its checksum not computed again.
+/// Still bounds-checked, so a damaged length can only give `None`, never a panic.
+pub(crate) fn verified_payload(data: &[u8], at: usize) -> Option<std::ops::Range<usize>> {
+    let header = data.get(at..at.checked_add(FRAME_HEADER_LEN)?)?;
+    let len = (u32_at(header, 0) & MAX_PAYLOAD) as usize;
+    let start = at + FRAME_HEADER_LEN;
+    let end = start.checked_add(len).filter(|&end| end <= data.len())?;
+    Some(start..end)
+}
+
 /// The frame header that makes the frame at `at` the last of its batch: `None` when it
 /// already is (or is not a valid frame). Used by `revert`, which may cut a batch short.
 pub(crate) fn end_batch_header(data: &[u8], at: usize) -> Option<[u8; FRAME_HEADER_LEN]> {

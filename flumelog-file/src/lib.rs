@@ -51,6 +51,12 @@
 //! GB/s); open is a blocking operation — [`FileLog::open`] runs it on tokio's blocking
 //! pool, [`FileLog::open_blocking`] runs it on the calling thread.
 //!
+//! Because every indexed record was verified at open or written by this process (and
+//! the directory is locked against other writers), `get` and `stream` do not compute
+//! checksums again: a read copies the record's bytes out of the mapping and nothing
+//! else. `stream_chunks` (how the view driver reads) takes a whole chunk of records
+//! per segment lock.
+//!
 //! ## Durability
 //!
 //! Appends become visible to `get`, `stream` and `since` before the call returns.

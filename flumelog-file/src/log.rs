@@ -519,6 +519,19 @@ impl Log for FileLog {
         flume_core::range_stream(Arc::clone(shared), shared.since_rx.clone(), opts)
     }
 
+    /// Reads `max` records per lock of a segment (see [`flume_core::range_chunks`]).
+    fn stream_chunks(
+        &self,
+        opts: StreamOptions,
+        max: usize,
+    ) -> BoxStream<'static, Result<Vec<RawRecord>>> {
+        let shared = self.shared();
+        if shared.closed.load(Ordering::Acquire) || shared.tail().state != State::Open {
+            return futures::stream::once(futures::future::ready(Err(Error::Closed))).boxed();
+        }
+        flume_core::range_chunks(Arc::clone(shared), shared.since_rx.clone(), opts, max)
+    }
+
     fn since(&self) -> watch::Receiver<Option<Seq>> {
         self.shared().since_rx.clone()
     }

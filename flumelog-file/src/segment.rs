@@ -9,7 +9,7 @@ use bytes::Bytes;
 use flume_core::{Error, RawRecord, Result, Seq};
 use memmap2::Mmap;
 
-use crate::format::{self, Frame};
+use crate::format;
 
 /// Suffix of segment files: `00000000000000000000.seg`.
 pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
@@ -84,39 +84,43 @@ impl Segment {
             .filter(|&i| i < count)
             .ok_or(Error::NotFound { seq: last })?;
         let data = state.data();
-        // Records are copied out a run of frames at a time (up to SHARED_COPY bytes,
-        // one allocation) and handed out as slices of that copy: a record held on to
-        // keeps at most that much memory alive.
+        // Every indexed frame was verified when the log was opened or when this process
+        // wrote it (and the directory is locked against other writers): reads trust the
+        // index and skip the checksum. Records are copied out a run of frames at a time
+        // (up to SHARED_COPY bytes, one allocation) and handed out as slices of that
+        // copy: a record held on to keeps at most that much memory alive.
         const SHARED_COPY: usize = 64 << 10;
         let mut copy = Bytes::new();
         let mut copy_at = 0usize;
+        out.reserve((hi - lo + 1) as usize);
         for i in lo..=hi {
             let at = state.offsets[i as usize] as usize;
-            match format::parse_frame(data, at) {
-                Frame::Valid { payload, .. } => {
-                    if payload.end > copy_at + copy.len() || payload.start < copy_at {
-                        let end = (at + SHARED_COPY).max(payload.end);
-                        let end = match state.offsets.get(hi as usize + 1) {
-                            Some(&next) => end.min(next as usize),
-                            None => end.min(data.len()),
-                        }
-                        .max(payload.end);
-                        copy = Bytes::copy_from_slice(&data[at..end]);
-                        copy_at = at;
-                    }
-                    let record = copy.slice(payload.start - copy_at..payload.end - copy_at);
-                    out.push((self.first_seq + i, record));
+            let payload = format::verified_payload(data, at)
+                .ok_or_else(|| self.damaged(at, self.first_seq + i))?;
+            if payload.end > copy_at + copy.len() || payload.start < copy_at {
+                let end = (at + SHARED_COPY).max(payload.end);
+                let end = match state.offsets.get(hi as usize + 1) {
+                    Some(&next) => end.min(next as usize),
+                    None => end.min(data.len()),
                 }
-                Frame::Invalid(reason) => {
-                    return Err(Error::Corrupt {
-                        path: self.path.clone(),
-                        offset: at as u64,
-                        reason: format!("record {} on read: {reason}", self.first_seq + i),
-                    })
-                }
+                .max(payload.end);
+                copy = Bytes::copy_from_slice(&data[at..end]);
+                copy_at = at;
             }
+            let record = copy.slice(payload.start - copy_at..payload.end - copy_at);
+            out.push((self.first_seq + i, record));
         }
         Ok(())
+    }
+
+    /// The error for an indexed frame whose length runs past the committed data, which
+    /// the index rules out unless the file changed under us.
+    fn damaged(&self, at: usize, seq: Seq) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            offset: at as u64,
+            reason: format!("record {seq} on read: frame length runs past the end of the segment"),
+        }
     }
 
     /// One record.
@@ -128,14 +132,8 @@ impl Segment {
             .ok_or(Error::NotFound { seq })?;
         let at = *at as usize;
         let data = state.data();
-        match format::parse_frame(data, at) {
-            Frame::Valid { payload, .. } => Ok(Bytes::copy_from_slice(&data[payload])),
-            Frame::Invalid(reason) => Err(Error::Corrupt {
-                path: self.path.clone(),
-                offset: at as u64,
-                reason: format!("record {seq} on read: {reason}"),
-            }),
-        }
+        let payload = format::verified_payload(data, at).ok_or_else(|| self.damaged(at, seq))?;
+        Ok(Bytes::copy_from_slice(&data[payload]))
     }
 }
 

@@ -63,7 +63,8 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use flume_core::{
-    range_stream, Durability, Error, Log, RawRecord, ReadRange, Result, Seq, StreamOptions,
+    range_chunks, range_stream, Durability, Error, Log, RawRecord, ReadRange, Result, Seq,
+    StreamOptions,
 };
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -433,6 +434,18 @@ impl Log for MemoryLog {
             return futures::stream::once(async { Err(Error::Closed) }).boxed();
         }
         range_stream(Arc::clone(self.shared()), self.since(), opts)
+    }
+
+    /// The records selected by `opts`, `max` at a time (see [`range_chunks`]).
+    fn stream_chunks(
+        &self,
+        opts: StreamOptions,
+        max: usize,
+    ) -> BoxStream<'static, Result<Vec<RawRecord>>> {
+        if self.is_closed() {
+            return futures::stream::once(async { Err(Error::Closed) }).boxed();
+        }
+        range_chunks(Arc::clone(self.shared()), self.since(), opts, max)
     }
 
     /// The seq of the last record (`None` while empty). The receiver starts with the
