@@ -31,7 +31,8 @@
 //! # Seqs
 //!
 //! **Record `seq` is the message with stream sequence `seq + 1`**, always: JetStream's
-//! sequences start at 1 and ours at 0, and both are dense. `get(seq)` is one direct get.
+//! sequences start at 1 and ours at 0, and both are dense. `get(seq)` is one message get
+//! from the stream leader.
 //!
 //! Every write carries `Nats-Expected-Last-Sequence` (the tail the writer knows; on an
 //! empty stream `Nats-Expected-Last-Subject-Sequence: 0`), so the server refuses a write
@@ -85,11 +86,13 @@
 //! (`Wait::AtLeast(seq)` on a view, `since().wait_for(..)` on the log) when it matters.
 //!
 //! Streams read by seq. A forward stream reads a long history (over 1024 records) through
-//! an ordered consumer, and the rest, and the live tail, by direct gets
+//! an ordered consumer, and the rest, and the live tail, by message gets
 //! ([`Options::read_concurrency`] in flight) as `since` advances; reverse streams read
-//! chunks of 256 by direct gets. Reading by seq means no gap and no duplicate at the
-//! history/live seam. A direct get answered by a lagging replica ("no message") is asked
-//! again of the stream leader. Closing the log (or dropping its last handle) ends the
+//! chunks of 256 the same way. Reading by seq means no gap and no duplicate at the
+//! history/live seam. Gets go to the stream leader, not to any replica (JetStream's
+//! "direct get", which the stream allows for other tools): right after a leader change a
+//! replica was seen answering a direct get with the next sequence's message
+//! (nats-server 2.9.10), and a log must never return a record under the wrong seq. Closing the log (or dropping its last handle) ends the
 //! follower and every live stream with [`flume_core::Error::Closed`].
 //!
 //! # Failures

@@ -19,11 +19,11 @@ use crate::error::{other, NatsError};
 use crate::format::{self, Entry, Shape};
 use crate::Options;
 
-/// How many records a stream reads per round of direct gets.
+/// How many records a stream reads per round of message gets.
 const CHUNK: u64 = 256;
 
 /// From how many records on a forward stream reads its history through an ordered
-/// consumer rather than by direct gets.
+/// consumer rather than by message gets.
 const CONSUMER_THRESHOLD: u64 = 1024;
 
 /// Room left in a message for the headers this crate adds.
@@ -1089,36 +1089,30 @@ impl Reader {
         name: &str,
         sequence: u64,
     ) -> Result<Option<Entry>, Error> {
-        use async_nats::jetstream::stream::DirectGetErrorKind;
-        let message = match stream.direct_get(sequence).await {
+        // Reads go to the stream leader ($JS.API.STREAM.MSG.GET), not to any replica (a
+        // direct get): right after a leader change, a replica answering a direct get was
+        // seen returning the message of the next sequence (nats-server 2.9.10, a paused
+        // leader that came back), which a leader read never does.
+        let message = match stream.get_raw_message(sequence).await {
             Ok(m) => m,
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-                // A replica answering a direct get may lag behind the leader: ask the leader.
-                match stream.get_raw_message(sequence).await {
-                    Ok(m) => m,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
-                        ) =>
-                    {
-                        return Ok(None)
-                    }
-                    Err(e) => {
-                        let text = e.to_string();
-                        if text.contains("no message found") || text.contains("not found") {
-                            return Ok(None);
-                        }
-                        return Err(other("reading a message", text).into());
-                    }
-                }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+                ) =>
+            {
+                return Ok(None)
             }
             Err(e) => {
-                return Err(NatsError::Other {
-                    what: "direct get",
-                    reason: format!("{e}; is the stream's leader reachable?"),
+                let text = e.to_string();
+                if text.contains("no message found") || text.contains("not found") {
+                    return Ok(None);
                 }
-                .into())
+                return Err(NatsError::Other {
+                    what: "reading a message",
+                    reason: format!("{text}; is the stream's leader reachable?"),
+                }
+                .into());
             }
         };
         format::decode(Some(&message.headers), sequence, message.payload)
@@ -1191,7 +1185,7 @@ impl Reader {
 
     /// Records `next..=upto` (which exist) through an ordered consumer, in order. Ends
     /// early, without an error, if the consumer cannot be created or skips a sequence;
-    /// the caller reads the rest by direct gets.
+    /// the caller reads the rest by message gets.
     fn consume(&mut self, next: Seq, upto: Seq) -> BoxStream<'_, Result<RawRecord>> {
         async_stream::stream! {
             let consumer = self
@@ -1210,7 +1204,7 @@ impl Reader {
             let mut messages = match messages {
                 Ok(messages) => messages,
                 Err(e) => {
-                    tracing::debug!(stream = %self.name, error = %e, "no ordered consumer; reading by direct gets");
+                    tracing::debug!(stream = %self.name, error = %e, "no ordered consumer; reading by message gets");
                     return;
                 }
             };
@@ -1219,7 +1213,7 @@ impl Reader {
                 let message = match messages.next().await {
                     Some(Ok(message)) => message,
                     Some(Err(e)) => {
-                        tracing::debug!(stream = %self.name, error = %e, "ordered consumer failed; reading by direct gets");
+                        tracing::debug!(stream = %self.name, error = %e, "ordered consumer failed; reading by message gets");
                         return;
                     }
                     None => return,
@@ -1312,7 +1306,7 @@ impl Reader {
             let mut next = first;
             // A long history streams through an ordered consumer (one request per batch of
             // messages rather than one per record); what is left, and the live tail, by
-            // direct gets driven by `since`. Both read by seq, so the seam has no gap and
+            // message gets driven by `since`. Both read by seq, so the seam has no gap and
             // no duplicate.
             let tail = *self.since.borrow();
             if let Some(upto) = clamp(tail, last) {

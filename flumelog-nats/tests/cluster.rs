@@ -256,18 +256,15 @@ async fn nats_server_cluster_leader_failover() {
     db2.close().await.unwrap();
 }
 
-// Under load this test once found an append stored twice: a publish that timed out while
-// the leader was paused, retried to a new leader that no longer recognised its message id.
-// Retries now look for their earlier attempts first (the deterministic unit tests in
-// src/log.rs cover that case), and that failure is gone. A rarer one remains (about 1 run
-// in 14, only with the whole file running on a loaded machine): after the pause, the
-// record another handle appended and got seq 51 acknowledged for was missing, and the
-// next record was stored at both 51 and 52, which points at an acknowledged write lost
-// across the leader change (nats-server 2.9.10) rather than at the client. Ignored until
-// that is settled: run it with `--ignored`; on failure it prints what the stream leader
-// stores around the wrong seqs, with the message ids.
+// A regression test for two bugs this test found under load. (1) An append whose publish
+// timed out while the leader was paused was stored twice: its retry reached a new leader
+// that no longer recognised its message id. Retries now look for their earlier attempts
+// first (the unit tests in src/log.rs cover that case deterministically). (2) After the
+// pause, a read returned the next record under a seq (57 read as "58", correct when read
+// again): reads were direct gets, which any replica answers, and a replica that had just
+// been the paused leader answered wrongly. Reads now go to the stream leader. On failure
+// the test prints what the leader stores around the wrong seqs, with the message ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "rare lost acknowledged write after a paused leader, under investigation; see above"]
 async fn nats_server_cluster_paused_leader_rejoins() {
     let Some(binary) = support::binary_or_skip("nats_server_cluster_paused_leader_rejoins") else {
         return;
