@@ -1471,7 +1471,12 @@ mod tests {
 
     /// A server whose duplicate window has forgotten `id`, which an earlier attempt stored
     /// right after `tail`: what a new stream leader can look like to a retry.
-    async fn forgotten_attempt(log: &NatsLog, id: &str, headers: HeaderMap, payload: Bytes) -> u64 {
+    async fn forgotten_attempt(
+        log: &NatsLog,
+        id: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Attempts {
         let tail = log.inner.writer.lock().await.tail;
         let publish = jetstream::message::PublishMessage::build()
             .payload(payload)
@@ -1490,7 +1495,18 @@ mod tests {
         // Outlive the duplicate window, so that the server answers a re-send of `id` with
         // a wrong last sequence, as a leader that never saw it would.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        tail
+        Attempts {
+            id: id.into(),
+            tried: vec![tail],
+        }
+    }
+
+    /// A server and a log on it holding one record, or `None` when the test is skipped.
+    async fn log_with_one_record(test: &str, stream: &str) -> Option<(support::Single, NatsLog)> {
+        let server = support::Single::start(support::binary_or_skip(test)?);
+        let log = open(&server.url(), stream).await;
+        assert_eq!(log.append(Bytes::from("a")).await.unwrap(), 0);
+        Some((server, log))
     }
 
     async fn open(url: &str, stream: &str) -> NatsLog {
@@ -1506,19 +1522,15 @@ mod tests {
 
     #[tokio::test]
     async fn nats_server_retry_finds_an_append_the_leader_forgot() {
-        let Some(binary) =
-            support::binary_or_skip("nats_server_retry_finds_an_append_the_leader_forgot")
+        let Some((_server, log)) = log_with_one_record(
+            "nats_server_retry_finds_an_append_the_leader_forgot",
+            "forgot",
+        )
+        .await
         else {
             return;
         };
-        let server = support::Single::start(binary);
-        let log = open(&server.url(), "forgot").await;
-        assert_eq!(log.append(Bytes::from("a")).await.unwrap(), 0);
-        let tail = forgotten_attempt(&log, "retried", HeaderMap::new(), Bytes::from("b")).await;
-        let attempts = Attempts {
-            id: "retried".into(),
-            tried: vec![tail],
-        };
+        let attempts = forgotten_attempt(&log, "retried", HeaderMap::new(), Bytes::from("b")).await;
         let seq = log
             .inner
             .append_one_as(Bytes::from("b"), None, attempts)
@@ -1535,19 +1547,15 @@ mod tests {
 
     #[tokio::test]
     async fn nats_server_conditional_retry_finds_an_append_the_leader_forgot() {
-        let Some(binary) = support::binary_or_skip(
+        let Some((_server, log)) = log_with_one_record(
             "nats_server_conditional_retry_finds_an_append_the_leader_forgot",
-        ) else {
+            "forgot_if",
+        )
+        .await
+        else {
             return;
         };
-        let server = support::Single::start(binary);
-        let log = open(&server.url(), "forgot_if").await;
-        assert_eq!(log.append(Bytes::from("a")).await.unwrap(), 0);
-        let tail = forgotten_attempt(&log, "retried", HeaderMap::new(), Bytes::from("b")).await;
-        let attempts = Attempts {
-            id: "retried".into(),
-            tried: vec![tail],
-        };
+        let attempts = forgotten_attempt(&log, "retried", HeaderMap::new(), Bytes::from("b")).await;
         // The log no longer ends at 0, but only because this very append was stored.
         let seq = log
             .inner
@@ -1563,24 +1571,20 @@ mod tests {
 
     #[tokio::test]
     async fn nats_server_batch_retry_finds_a_batch_the_leader_forgot() {
-        let Some(binary) =
-            support::binary_or_skip("nats_server_batch_retry_finds_a_batch_the_leader_forgot")
+        let Some((_server, log)) = log_with_one_record(
+            "nats_server_batch_retry_finds_a_batch_the_leader_forgot",
+            "forgot_batch",
+        )
+        .await
         else {
             return;
         };
-        let server = support::Single::start(binary);
-        let log = open(&server.url(), "forgot_batch").await;
-        assert_eq!(log.append(Bytes::from("a")).await.unwrap(), 0);
         let records: Vec<Bytes> = ["b", "c", "d"].map(Bytes::from).to_vec();
         let mut headers = HeaderMap::new();
         headers.insert(format::BATCH, "3");
         // Only the batch message was stored before the leader changed: no fillers yet.
-        let tail =
+        let attempts =
             forgotten_attempt(&log, "retried", headers, format::frame(&records).unwrap()).await;
-        let attempts = Attempts {
-            id: "retried".into(),
-            tried: vec![tail],
-        };
         let range = log
             .inner
             .append_batch_as(records, None, attempts)
