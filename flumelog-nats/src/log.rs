@@ -241,6 +241,7 @@ impl NatsLog {
             since: self.inner.since.subscribe(),
             closed: self.inner.closed.clone(),
             concurrency: self.inner.options.read_concurrency.max(1),
+            patience: self.inner.options.append_timeout,
             cache: None,
         }
     }
@@ -1078,41 +1079,63 @@ struct Reader {
     since: watch::Receiver<Option<Seq>>,
     closed: CancellationToken,
     concurrency: usize,
+    /// How long a read keeps retrying (the append timeout).
+    patience: Duration,
     /// The last batch read: its stream sequence and records.
     cache: Option<(u64, Arc<Vec<Bytes>>)>,
 }
 
 impl Reader {
     /// The entry at stream sequence `sequence`, or `None` when there is none.
+    ///
+    /// A failed read ("JetStream system temporarily unavailable" during a leader
+    /// election, a timeout while the leader is paused) is retried with back-off until
+    /// `patience` has passed, and then reported as [`NatsError::Unavailable`].
     async fn fetch(
         stream: &stream::Stream,
         name: &str,
+        patience: Duration,
+        closed: &CancellationToken,
         sequence: u64,
     ) -> Result<Option<Entry>, Error> {
+        let deadline = Instant::now() + patience;
+        let mut attempt = 0u32;
         // Reads go to the stream leader ($JS.API.STREAM.MSG.GET), not to any replica (a
         // direct get): right after a leader change, a replica answering a direct get was
         // seen returning the message of the next sequence (nats-server 2.9.10, a paused
         // leader that came back), which a leader read never does.
-        let message = match stream.get_raw_message(sequence).await {
-            Ok(m) => m,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => {
-                let text = e.to_string();
-                if text.contains("no message found") || text.contains("not found") {
-                    return Ok(None);
+        let message = loop {
+            let reason = match stream.get_raw_message(sequence).await {
+                Ok(m) => break m,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+                    ) =>
+                {
+                    return Ok(None)
                 }
-                return Err(NatsError::Other {
-                    what: "reading a message",
-                    reason: format!("{text}; is the stream's leader reachable?"),
+                Err(e) => e.to_string(),
+            };
+            if reason.contains("no message found") || reason.contains("not found") {
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(NatsError::Unavailable {
+                    stream: name.to_owned(),
+                    what: "a read",
+                    waited: patience,
+                    reason,
                 }
                 .into());
+            }
+            tracing::debug!(stream = %name, sequence, %reason, "read failed; retrying");
+            let delay = Duration::from_millis(25 << attempt.min(5));
+            attempt += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(delay.min(deadline - now)) => {}
+                _ = closed.cancelled() => return Err(NatsError::Closed.into()),
             }
         };
         format::decode(Some(&message.headers), sequence, message.payload)
@@ -1134,7 +1157,7 @@ impl Reader {
                 return Ok(Arc::clone(records));
             }
         }
-        match Self::fetch(&self.stream, &self.name, batch).await? {
+        match Self::fetch(&self.stream, &self.name, self.patience, &self.closed, batch).await? {
             Some(Entry::Batch(records)) if records.len() as u64 == len => {
                 let records = Arc::new(records);
                 self.cache = Some((batch, Arc::clone(&records)));
@@ -1151,13 +1174,12 @@ impl Reader {
 
     /// Records `first..=last` (which exist), oldest first.
     async fn read(&mut self, first: Seq, last: Seq) -> Result<Vec<RawRecord>, Error> {
-        let stream = self.stream.clone();
-        let name = self.name.clone();
+        let (stream, name, closed) = (&self.stream, self.name.as_str(), &self.closed);
+        let patience = self.patience;
         let entries: Vec<(Seq, Option<Entry>)> = futures::stream::iter(first..=last)
-            .map(|seq| {
-                let stream = stream.clone();
-                let name = name.clone();
-                async move { Ok::<_, Error>((seq, Self::fetch(&stream, &name, seq + 1).await?)) }
+            .map(|seq| async move {
+                let entry = Self::fetch(stream, name, patience, closed, seq + 1).await?;
+                Ok::<_, Error>((seq, entry))
             })
             .buffered(self.concurrency)
             .try_collect()
@@ -1420,7 +1442,15 @@ impl Log for NatsLog {
                 return Err(Error::NotFound { seq });
             };
             let mut reader = self.reader();
-            match Reader::fetch(&reader.stream, &reader.name, sequence).await? {
+            match Reader::fetch(
+                &reader.stream,
+                &reader.name,
+                reader.patience,
+                &reader.closed,
+                sequence,
+            )
+            .await?
+            {
                 None => Err(Error::NotFound { seq }),
                 Some(Entry::Record(bytes)) => Ok(bytes),
                 Some(Entry::Batch(records)) => Ok(records[0].clone()),

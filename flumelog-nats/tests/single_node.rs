@@ -436,3 +436,43 @@ async fn nats_server_timed_out_appends_are_not_duplicated() {
         );
     }
 }
+
+/// Reads whose requests time out (the server is paused for several request timeouts)
+/// retry until it answers again (within the append timeout), instead of failing on the
+/// first timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_reads_wait_through_a_pause() {
+    let Some(binary) = support::binary_or_skip("nats_server_reads_wait_through_a_pause") else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let options = Options::new("reads")
+        .request_timeout(Duration::from_millis(300))
+        .append_timeout(Duration::from_secs(20));
+    let log = std::sync::Arc::new(NatsLog::connect(&server.url(), options).await.unwrap());
+    for i in 0..10u64 {
+        log.append(Bytes::from(format!("r{i}"))).await.unwrap();
+    }
+    server.server.pause();
+    let get = tokio::spawn({
+        let log = log.clone();
+        async move { log.get(7).await }
+    });
+    let scan = tokio::spawn({
+        let log = log.clone();
+        async move {
+            let records = log.stream(StreamOptions::new().gte(2).lte(5));
+            records.collect::<Vec<_>>().await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.server.resume();
+    let got = within("get after the pause", get).await.unwrap();
+    assert_eq!(got.unwrap(), Bytes::from("r7"));
+    let scanned = within("stream after the pause", scan).await.unwrap();
+    let scanned: Vec<_> = scanned.into_iter().map(|r| r.unwrap()).collect();
+    let expected: Vec<_> = (2..=5u64)
+        .map(|i| (i, Bytes::from(format!("r{i}"))))
+        .collect();
+    assert_eq!(scanned, expected);
+}
