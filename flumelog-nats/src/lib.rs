@@ -102,6 +102,10 @@
 //! another one; acknowledgements that keep timing out also force a reconnect. An append
 //! retries through leader elections for [`Options::append_timeout`] and then fails with
 //! [`NatsError::Unavailable`], naming the last error; it never hangs and never panics.
+//! Reads (`get`, streams, batch lookups) retry the same way: a read that fails during an
+//! election ("JetStream system temporarily unavailable") or times out is retried with
+//! back-off for up to [`Options::append_timeout`], then fails with
+//! [`NatsError::Unavailable`].
 //!
 //! # Durability
 //!

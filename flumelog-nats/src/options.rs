@@ -36,9 +36,9 @@ pub struct Options {
     /// How long one request (an acknowledgement, a read) may take before it is retried or
     /// reported. Default: 5 seconds.
     pub request_timeout: Duration,
-    /// How long an append keeps retrying (through a leader election, say) before it fails
-    /// with [`NatsError::Unavailable`](crate::NatsError::Unavailable). Must be shorter than
-    /// the duplicate window. Default: 30 seconds.
+    /// How long an append (or a read) keeps retrying (through a leader election, say)
+    /// before it fails with [`NatsError::Unavailable`](crate::NatsError::Unavailable). Must
+    /// be shorter than the duplicate window. Default: 30 seconds.
     pub append_timeout: Duration,
     /// How many reads a stream or a batch lookup keeps in flight. Default: 64.
     pub read_concurrency: usize,
