@@ -72,7 +72,10 @@
 //! earlier consistent index that resumes from its `since`, and files written after it
 //! are removed at the next open. Compaction merges runs in a background thread without
 //! blocking reads or indexing; old runs are deleted only once a durable manifest no
-//! longer names them. A damaged manifest or run makes the index rebuild from the log.
+//! longer names them. A checkpoint that finds at least [`Options::merge_fan_in`] runs
+//! flushed since the previous one (after a build or a long catch-up, during which the
+//! driver does not checkpoint) first merges them into one, so that an index built and
+//! closed at once is left as one run rather than a pile of them. A damaged manifest or run makes the index rebuild from the log.
 //! The byte layout is documented in `docs/format.md`, section "flumeview-index files".
 //!
 //! Memory is bounded by [`Options::memtable_bytes`] (plus the small sparse index of each

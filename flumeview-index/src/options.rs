@@ -26,7 +26,10 @@ pub struct Options {
     /// positives on point lookups of absent keys. Default: 10.
     pub bloom_bits_per_key: u32,
     /// How many runs of the same level a compaction merges into one run of the next
-    /// level (at least 2). Default: 4.
+    /// level (at least 2). Also: a checkpoint that finds at least this many runs
+    /// flushed since the previous checkpoint (after a build or a long catch-up) merges
+    /// them into one before committing it, so the checkpoint that ends a build (at
+    /// close, say) reads and writes what the build wrote once more. Default: 4.
     pub merge_fan_in: usize,
     /// Whether a background thread compacts runs. Without it runs pile up (reads get
     /// slower) until the index is rebuilt. Default: true.

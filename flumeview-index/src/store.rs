@@ -27,6 +27,9 @@ use crate::merge::{live_pairs, Compacted, Merge, Pair, Source};
 use crate::run::{key_hash, Run, RunCursor, RunParams, RunWriter};
 use crate::Options;
 
+/// A run merged from others, and those (oldest first).
+type Merged = (Arc<Run>, Vec<Arc<Run>>);
+
 /// What readers see.
 #[derive(Default)]
 struct Tables {
@@ -434,6 +437,20 @@ impl Store {
     /// Returns whether the manifest changed. Does nothing unless `since` is the last
     /// seq applied.
     ///
+    /// When at least [`Options::merge_fan_in`] runs were flushed since the last
+    /// checkpoint (a build or a catch-up: the driver checkpoints a view only between
+    /// batches, so a long one flushes many runs first), they are merged into one run
+    /// first, and the manifest names that run instead: the compactor only merges runs a
+    /// manifest names, and the process may end right after this checkpoint (a close),
+    /// so this is the one chance to leave a single run rather than a pile of them.
+    ///
+    /// Crash safety of that merge: its run is written like any other (temporary file,
+    /// fsync, rename) and is named by no manifest until the one this checkpoint writes;
+    /// the runs it replaces are deleted only after that manifest, which no longer names
+    /// them, is durable. A crash at any step leaves the previous manifest or this one,
+    /// each naming only files that exist, and the next open removes the run files the
+    /// surviving one does not name.
+    ///
     /// # Errors
     /// [`Error::Io`]; the previous manifest then stays in force.
     pub(crate) fn checkpoint(&self, since: Seq) -> Result<bool> {
@@ -441,8 +458,12 @@ impl Store {
             return Ok(false);
         }
         self.flush()?;
+        let merged = self.merge_fresh()?;
         let mut committed = lock(&self.committed);
-        let runs = Arc::clone(&self.read().runs);
+        let mut runs = Vec::clone(&self.read().runs);
+        if let Some((run, replaced)) = &merged {
+            splice_ids(&mut runs, replaced, run);
+        }
         let unchanged = committed.written
             && committed.since == Some(since)
             && committed.runs.len() == runs.len()
@@ -454,12 +475,86 @@ impl Store {
         if unchanged {
             return Ok(false);
         }
+        // On an error the merged run's file stays: a manifest that reached the disk
+        // despite the error may name it; otherwise the next open removes it.
+        self.faults.check("merge.install")?;
         self.write_manifest(&self.manifest_of(Some(since), &runs))?;
         committed.written = true;
         committed.since = Some(since);
-        committed.runs = Vec::clone(&runs);
+        committed.runs = runs.clone();
+        if let Some((run, replaced)) = &merged {
+            let mut tables = self.write();
+            let mut visible = Vec::clone(&tables.runs);
+            splice_ids(&mut visible, replaced, run);
+            tables.runs = Arc::new(visible);
+        }
+        drop(committed);
         tracing::debug!(since, runs = runs.len(), "checkpointed the index");
+        if let Some((_, replaced)) = merged {
+            self.faults.check("merge.delete")?;
+            for run in &replaced {
+                remove_run_file(run);
+            }
+        }
         Ok(true)
+    }
+
+    /// Merges the runs flushed since the last checkpoint into one run, when there are
+    /// at least `fan_in` of them. Returns the merged run (written, named by no
+    /// manifest, not yet visible to readers) and the runs it replaces, oldest first.
+    /// Readers and the compactor go on meanwhile; the caller is the view's only writer,
+    /// so no flush adds a run while this one merges.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Corrupt`] writing or reading a run.
+    fn merge_fresh(&self) -> Result<Option<Merged>> {
+        let (fresh, keep_deletes) = {
+            let committed = lock(&self.committed);
+            let runs = Arc::clone(&self.read().runs);
+            let fresh: Vec<Arc<Run>> = runs
+                .iter()
+                .filter(|r| !committed.runs.iter().any(|c| c.id == r.id))
+                .cloned()
+                .collect();
+            // Deletes must stay while an older run may hold a put they hide.
+            (fresh, !committed.runs.is_empty())
+        };
+        if fresh.len() < self.fan_in {
+            return Ok(None);
+        }
+        let level = fresh.iter().map(|r| r.level).max().unwrap_or(0) + 1;
+        let max_keys: u64 = fresh.iter().map(|r| r.stats.keys).sum();
+        let sources = fresh
+            .iter()
+            .map(|r| {
+                Source::Run(RunCursor::new(
+                    Arc::clone(r),
+                    Bound::Unbounded,
+                    Bound::Unbounded,
+                    false,
+                ))
+            })
+            .collect();
+        let mut compacted = Compacted::new(Merge::new(sources, false, None), keep_deletes);
+        let entries = std::iter::from_fn(|| {
+            Some(
+                compacted
+                    .next_entry()
+                    .map(|e| e.map(|e| (e.key, e.seq, e.kind))),
+            )
+        });
+        let Some(merged) = self.write_run(entries, max_keys, level, "merge", &|| false)? else {
+            // Everything cancelled out (deletes of keys no older run holds): the fresh
+            // runs still go into the manifest as they are.
+            return Ok(None);
+        };
+        tracing::debug!(
+            merged = fresh.len(),
+            level,
+            entries = merged.stats.entries,
+            "merged the runs flushed since the last index checkpoint"
+        );
+        Ok(Some((merged, fresh)))
     }
 
     /// Reads the manifest and opens its runs; removes files no manifest names.
@@ -692,6 +787,14 @@ impl Store {
                     .all(|r| r.level == runs[start].level)
             })
             .map(|start| (start, n))
+    }
+}
+
+/// Replaces `replaced` (consecutive in `runs`) by `run`.
+fn splice_ids(runs: &mut Vec<Arc<Run>>, replaced: &[Arc<Run>], run: &Arc<Run>) {
+    if let Some(at) = runs.iter().position(|r| r.id == replaced[0].id) {
+        let end = (at + replaced.len()).min(runs.len());
+        runs.splice(at..end, [Arc::clone(run)]);
     }
 }
 
