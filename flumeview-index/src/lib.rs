@@ -75,7 +75,8 @@
 //! longer names them. A checkpoint that finds at least [`Options::merge_fan_in`] runs
 //! flushed since the previous one (after a build or a long catch-up, during which the
 //! driver does not checkpoint) first merges them into one, so that an index built and
-//! closed at once is left as one run rather than a pile of them. A damaged manifest or run makes the index rebuild from the log.
+//! closed at once is left as one run rather than a pile of them. A damaged manifest or
+//! run makes the index rebuild from the log.
 //! The byte layout is documented in `docs/format.md`, section "flumeview-index files".
 //!
 //! Memory is bounded by [`Options::memtable_bytes`] (plus the small sparse index of each
