@@ -179,3 +179,95 @@ async fn a_failed_fsync_while_sealing_a_segment_poisons() {
     drop(log);
     check_reopen(dir.path(), 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_appends_are_copied_into_the_mapping_and_synced_ones_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
+    for i in 0..20 {
+        log.append(record(i)).await.unwrap();
+    }
+    assert!(plan.mapped_writes.load(Ordering::SeqCst) >= 20);
+    assert_eq!(plan.plain_writes.load(Ordering::SeqCst), 0, "no pwrite");
+    log.append_with(record(20), Some(Durability::Synced))
+        .await
+        .unwrap();
+    assert!(
+        plan.plain_writes.load(Ordering::SeqCst) > 0,
+        "synced rounds pwrite"
+    );
+    log.close().await.unwrap();
+    check_reopen(dir.path(), 21).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reservation_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
+    // The first append reserves the whole (2 KiB) segment.
+    let mut acked = 0;
+    for i in 0..10 {
+        log.append(record(i)).await.unwrap();
+        acked += 1;
+    }
+    // The disk is full: the next segment cannot reserve anything.
+    plan.reserve_budget.store(0, Ordering::SeqCst);
+    let failed = loop {
+        match log.append(record(acked)).await {
+            Ok(seq) => {
+                assert_eq!(seq, acked);
+                acked += 1;
+                assert!(acked < 1000, "the reservation never failed");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(log.segments().len() >= 2, "it failed in a new segment");
+    assert_poisoned("the append whose reservation failed", Err::<(), _>(failed));
+    let reason = log.poisoned().unwrap();
+    assert!(reason.contains("reserving space in"), "{reason}");
+    assert!(reason.contains("No space left on device"), "{reason}");
+    assert_poisoned("a later append", log.append(record(acked)).await);
+    assert_poisoned("sync", log.sync().await);
+    drop(log);
+    assert_eq!(check_reopen(dir.path(), acked).await, acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_disk_reserves_only_what_each_write_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    // Room for a few records past the header, not for a whole reservation step.
+    plan.reserve_budget.store(200, Ordering::SeqCst);
+    let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
+    let mut acked = 0;
+    while log.append(record(acked)).await.is_ok() {
+        acked += 1;
+        assert!(acked < 100, "the reservations never failed");
+    }
+    // Each record is 8 + 30 bytes: five fit in 200 bytes.
+    assert_eq!(acked, 5);
+    assert_eq!(plan.plain_writes.load(Ordering::SeqCst), 0);
+    assert!(log.poisoned().unwrap().contains("reserving space in"));
+    drop(log);
+    assert_eq!(check_reopen(dir.path(), acked).await, acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fallocate_buffered_appends_fall_back_to_pwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    plan.reserve_unsupported.store(true, Ordering::SeqCst);
+    let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
+    for i in 0..200 {
+        log.append(record(i)).await.unwrap();
+    }
+    assert_eq!(plan.mapped_writes.load(Ordering::SeqCst), 0);
+    assert!(plan.plain_writes.load(Ordering::SeqCst) >= 200);
+    assert!(log.segments().len() > 2, "rotated");
+    assert_eq!(log.poisoned(), None);
+    log.close().await.unwrap();
+    check_reopen(dir.path(), 200).await;
+}

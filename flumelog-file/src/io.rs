@@ -1,14 +1,23 @@
 //! The file operations the writer performs on a segment, behind a small trait so that
-//! tests can inject faults (short writes, a full disk, failing fsyncs).
+//! tests can inject faults (short writes, a full disk, failing fsyncs, a file system
+//! without `fallocate`).
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use crate::mmap::{self, WriteMap};
+
 /// Writes and syncs one segment file.
 pub(crate) trait SegmentIo: Send + std::fmt::Debug {
-    /// Writes all of `buf` at byte `offset`.
+    /// Writes all of `buf` at byte `offset` (`pwrite`).
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Copies the whole frames in `frames` into `map` at byte `offset`, which lies in
+    /// space [`reserve`](Self::reserve)d before (see [`WriteMap::write_frames`]).
+    fn write_mapped(&mut self, map: &WriteMap, frames: &[u8], offset: u64) -> io::Result<()>;
+    /// Allocates disk blocks for `offset .. offset + len`, extending the file if
+    /// needed (`fallocate`).
+    fn reserve(&mut self, offset: u64, len: u64) -> io::Result<()>;
     /// `fdatasync`.
     fn sync_data(&mut self) -> io::Result<()>;
     /// Truncates or extends the file.
@@ -24,6 +33,13 @@ pub(crate) struct RealIo(pub(crate) File);
 impl SegmentIo for RealIo {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
+    }
+    fn write_mapped(&mut self, map: &WriteMap, frames: &[u8], offset: u64) -> io::Result<()> {
+        map.write_frames(offset, frames, usize::MAX);
+        Ok(())
+    }
+    fn reserve(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        mmap::fallocate(&self.0, offset, len)
     }
     fn sync_data(&mut self) -> io::Result<()> {
         self.0.sync_data()
@@ -58,6 +74,15 @@ pub(crate) struct FaultPlan {
     pub(crate) write_budget: std::sync::atomic::AtomicU64,
     /// Syncs that may still succeed; the next one fails with `EIO`. `u64::MAX` = unlimited.
     pub(crate) sync_budget: std::sync::atomic::AtomicU64,
+    /// Bytes that may still be reserved (`fallocate`); a reservation beyond fails
+    /// whole with `ENOSPC`. `u64::MAX` = unlimited.
+    pub(crate) reserve_budget: std::sync::atomic::AtomicU64,
+    /// Reservations fail with `EOPNOTSUPP`, as on a file system without `fallocate`.
+    pub(crate) reserve_unsupported: std::sync::atomic::AtomicBool,
+    /// Mapped writes done (to check which path a test exercised).
+    pub(crate) mapped_writes: std::sync::atomic::AtomicU64,
+    /// `pwrite`s done.
+    pub(crate) plain_writes: std::sync::atomic::AtomicU64,
 }
 
 /// Plans compare by identity (so that `Options` stays `PartialEq`).
@@ -78,6 +103,8 @@ impl FaultPlan {
         std::sync::Arc::new(FaultPlan {
             write_budget: u64::MAX.into(),
             sync_budget: u64::MAX.into(),
+            reserve_budget: u64::MAX.into(),
+            ..FaultPlan::default()
         })
     }
 }
@@ -93,6 +120,7 @@ struct FaultyIo {
 impl SegmentIo for FaultyIo {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         use std::sync::atomic::Ordering;
+        self.plan.plain_writes.fetch_add(1, Ordering::SeqCst);
         let budget = self.plan.write_budget.load(Ordering::SeqCst);
         if budget == u64::MAX {
             return self.inner.write_all_at(buf, offset);
@@ -106,6 +134,41 @@ impl SegmentIo for FaultyIo {
             return Err(io::Error::from_raw_os_error(28)); // ENOSPC
         }
         Ok(())
+    }
+    fn write_mapped(&mut self, map: &WriteMap, frames: &[u8], offset: u64) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        self.plan.mapped_writes.fetch_add(1, Ordering::SeqCst);
+        let budget = self.plan.write_budget.load(Ordering::SeqCst);
+        let fits = budget.min(frames.len() as u64) as usize;
+        let copied = map.write_frames(offset, frames, fits);
+        if budget != u64::MAX {
+            self.plan
+                .write_budget
+                .store(budget - copied as u64, Ordering::SeqCst);
+        }
+        if copied < frames.len() {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        Ok(())
+    }
+    fn reserve(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.plan.reserve_unsupported.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(95)); // EOPNOTSUPP
+        }
+        let budget = self.plan.reserve_budget.load(Ordering::SeqCst);
+        if budget != u64::MAX {
+            // Only bytes past the end of the file need new blocks.
+            let file_len = self.inner.0.metadata()?.len();
+            let new = (offset + len).saturating_sub(file_len.max(offset));
+            if new > budget {
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            self.plan
+                .reserve_budget
+                .store(budget - new, Ordering::SeqCst);
+        }
+        self.inner.reserve(offset, len)
     }
     fn sync_data(&mut self) -> io::Result<()> {
         use std::sync::atomic::Ordering;

@@ -65,7 +65,7 @@
 //!
 //! | level | acknowledged when | survives a process crash | survives a power loss / OS crash |
 //! |---|---|---|---|
-//! | `Buffered`, `max_write_delay = 0` (default) | `write()` returned (shared by concurrent appenders) | yes | once a later `sync()` / synced append returned, or its segment was sealed |
+//! | `Buffered`, `max_write_delay = 0` (default) | its bytes are in the OS page cache: copied into the segment's shared mapping, or `write()` returned (shared by concurrent appenders) | yes | once a later `sync()` / synced append returned, or its segment was sealed |
 //! | `Buffered`, `max_write_delay > 0` (opt-in, for bulk loads) | the record is visible (in this process's write buffer) | once written to the OS: at most `max_write_delay` later, or at the next `sync`, synced append or `close` | as above |
 //! | `Synced` | `fdatasync()` returned (one for every append waiting) | yes | yes |
 //!
@@ -87,8 +87,15 @@
 //!
 //! Writing is group commit, leader/follower style. Appends are queued under a short
 //! lock; whoever holds the writer (the writer thread, or a buffered appender that found
-//! it idle and writes its own records inline, one `pwrite` into the page cache) frames
-//! everything queued and writes it with one `write`. Every `fdatasync` (synced appends,
+//! it idle and writes its own records inline) frames everything queued and writes it at
+//! once. Buffered writes are copied into a shared, writable memory mapping of the active
+//! segment, in disk space reserved ahead with `fallocate` ([`Options::reserve`]): no
+//! system call per append, and the bytes are in the page cache as soon as they are
+//! copied. A lone buffered append is framed straight into the mapping without being
+//! queued at all; the writer thread faults the mapping's pages in ahead of the appends
+//! and wakes watchers of `since` at most once a millisecond during a burst (`since`
+//! itself moves before every append returns). Rounds that sync use `pwrite`. Every
+//! `fdatasync` (synced appends,
 //! `sync`, sealing a segment) runs on the writer thread, one for every append waiting,
 //! holding no lock that appenders or readers need. Readers copy records out of memory maps
 //! (or, for records not yet written, out of the write buffer) and never wait for I/O.

@@ -16,7 +16,6 @@ use futures::StreamExt;
 use tokio::sync::{oneshot, watch};
 
 use crate::format::{self, HEADER_LEN};
-use crate::io::segment_io;
 use crate::recovery::{self, OnCorrupt, RecoveryReport, RepairReport};
 use crate::shared::{Command, Progress, Shared, State, Tail};
 use crate::writer::{poisoned, Active, Writer};
@@ -162,7 +161,10 @@ impl FileLog {
                 writer_idle: false,
                 writer_asleep: false,
                 since_unannounced: false,
+                since_quiet_until: None,
+                since_announce_at: None,
                 since_tx: Some(since_tx),
+                ahead: None,
             }),
             wake: Condvar::new(),
             written: AtomicU64::new(next_seq),
@@ -176,20 +178,21 @@ impl FileLog {
             options,
         });
         let active_len = active_seg.read_state().end;
-        let active = Active {
-            len: active_len,
-            count: active_seg.count(),
-            seg: active_seg,
-            io: segment_io(opened.active_file, &shared.options),
-            map_len: opened.active_map_len,
-            file_len: opened.active_file_len,
-        };
-        let writer = Arc::new(Mutex::new(Writer::new(
-            Arc::clone(&shared),
-            active,
-            durable_tx,
-            next_seq,
-        )));
+        let active_path = active_seg.path.clone();
+        let active = Active::new(
+            Arc::clone(&active_seg),
+            opened.active_file,
+            &shared.options,
+            active_len,
+            opened.active_file_len,
+            active_seg.count(),
+            opened.active_map_len,
+            shared.options.reserve > 0,
+        )
+        .map_err(|e| Error::io(active_path, e))?;
+        let writer = Writer::new(Arc::clone(&shared), active, durable_tx, next_seq);
+        writer.set_ahead();
+        let writer = Arc::new(Mutex::new(writer));
         let thread = std::thread::Builder::new()
             .name("flumelog-file-writer".into())
             .spawn({
@@ -452,6 +455,25 @@ impl FileLog {
         }
     }
 
+    /// The fast path of a buffered append of one record, when the log writes buffered
+    /// appends before acknowledging them (`max_write_delay` zero): see
+    /// [`Writer::append_one`]. `None`: take the general path.
+    fn append_inline(&self, record: &Bytes, durability: Option<Durability>) -> Option<Result<Seq>> {
+        let options = &self.shared().options;
+        if durability.unwrap_or(options.durability) != Durability::Buffered
+            || !options.max_write_delay.is_zero()
+            || record.len() as u64 > options.max_record_size
+        {
+            return None;
+        }
+        let mut writer = match self.handle.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        writer.append_one(record)
+    }
+
     fn append_many(
         &self,
         records: impl ExactSizeIterator<Item = Bytes>,
@@ -486,6 +508,9 @@ impl Log for FileLog {
         record: Bytes,
         durability: Option<Durability>,
     ) -> BoxFuture<'_, Result<Seq>> {
+        if let Some(result) = self.append_inline(&record, durability) {
+            return Box::pin(futures::future::ready(result));
+        }
         let fut = self.append_many(std::iter::once(record), durability);
         Box::pin(async move { fut.await.map(|r| r.start) })
     }

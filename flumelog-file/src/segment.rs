@@ -140,8 +140,7 @@ impl Segment {
 impl SegState {
     /// The committed bytes.
     pub(crate) fn data(&self) -> &[u8] {
-        let end = (self.end as usize).min(self.map.len());
-        &self.map[..end]
+        crate::mmap::committed(&self.map, self.end)
     }
 }
 

@@ -59,11 +59,41 @@ pub(crate) struct Tail {
     /// The writer thread waits on `wake` (idle or for `max_write_delay`); when it does
     /// not, it looks at the tail again before it sleeps, so appenders need not wake it.
     pub(crate) writer_asleep: bool,
-    /// `since` was moved without waking its watchers (bulk appends); the writer wakes
-    /// them when it writes.
+    /// `since` was moved without waking its watchers (bulk appends, or appends on the
+    /// fast path within [`SINCE_INTERVAL`](crate::writer::SINCE_INTERVAL) of the last
+    /// wake-up); the writer wakes them when it writes, or at `since_announce_at`.
     pub(crate) since_unannounced: bool,
+    /// Until when appends on the fast path leave waking the watchers of `since` to the
+    /// writer thread (the last wake-up plus `SINCE_INTERVAL`).
+    pub(crate) since_quiet_until: Option<std::time::Instant>,
+    /// When the writer thread next looks at `since_unannounced` and wakes the watchers
+    /// of `since`; `None`: it is not on duty (the next fast append wakes them itself,
+    /// or sets this and notifies the thread).
+    pub(crate) since_announce_at: Option<std::time::Instant>,
     /// Sends the visible `since`; dropped when the log closes, which ends live streams.
     pub(crate) since_tx: Option<watch::Sender<Option<Seq>>>,
+    /// The active segment's writable mapping, which the writer thread keeps ready for
+    /// appends on the fast path; `None` without mapped writes.
+    pub(crate) ahead: Option<Ahead>,
+}
+
+/// Work the writer thread does on the active segment's writable mapping, off the
+/// appenders' path: faulting pages in ahead of the appends (so that they take no page
+/// faults) and dropping the pages behind them (so that writeback need not
+/// write-protect them one TLB flush at a time).
+#[derive(Debug)]
+pub(crate) struct Ahead {
+    pub(crate) map: Arc<crate::mmap::WriteMap>,
+    /// The data's end when the work was last asked for.
+    pub(crate) end: u64,
+    /// The file's length (reserved space included) then: nothing is faulted in past it.
+    pub(crate) reserved: u64,
+    /// Bytes below this were faulted in (or asked for).
+    pub(crate) populated: u64,
+    /// Pages below this were dropped from the mapping (or asked for).
+    pub(crate) dropped: u64,
+    /// An appender asked for work the writer thread has not started.
+    pub(crate) requested: bool,
 }
 
 /// Where the writer got to, for appenders and `sync` waiting on it.

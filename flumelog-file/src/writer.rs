@@ -6,10 +6,25 @@
 //! The `Writer` lives behind a mutex shared by the writer thread and the appenders
 //! (leader/follower group commit). The thread waits for work *without* the mutex, then
 //! takes it to write. A buffered appender that finds the mutex free writes its own
-//! records inline (one `pwrite` into the page cache, no thread hand-off) unless a
-//! segment must be sealed; when the mutex is busy it leaves its records to whoever
-//! holds it next. Every snapshot of pending records is taken under the mutex, so no
-//! record is ever written twice. fsyncs happen only on the writer thread.
+//! records inline (no thread hand-off) unless a segment must be sealed; when the mutex
+//! is busy it leaves its records to whoever holds it next. Every snapshot of pending
+//! records is taken under the mutex, so no record is ever written twice. fsyncs happen
+//! only on the writer thread.
+//!
+//! Buffered rounds copy their frames into a shared, writable mapping of the active
+//! segment ([`WriteMap`]) instead of calling `pwrite`: the pages of a shared file
+//! mapping are the page cache, so a copied frame is exactly as safe from a process
+//! crash as a written one. The file is first made long enough with `fallocate`, in
+//! large steps ([`Options::reserve`](crate::Options::reserve)), so that a write through
+//! the mapping never lands past the end of the file or needs a block the disk does
+//! not have; a failed reservation poisons the log like a failed write. Rounds that
+//! end with an fsync keep using `pwrite` (and write zeros ahead, `preallocate`).
+//!
+//! The common case, one buffered record appended while nothing else is queued, takes
+//! a shorter path still ([`Writer::append_one`]): the appender frames the record
+//! straight into the mapping under the tail lock, never queuing it. Its `since` moves
+//! at once, but its watchers are woken at most once per [`SINCE_INTERVAL`]: the first
+//! append of a burst wakes them itself, the writer thread wakes them for the rest.
 
 use std::fs::{self, OpenOptions};
 use std::path::PathBuf;
@@ -23,9 +38,16 @@ use tokio::sync::watch;
 
 use crate::format::{self, HEADER_LEN};
 use crate::io::{segment_io, SegmentIo};
-use crate::mmap;
+use crate::mmap::{self, WriteMap};
 use crate::segment::{self, SegState, Segment};
-use crate::shared::{Command, Shared, State};
+use crate::shared::{Ahead, Command, Shared, State, Tail};
+
+/// How often, at most, appends on the fast path ([`Writer::append_one`]) wake the
+/// watchers of `since` (live streams, the view driver). `since` itself moves before
+/// every append returns; only the wake-up of a task waiting for it to change is
+/// coalesced, which saves a `notify_waiters` (eight mutexes in tokio's `watch`) on
+/// every append of a burst.
+pub(crate) const SINCE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The segment being appended to.
 #[derive(Debug)]
@@ -34,11 +56,67 @@ pub(crate) struct Active {
     pub(crate) io: Box<dyn SegmentIo>,
     /// Bytes of data in the file (header included): where the next frame goes.
     pub(crate) len: u64,
-    /// The file's length: `len` plus preallocated zeros (`Options::preallocate`).
+    /// The file's length: `len` plus preallocated zeros (`Options::preallocate`) and
+    /// reserved space (`Options::reserve`).
     pub(crate) file_len: u64,
+    /// End of the bytes really written (data, or zeros by `preallocate`): from here to
+    /// `file_len` the file is reserved space, allocated by `fallocate` but not written.
+    pub(crate) zeroed: u64,
     /// Records in the segment.
     pub(crate) count: u64,
+    /// Length of the readers' mapping.
     pub(crate) map_len: usize,
+    /// The writer's writable mapping, for buffered rounds; `None` when mapped writes
+    /// are off (`Options::reserve == 0`, or no `fallocate` on this file system).
+    pub(crate) wmap: Option<Arc<WriteMap>>,
+    /// Reserving space ahead failed in this segment: reserve only on demand.
+    pub(crate) reserve_failed: bool,
+}
+
+impl Active {
+    /// A fresh [`Ahead`] for this segment's writable mapping, if it has one.
+    fn ahead(&self) -> Option<Ahead> {
+        self.wmap.as_ref().map(|map| Ahead {
+            map: Arc::clone(map),
+            end: self.len,
+            reserved: self.file_len,
+            populated: self.len,
+            dropped: 0,
+            requested: false,
+        })
+    }
+
+    /// The active segment `seg`, open as `file`, holding `count` records in its first
+    /// `len` bytes; the file is `file_len` bytes long, the readers' mapping `map_len`.
+    /// Maps it for writing when `map_writes`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        seg: Arc<Segment>,
+        file: std::fs::File,
+        options: &crate::Options,
+        len: u64,
+        file_len: u64,
+        count: u64,
+        map_len: usize,
+        map_writes: bool,
+    ) -> std::io::Result<Active> {
+        let wmap = if map_writes {
+            Some(Arc::new(WriteMap::new(&file, map_len)?))
+        } else {
+            None
+        };
+        Ok(Active {
+            seg,
+            io: segment_io(file, options),
+            len,
+            file_len,
+            zeroed: len,
+            count,
+            map_len,
+            wmap,
+            reserve_failed: false,
+        })
+    }
 }
 
 /// What one round of the writer does.
@@ -63,6 +141,9 @@ pub(crate) struct Writer {
     /// This round ends with an fdatasync: worth preallocating for (a round that only
     /// writes would write the zeros and then the data over them, for nothing).
     syncing: bool,
+    /// Buffered rounds write through a mapping (`Options::reserve > 0`, and the file
+    /// system supports `fallocate`).
+    map_writes: bool,
 }
 
 /// An I/O failure that poisons the log: what failed, on which file.
@@ -79,6 +160,7 @@ impl Writer {
         durable_tx: watch::Sender<Option<Seq>>,
         durable: u64,
     ) -> Self {
+        let map_writes = active.wmap.is_some();
         Writer {
             shared,
             active,
@@ -87,7 +169,14 @@ impl Writer {
             buf: Vec::new(),
             offsets: Vec::new(),
             syncing: false,
+            map_writes,
         }
+    }
+
+    /// Hands the active segment's writable mapping to the writer thread, for its work
+    /// ahead of the fast path ([`Ahead`]); called whenever the active segment changes.
+    pub(crate) fn set_ahead(&self) {
+        self.shared.tail().ahead = self.active.ahead();
     }
 
     /// The writer thread's main loop; returns once the log is closed.
@@ -165,6 +254,82 @@ impl Writer {
         }
     }
 
+    /// Appends `record` at the default buffered durability on the calling thread, the
+    /// shortest way: when nothing else is queued and the record fits the active
+    /// segment's reserved, mapped space, it is framed straight into the mapping (no
+    /// system call) and published to readers, all under the tail lock, so that no
+    /// reader can see its seq before its bytes. Returns its seq, or the error that
+    /// poisoned the log; `None` when the general path must take it (the caller then
+    /// queues it). The caller checked its size against `max_record_size`.
+    pub(crate) fn append_one(&mut self, record: &Bytes) -> Option<Result<Seq>> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            // Closed (and trimmed) already: reserve nothing more.
+            return None;
+        }
+        let at = self.active.len;
+        let end = at + format::framed_len(record.len()) as u64;
+        if self.active.count > 0 && end > self.shared.options.segment_size {
+            // Sealing a segment takes an fsync: the writer thread's job.
+            return None;
+        }
+        match self.reserve_for(end) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(reason) => {
+                self.poison(reason);
+                return Some(Err(poisoned(&self.shared.tail().poisoned)));
+            }
+        }
+        let mut tail = self.shared.tail();
+        if tail.state != State::Open
+            || tail.poisoned.is_some()
+            || !tail.pending.is_empty()
+            || !tail.commands.is_empty()
+        {
+            return None;
+        }
+        let map = self.active.wmap.as_deref()?;
+        self.buf.clear();
+        format::encode_frame(&mut self.buf, record, false);
+        if let Err(e) = self.active.io.write_mapped(map, &self.buf, at) {
+            drop(tail);
+            self.poison(failure("write to", &self.active.seg.path, e));
+            return Some(Err(poisoned(&self.shared.tail().poisoned)));
+        }
+        // The next record goes right after this one: have its cache lines ready.
+        map.prefetch(end, 512);
+        self.active.len = end;
+        self.active.zeroed = self.active.zeroed.max(end);
+        self.active.count += 1;
+        {
+            let mut state = self.active.seg.write_state();
+            state.offsets.push(at as u32);
+            state.end = end;
+        }
+        let seq = tail.next_seq;
+        tail.next_seq = seq + 1;
+        tail.pending_first = seq + 1;
+        self.shared.written.store(seq + 1, Ordering::Release);
+        let mut wake = move_since(&mut tail, seq);
+        if let Some(ahead) = &mut tail.ahead {
+            let want = (end + AHEAD / 2).min(self.active.file_len);
+            if !ahead.requested && (ahead.populated < want || end >= ahead.dropped + AHEAD) {
+                ahead.requested = true;
+                ahead.end = end;
+                ahead.reserved = self.active.file_len;
+                if tail.writer_asleep {
+                    tail.writer_idle = false;
+                    wake = true;
+                }
+            }
+        }
+        drop(tail);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Some(Ok(seq))
+    }
+
     /// Takes a snapshot of the pending records and requests. Called with the writer
     /// mutex held, so that no one else writes the same records.
     fn take_job(&self, mut entries: Vec<(Bytes, bool)>) -> Job {
@@ -177,6 +342,79 @@ impl Writer {
             sync_upto: tail.sync_upto,
             commands: std::mem::take(&mut tail.commands),
             state: tail.state,
+        }
+    }
+}
+
+/// How far ahead of the data the writer thread faults in the writable mapping's pages
+/// (see [`Ahead`]); it drops the pages behind the data in steps of this size too.
+const AHEAD: u64 = 16 << 20;
+
+/// Does the work appenders asked for on the writable mapping ([`Ahead`]), without the
+/// tail lock (which it takes again before it returns). Best effort: a failure only
+/// means that appends take the page faults themselves.
+fn work_ahead<'a>(shared: &'a Shared, mut tail: MutexGuard<'a, Tail>) -> MutexGuard<'a, Tail> {
+    let Some(ahead) = tail.ahead.as_mut().filter(|a| a.requested) else {
+        return tail;
+    };
+    ahead.requested = false;
+    let map = Arc::clone(&ahead.map);
+    let populate = ahead.populated.max(ahead.end)..(ahead.end + AHEAD).min(ahead.reserved);
+    ahead.populated = ahead.populated.max(populate.end);
+    let unmap = ahead.dropped..ahead.end;
+    ahead.dropped = ahead.dropped.max(ahead.end);
+    drop(tail);
+    if !populate.is_empty() {
+        if let Err(e) = map.populate(populate.start, populate.end - populate.start) {
+            tracing::trace!(error = %e, "flumelog-file: could not fault in the mapping ahead");
+        }
+    }
+    if !unmap.is_empty() {
+        if let Err(e) = map.unmap_below(unmap.start, unmap.end) {
+            tracing::trace!(error = %e, "flumelog-file: could not drop mapped pages behind");
+        }
+    }
+    shared.tail()
+}
+
+/// Moves `since` to `last` for an append on the fast path. Wakes its watchers when
+/// none were woken in the last [`SINCE_INTERVAL`]; otherwise leaves that to the writer
+/// thread, at the end of the interval. Returns whether the writer thread must be
+/// notified (it sleeps without a timeout).
+fn move_since(tail: &mut Tail, last: Seq) -> bool {
+    let announce = !tail.since_unannounced && {
+        let now = Instant::now();
+        match tail.since_quiet_until {
+            Some(until) if now < until => false,
+            _ => {
+                tail.since_quiet_until = Some(now + SINCE_INTERVAL);
+                true
+            }
+        }
+    };
+    if let Some(tx) = &tail.since_tx {
+        tx.send_if_modified(|since| {
+            *since = Some(last);
+            announce
+        });
+    }
+    if announce || tail.since_unannounced {
+        return false;
+    }
+    tail.since_unannounced = true;
+    tail.since_announce_at = tail.since_quiet_until;
+    if tail.writer_idle {
+        tail.writer_idle = false;
+        return tail.writer_asleep;
+    }
+    false
+}
+
+/// Wakes the watchers of `since` if it moved without waking them.
+fn announce_since(tail: &mut Tail) {
+    if std::mem::take(&mut tail.since_unannounced) {
+        if let Some(tx) = &tail.since_tx {
+            tx.send_modify(|_| {});
         }
     }
 }
@@ -204,6 +442,8 @@ fn wait_for_work(shared: &Shared, synced_at: Option<Instant>) -> bool {
     loop {
         if tail.poisoned.is_some() {
             // Nothing more is written; answer commands, wait for close.
+            announce_since(&mut tail);
+            tail.since_announce_at = None;
             let reason = tail.poisoned.clone();
             for Command::Revert { reply, .. } in tail.commands.drain(..) {
                 let _ = reply.send(Err(poisoned(&reason)));
@@ -217,6 +457,27 @@ fn wait_for_work(shared: &Shared, synced_at: Option<Instant>) -> bool {
             tail.writer_asleep = false;
             tail.writer_idle = false;
             continue;
+        }
+        if tail.ahead.as_ref().is_some_and(|a| a.requested) {
+            tail = work_ahead(shared, tail);
+            continue;
+        }
+        // Appends on the fast path left waking the watchers of `since` to us.
+        let mut announce_at = tail.since_announce_at;
+        if let Some(at) = announce_at {
+            let now = Instant::now();
+            if now >= at {
+                if tail.since_unannounced {
+                    announce_since(&mut tail);
+                    // Stay on duty for one more interval: appends of an ongoing
+                    // burst then need not wake this thread.
+                    tail.since_quiet_until = Some(now + SINCE_INTERVAL);
+                    announce_at = tail.since_quiet_until;
+                } else {
+                    announce_at = None;
+                }
+                tail.since_announce_at = announce_at;
+            }
         }
         let has_pending = !tail.pending.is_empty();
         let durable = shared.progress.borrow().durable;
@@ -241,6 +502,16 @@ fn wait_for_work(shared: &Shared, synced_at: Option<Instant>) -> bool {
             drop(tail);
             std::thread::yield_now();
             tail = shared.tail();
+        } else if let Some(at) = announce_at {
+            // Not idle: appenders need not notify us, we look again at `at`.
+            tail.writer_asleep = true;
+            let timeout = at.saturating_duration_since(Instant::now());
+            tail = shared
+                .wake
+                .wait_timeout(tail, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            tail.writer_asleep = false;
         } else {
             tail.writer_idle = true;
             tail.writer_asleep = true;
@@ -267,11 +538,7 @@ impl Writer {
             let n = job.entries.len().min(tail.pending.len());
             tail.pending.drain(..n);
             tail.pending_first += n as u64;
-            if std::mem::take(&mut tail.since_unannounced) {
-                if let Some(tx) = &tail.since_tx {
-                    tx.send_modify(|_| {});
-                }
-            }
+            announce_since(&mut tail);
             drop(tail);
             self.shared.publish(|p| p.written = written);
             tracing::trace!(
@@ -372,12 +639,17 @@ impl Writer {
         }
         let seg = Arc::clone(&self.active.seg);
         let path = &seg.path;
-        self.active
-            .io
-            .write_all_at(&self.buf, self.active.len)
-            .map_err(|e| failure("write to", path, e))?;
-        let new_len = self.active.len + self.buf.len() as u64;
+        let at = self.active.len;
+        let new_len = at + self.buf.len() as u64;
+        // Rounds that sync write as they always did; the others copy into the mapping.
+        let mapped = !self.syncing && self.reserve_for(new_len)?;
+        match self.active.wmap.as_mut() {
+            Some(map) if mapped => self.active.io.write_mapped(map, &self.buf, at),
+            _ => self.active.io.write_all_at(&self.buf, at),
+        }
+        .map_err(|e| failure("write to", path, e))?;
         self.active.file_len = self.active.file_len.max(new_len);
+        self.active.zeroed = self.active.zeroed.max(new_len);
         self.preallocate(new_len)?;
         let new_map = if new_len as usize > self.active.map_len {
             let map_len = segment::active_map_len(
@@ -411,16 +683,20 @@ impl Writer {
     /// the next writes (and their fdatasyncs) do not change the file's size. Only in
     /// rounds that sync: bulk writes do not pay for zeros they overwrite. Never
     /// past the segment size (a sealed segment is trimmed anyway).
+    ///
+    /// Zeros are also written over space reserved for mapped writes (allocated but
+    /// never written: an "unwritten extent"), so that the fdatasyncs of synced rounds
+    /// there do not each have an extent conversion to commit.
     fn preallocate(&mut self, data_end: u64) -> Result<(), Failure> {
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let step = self.shared.options.preallocate;
-        if step == 0 || !self.syncing || data_end < self.active.file_len {
+        if step == 0 || !self.syncing || data_end < self.active.zeroed {
             return Ok(());
         }
         let target = data_end
             .saturating_add(step)
             .min(self.shared.options.segment_size);
-        let mut at = self.active.file_len;
+        let mut at = self.active.zeroed;
         while at < target {
             let n = (target - at).min(ZEROS.len() as u64) as usize;
             self.active
@@ -428,9 +704,90 @@ impl Writer {
                 .write_all_at(&ZEROS[..n], at)
                 .map_err(|e| failure("preallocating", &self.active.seg.path, e))?;
             at += n as u64;
-            self.active.file_len = at;
+            self.active.zeroed = at;
+            self.active.file_len = self.active.file_len.max(at);
         }
         Ok(())
+    }
+
+    /// Makes sure bytes up to `end` of the active segment can be written through the
+    /// mapping: within the mapping, and within the file, in space that has its blocks.
+    /// Reserves [`Options::reserve`](crate::Options::reserve) bytes ahead (never past
+    /// the segment size, and at least up to `end`) when `end` is past the file's end.
+    /// `Ok(false)`: write with `pwrite` instead (mapped writes are off, the write does
+    /// not fit the mapping, or the file system has no `fallocate`, which turns mapped
+    /// writes off). A failed reservation is a failed write: it poisons the log.
+    fn reserve_for(&mut self, end: u64) -> Result<bool, Failure> {
+        let Some(map) = &self.active.wmap else {
+            return Ok(false);
+        };
+        if end > map.len() || end > self.active.map_len as u64 {
+            return Ok(false);
+        }
+        let from = self.active.file_len;
+        let step = self.shared.options.reserve;
+        let limit = self.shared.options.segment_size.min(map.len());
+        if end <= from {
+            // Reserve the next step once half of this one is used, so that the writer
+            // thread can fault its pages in before the appends get there.
+            let early =
+                !self.active.reserve_failed && from < limit && end.saturating_add(step / 2) > from;
+            if early {
+                let target = from.saturating_add(step).min(limit);
+                match self.active.io.reserve(from, target - from) {
+                    Ok(()) => self.active.file_len = target,
+                    Err(e) => {
+                        // Not fatal yet: the space reserved suffices for now. Reserve
+                        // only on demand from here on (and fail then, if it fails).
+                        tracing::debug!(
+                            segment = %self.active.seg.path.display(),
+                            error = %e,
+                            "flumelog-file: could not reserve space ahead"
+                        );
+                        self.active.reserve_failed = true;
+                    }
+                }
+            }
+            return Ok(true);
+        }
+        let mut target = end.max(from.saturating_add(step).min(limit));
+        let path = &self.active.seg.path;
+        let mut result = self.active.io.reserve(from, target - from);
+        if target > end && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENOSPC)) {
+            // No room for a whole step: reserve just what this write needs.
+            target = end;
+            result = self.active.io.reserve(from, target - from);
+        }
+        match result {
+            Ok(()) => {
+                self.active.file_len = target;
+                tracing::trace!(
+                    segment = %path.display(),
+                    from,
+                    to = target,
+                    "flumelog-file: reserved space for mapped writes"
+                );
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+                ) =>
+            {
+                // No `fallocate` here (the file length is unchanged): write as before.
+                tracing::debug!(
+                    segment = %path.display(),
+                    error = %e,
+                    "flumelog-file: cannot reserve space; writing with pwrite"
+                );
+                self.active.wmap = None;
+                self.map_writes = false;
+                self.set_ahead();
+                Ok(false)
+            }
+            Err(e) => Err(failure("reserving space in", path, e)),
+        }
     }
 
     /// Cuts the preallocated zeros after the active segment's data.
@@ -441,6 +798,7 @@ impl Writer {
                 .set_len(self.active.len)
                 .map_err(|e| failure("trimming", &self.active.seg.path, e))?;
             self.active.file_len = self.active.len;
+            self.active.zeroed = self.active.len;
         }
         Ok(())
     }
@@ -470,14 +828,18 @@ impl Writer {
             },
         ));
         self.shared.segments_mut().push(Arc::clone(&seg));
-        self.active = Active {
+        self.active = Active::new(
             seg,
-            io: segment_io(file, &self.shared.options),
-            len: HEADER_LEN as u64,
-            file_len: HEADER_LEN as u64,
-            count: 0,
+            file,
+            &self.shared.options,
+            HEADER_LEN as u64,
+            HEADER_LEN as u64,
+            0,
             map_len,
-        };
+            self.map_writes,
+        )
+        .map_err(|e| failure("mapping", &path, e))?;
+        self.set_ahead();
         tracing::debug!(
             segment = %path.display(),
             first_seq,
@@ -544,14 +906,17 @@ impl Writer {
             let map_len = segment::active_map_len(self.shared.options.segment_size, len);
             let map = mmap::map(&file, map_len).map_err(io_err(&target.path))?;
             target.write_state().map = Arc::new(map);
-            self.active = Active {
-                count: target.count(),
-                seg: Arc::clone(&target),
-                io: segment_io(file, &self.shared.options),
+            self.active = Active::new(
+                Arc::clone(&target),
+                file,
+                &self.shared.options,
                 len,
-                file_len: len,
+                len,
+                target.count(),
                 map_len,
-            };
+                self.map_writes,
+            )
+            .map_err(io_err(&target.path))?;
         }
         let keep_here = (keep - target.first_seq) as usize;
         let new_len = {
@@ -580,12 +945,14 @@ impl Writer {
             .map_err(io_err(&target.path))?;
         self.active.len = new_len;
         self.active.file_len = new_len;
+        self.active.zeroed = new_len;
         self.active.count = keep_here as u64;
         self.shared.written.store(keep, Ordering::Release);
         tail.next_seq = keep;
         tail.pending_first = keep;
         tail.sync_upto = tail.sync_upto.min(keep);
         tail.write_upto = tail.write_upto.min(keep);
+        tail.ahead = self.active.ahead();
         if let Some(tx) = &tail.since_tx {
             tx.send_replace(keep.checked_sub(1));
         }
@@ -631,6 +998,8 @@ impl Writer {
         }
         let mut tail = self.shared.tail();
         tail.state = State::Closed;
+        announce_since(&mut tail);
+        tail.since_announce_at = None;
         tail.since_tx = None;
         self.shared.closed.store(true, Ordering::Release);
         drop(tail);
