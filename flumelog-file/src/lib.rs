@@ -53,8 +53,9 @@
 //!
 //! Because every indexed record was verified at open or written by this process (and
 //! the directory is locked against other writers), `get` and `stream` do not compute
-//! checksums again: a read copies the record's bytes out of the mapping and nothing
-//! else. `stream_chunks` (how the view driver reads) takes a whole chunk of records
+//! checksums again, and do not copy: a record read is a slice of the segment's mapping
+//! (`Bytes` that keep the mapping alive while held; a `revert` or `repair` replaces a
+//! segment file instead of truncating it, so a held record never changes). `stream_chunks` (how the view driver reads) takes a whole chunk of records
 //! per segment lock.
 //!
 //! ## Durability
@@ -97,7 +98,7 @@
 //! itself moves before every append returns). Rounds that sync use `pwrite`. Every
 //! `fdatasync` (synced appends,
 //! `sync`, sealing a segment) runs on the writer thread, one for every append waiting,
-//! holding no lock that appenders or readers need. Readers copy records out of memory maps
+//! holding no lock that appenders or readers need. Readers slice records out of memory maps
 //! (or, for records not yet written, out of the write buffer) and never wait for I/O.
 //! A second open of the same directory, from this or another process, fails with
 //! [`Error::Locked`]. Other programs must not modify the files of an open log.

@@ -8,8 +8,7 @@
 //! - the directory is locked exclusively (`LOCK`, `flock`), so no other handle of this
 //!   crate, in this or another process, writes to the files while they are mapped;
 //! - readers only touch bytes below a segment's committed end, under the segment's
-//!   read lock, and those bytes are never rewritten: the log is append-only (`revert`
-//!   rewrites the 8-byte header of the frame it cuts a batch at, under the write lock);
+//!   read lock, and those bytes are never rewritten: the log is append-only;
 //!   a reader's slice covers the committed bytes only ([`committed`]), never the bytes
 //!   above them that the writer is filling in;
 //! - the writer writes through its own writable mapping ([`WriteMap`]) only at or above
@@ -17,11 +16,13 @@
 //!   the segment's write lock), and only below the file's length, in space it reserved
 //!   with `fallocate` (so that a write never lands past the end of the file, which would
 //!   be `SIGBUS`, and never needs a block the disk no longer has);
-//! - a mapped file is truncated (by `revert`, or by trimming reserved space on seal and
-//!   close) only below bytes that no reader or writer will touch again: `revert` lowers
-//!   the committed end under the segment's write lock first, and trimming cuts only
-//!   reserved space above the end; readers copy bytes out of the mapping before
-//!   releasing the read lock (a torn tail is cut at open, before any reader exists);
+//! - records handed out by reads are not copies but slices of the read-only mapping
+//!   ([`slice`]), which keep it alive while they are held: so a mapped file is never
+//!   truncated below its committed end, nor are committed bytes rewritten. `revert` and
+//!   `repair` write the kept prefix to a new file and rename it over the old one (whose
+//!   inode, and every record still held from it, lives on until its last mapping is
+//!   dropped); only bytes above every committed end are ever cut (reserved space on seal
+//!   and close, a torn tail at open, before any reader exists);
 //! - the active segment is mapped with headroom past the end of the file; pages past the
 //!   end of the file are never touched because they are above the committed end and
 //!   above the reserved length.
@@ -33,7 +34,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{compiler_fence, Ordering};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use memmap2::{Advice, Mmap, MmapOptions, MmapRaw, UncheckedAdvice};
 
 use crate::format::FRAME_HEADER_LEN;
@@ -43,10 +46,9 @@ use crate::format::FRAME_HEADER_LEN;
 #[allow(unsafe_code)]
 pub(crate) fn map(file: &File, len: usize) -> io::Result<Mmap> {
     // SAFETY: see the module docs. The mapping is read-only; the crate holds the
-    // directory's exclusive lock, reads only committed bytes (never rewritten except a
-    // frame header by `revert`, under the segment's write lock), and truncates a mapped
-    // file only below bytes no reader can reach, so no read ever reaches a page past
-    // the end of the file.
+    // directory's exclusive lock, reads only committed bytes, never rewrites them, and
+    // never truncates a mapped file below its committed end (revert and repair replace
+    // the file instead), so no read ever reaches a page past the end of the file.
     unsafe { MmapOptions::new().len(len).map(file) }
 }
 
@@ -60,6 +62,28 @@ pub(crate) fn committed(map: &Mmap, end: u64) -> &[u8] {
     // The bytes below the committed end are not written while a reader holds the
     // segment's read lock (see the module docs).
     unsafe { std::slice::from_raw_parts(map.as_ptr(), len) }
+}
+
+/// Bytes `range` of `map` (committed bytes: see [`committed`]) as `Bytes` that keep the
+/// mapping alive while they, or slices of them, are held: a read without a copy.
+pub(crate) fn slice(map: &Arc<Mmap>, range: std::ops::Range<usize>) -> Bytes {
+    Bytes::from_owner(MapSlice {
+        map: Arc::clone(map),
+        range,
+    })
+}
+
+/// The owner behind [`slice`].
+struct MapSlice {
+    map: Arc<Mmap>,
+    range: std::ops::Range<usize>,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        // Only the range's bytes (committed, never written again), never the whole map.
+        &committed(&self.map, self.range.end as u64)[self.range.clone()]
+    }
 }
 
 /// The writer's writable, shared mapping of the active segment. Bytes copied into it

@@ -214,9 +214,11 @@ pub(crate) fn open_locked(
                     removed.push(later.clone());
                 }
                 removed.reverse();
-                file.set_len(end).map_err(|e| Error::io(path, e))?;
-                file.sync_all().map_err(|e| Error::io(path, e))?;
-                segment::sync_dir(dir)?;
+                // A new file with the kept prefix replaces the damaged one (the mapped
+                // file is never truncated: records an earlier handle of this directory
+                // handed out may still be slices of it).
+                let file =
+                    segment::rewrite_segment(dir, first_seq, path, &data[..end as usize], None)?;
                 let report = RepairReport {
                     segment: path.clone(),
                     offset: end,

@@ -71,7 +71,7 @@ impl Segment {
         self.read_state().offsets.len() as u64
     }
 
-    /// Copies out records `first..=last` (all in this segment), oldest first.
+    /// Records `first..=last` (all in this segment), oldest first.
     pub(crate) fn read_into(&self, first: Seq, last: Seq, out: &mut Vec<RawRecord>) -> Result<()> {
         let state = self.read_state();
         let count = state.offsets.len() as u64;
@@ -86,29 +86,23 @@ impl Segment {
         let data = state.data();
         // Every indexed frame was verified when the log was opened or when this process
         // wrote it (and the directory is locked against other writers): reads trust the
-        // index and skip the checksum. Records are copied out a run of frames at a time
-        // (up to SHARED_COPY bytes, one allocation) and handed out as slices of that
-        // copy: a record held on to keeps at most that much memory alive.
-        const SHARED_COPY: usize = 64 << 10;
-        let mut copy = Bytes::new();
-        let mut copy_at = 0usize;
+        // index and skip the checksum. Records are slices of the mapping, not copies: one
+        // shared owner for the whole range (one allocation), one slice per record.
+        let start = state.offsets[lo as usize] as usize;
+        let end = match state.offsets.get(hi as usize + 1) {
+            Some(&next) => next as usize,
+            None => data.len(),
+        };
+        let all = crate::mmap::slice(&state.map, start..end);
         out.reserve((hi - lo + 1) as usize);
         for i in lo..=hi {
             let at = state.offsets[i as usize] as usize;
             let payload = format::verified_payload(data, at)
                 .ok_or_else(|| self.damaged(at, self.first_seq + i))?;
-            if payload.end > copy_at + copy.len() || payload.start < copy_at {
-                let end = (at + SHARED_COPY).max(payload.end);
-                let end = match state.offsets.get(hi as usize + 1) {
-                    Some(&next) => end.min(next as usize),
-                    None => end.min(data.len()),
-                }
-                .max(payload.end);
-                copy = Bytes::copy_from_slice(&data[at..end]);
-                copy_at = at;
-            }
-            let record = copy.slice(payload.start - copy_at..payload.end - copy_at);
-            out.push((self.first_seq + i, record));
+            out.push((
+                self.first_seq + i,
+                all.slice(payload.start - start..payload.end - start),
+            ));
         }
         Ok(())
     }
@@ -133,7 +127,7 @@ impl Segment {
         let at = *at as usize;
         let data = state.data();
         let payload = format::verified_payload(data, at).ok_or_else(|| self.damaged(at, seq))?;
-        Ok(Bytes::copy_from_slice(&data[payload]))
+        Ok(crate::mmap::slice(&state.map, payload))
     }
 }
 
@@ -142,6 +136,42 @@ impl SegState {
     pub(crate) fn data(&self) -> &[u8] {
         crate::mmap::committed(&self.map, self.end)
     }
+}
+
+/// Replaces the segment file at `path` (first record `first_seq`) with one holding `data`
+/// (its kept prefix), with `patch` (an offset and 8 bytes) written over it: written to a
+/// temporary file, synced, renamed over the old file, directory synced. A crash leaves
+/// either the old file or the new one (and perhaps a temporary file, removed at open).
+/// The old file is never modified, so mappings of it stay valid. Returns the new file,
+/// opened for reading and writing.
+pub(crate) fn rewrite_segment(
+    dir: &Path,
+    first_seq: Seq,
+    path: &Path,
+    data: &[u8],
+    patch: Option<(u64, [u8; 8])>,
+) -> Result<File> {
+    let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| Error::io(p, e)
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    file.write_all(data).map_err(io(&tmp))?;
+    if let Some((at, bytes)) = patch {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&bytes, at).map_err(io(&tmp))?;
+    }
+    file.sync_data().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(dir)?;
+    Ok(file)
 }
 
 /// Creates a new, empty segment atomically: header written to a temporary file, synced,

@@ -26,7 +26,7 @@
 //! at once, but its watchers are woken at most once per [`SINCE_INTERVAL`]: the first
 //! append of a burst wakes them itself, the writer thread wakes them for the rest.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -896,57 +896,54 @@ impl Writer {
             .last()
             .cloned()
             .ok_or_else(|| Error::Unsupported("revert of a log without segments"))?;
-        if !Arc::ptr_eq(&target, &self.active.seg) {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&target.path)
-                .map_err(io_err(&target.path))?;
-            let len = target.read_state().end;
-            let map_len = segment::active_map_len(self.shared.options.segment_size, len);
-            let map = mmap::map(&file, map_len).map_err(io_err(&target.path))?;
-            target.write_state().map = Arc::new(map);
-            self.active = Active::new(
-                Arc::clone(&target),
-                file,
-                &self.shared.options,
-                len,
-                len,
-                target.count(),
-                map_len,
-                self.map_writes,
-            )
-            .map_err(io_err(&target.path))?;
-        }
+        // The kept prefix is copied to a new file that replaces the segment (rename): the
+        // mapped file is never truncated or rewritten, so records read before the revert
+        // (slices of the old mapping) stay valid for as long as they are held.
         let keep_here = (keep - target.first_seq) as usize;
-        let new_len = {
-            let mut state = target.write_state();
+        let (old_map, new_len, end_batch) = {
+            let state = target.read_state();
             let new_len = match state.offsets.get(keep_here) {
                 Some(&at) => u64::from(at),
                 None => state.end,
             };
             // Cutting a batch short: its new last record must end the batch, or recovery
-            // would take the kept part for an unfinished batch. Readers are locked out.
-            if let Some(&last_at) = keep_here.checked_sub(1).and_then(|k| state.offsets.get(k)) {
-                if let Some(header) = format::end_batch_header(state.data(), last_at as usize) {
-                    self.active
-                        .io
-                        .write_all_at(&header, u64::from(last_at))
-                        .map_err(io_err(&target.path))?;
-                }
-            }
+            // would take the kept part for an unfinished batch.
+            let end_batch = keep_here
+                .checked_sub(1)
+                .and_then(|k| state.offsets.get(k))
+                .and_then(|&at| {
+                    let header = format::end_batch_header(state.data(), at as usize)?;
+                    Some((u64::from(at), header))
+                });
+            (Arc::clone(&state.map), new_len, end_batch)
+        };
+        let file = segment::rewrite_segment(
+            &self.shared.dir,
+            target.first_seq,
+            &target.path,
+            &mmap::committed(&old_map, new_len)[..new_len as usize],
+            end_batch,
+        )?;
+        drop(old_map);
+        let map_len = segment::active_map_len(self.shared.options.segment_size, new_len);
+        let map = mmap::map(&file, map_len).map_err(io_err(&target.path))?;
+        {
+            let mut state = target.write_state();
+            state.map = Arc::new(map);
             state.offsets.truncate(keep_here);
             state.end = new_len;
-            new_len
-        };
-        self.active
-            .io
-            .set_len(new_len)
-            .map_err(io_err(&target.path))?;
-        self.active.len = new_len;
-        self.active.file_len = new_len;
-        self.active.zeroed = new_len;
-        self.active.count = keep_here as u64;
+        }
+        self.active = Active::new(
+            Arc::clone(&target),
+            file,
+            &self.shared.options,
+            new_len,
+            new_len,
+            keep_here as u64,
+            map_len,
+            self.map_writes,
+        )
+        .map_err(io_err(&target.path))?;
         self.shared.written.store(keep, Ordering::Release);
         tail.next_seq = keep;
         tail.pending_first = keep;
@@ -957,9 +954,7 @@ impl Writer {
             tx.send_replace(keep.checked_sub(1));
         }
         drop(tail);
-        self.active.io.sync_data().map_err(io_err(&target.path))?;
-        segment::sync_dir(&self.shared.dir)?;
-        // The truncated file is synced, so everything kept is durable.
+        // The new file and the directory were synced, so everything kept is durable.
         self.durable = keep;
         self.durable_tx.send_replace(keep.checked_sub(1));
         self.shared.progress.send_modify(|p| {

@@ -300,3 +300,34 @@ async fn garbage_files_are_errors_not_panics() {
         other => panic!("expected Corrupt for a missing segment, got {other:?}"),
     }
 }
+
+/// `repair` replaces a damaged segment with a new file holding the kept prefix instead of
+/// truncating it: records a closed handle handed out (slices of its mappings) stay
+/// readable; a truncated mapped file would kill the process with `SIGBUS` here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_held_across_a_repair_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default();
+    let log = FileLog::open(dir.path(), options.clone()).await.unwrap();
+    // Enough records that the last ones lie pages beyond the damage.
+    for i in 0..2000 {
+        log.append(record(i)).await.unwrap();
+    }
+    let held: Vec<Bytes> = futures::future::try_join_all((1900..2000).map(|i| log.get(i)))
+        .await
+        .unwrap();
+    let path = log.segments()[0].clone();
+    log.close().await.unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = frame_offsets(&bytes)[10];
+    bytes[at + 8] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let report = FileLog::repair(dir.path(), &options)
+        .unwrap()
+        .expect("a repair");
+    assert_eq!(report.first_dropped_seq, 10);
+    assert!(std::fs::metadata(&path).unwrap().len() < at as u64 + 8);
+    for (i, record_bytes) in (1900..2000).zip(&held) {
+        assert_eq!(record_bytes, &record(i));
+    }
+}

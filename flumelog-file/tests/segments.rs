@@ -239,3 +239,32 @@ async fn revert_inside_a_batch_keeps_the_kept_part() {
     assert_eq!(*log.since().borrow(), Some(2));
     assert_eq!(log.get(2).await.unwrap(), record(2));
 }
+
+/// Records are slices of the segment mappings, not copies. A revert never truncates or
+/// rewrites a mapped file (it writes the kept prefix to a new file), so records read before
+/// it keep their bytes, even after new appends take their seqs and file offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_read_before_a_revert_keep_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path(), small()).await.unwrap();
+    for i in 0..60 {
+        log.append(record(i)).await.unwrap();
+    }
+    let last_segment_first = log.segments().len();
+    let held: Vec<(u64, Bytes)> = all(&log, StreamOptions::new().gte(3)).await;
+    let got = log.get(58).await.unwrap();
+    log.revert(Some(2)).await.unwrap();
+    assert!(log.segments().len() < last_segment_first);
+    for i in 3..60 {
+        // Same lengths as the reverted records: they land at the same offsets.
+        let other = Bytes::from(record(i).iter().map(|b| b ^ 0x20).collect::<Vec<u8>>());
+        assert_eq!(log.append(other).await.unwrap(), i);
+    }
+    log.sync().await.unwrap();
+    assert_eq!(got, record(58));
+    assert_eq!(held.len(), 57);
+    for (seq, bytes) in held {
+        assert_eq!(bytes, record(seq), "record {seq} read before the revert");
+    }
+    assert_ne!(log.get(58).await.unwrap(), record(58));
+}
