@@ -19,7 +19,8 @@
 //!   harness runs it as a second peer, `flume-rs-bulk`, so that both semantics are
 //!   reported side by side.
 //! - **W2**: C concurrent writers (tokio tasks), K appends in all, each synced
-//!   (fdatasync) before it is acknowledged; group commit shares the fsyncs.
+//!   (fdatasync) before it is acknowledged; group commit shares the fsyncs (a lone
+//!   append syncs on its own runtime thread).
 //! - **W3**: open (which verifies every frame), a plain cold scan, then a count view
 //!   and a key index view built from scratch, one pass each.
 //! - **W4**: 100k point reads by seq and 100k lookups by key through the index view
@@ -469,21 +470,13 @@ mod index {
 
 fn main() {
     let result = parse_args().and_then(|args| {
-        // W2's writers spend their time waiting for the log's writer thread: one
-        // runtime thread serves them all, and no second worker is woken (and wakes
-        // the first) on every acknowledgement.
-        let runtime = if args.workload == "W2" {
-            // No I/O driver: the thread then parks on a futex rather than in
-            // `epoll_wait`, and the log's writer thread wakes it more cheaply.
-            tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()?
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?
-        };
+        // Multi-thread for every workload: there, a W2 writer whose append is alone syncs
+        // on its own thread (`block_in_place`) instead of waiting for the log's writer
+        // thread to sync and wake it.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         runtime.block_on(async {
             match args.workload.as_str() {
                 "W1" => w1(&args).await,

@@ -201,6 +201,76 @@ async fn buffered_appends_are_copied_into_the_mapping_and_synced_ones_written() 
     check_reopen(dir.path(), 21).await;
 }
 
+/// On a multi-thread runtime, a synced append that finds nothing else queued writes and
+/// syncs on its own thread (no hand-off to the writer thread and back); on a
+/// current-thread runtime, which must not block, the writer thread does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_synced_append_syncs_on_its_own_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let log = FileLog::open(dir.path(), faulty(&plan).segment_size(1 << 20))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let seq = log
+            .append_with(record(i), Some(Durability::Synced))
+            .await
+            .unwrap();
+        assert_eq!(*log.durable().borrow(), Some(seq));
+    }
+    assert_eq!(plan.other_thread_syncs.load(Ordering::SeqCst), 10);
+    assert_eq!(plan.writer_thread_syncs.load(Ordering::SeqCst), 0);
+    log.close().await.unwrap();
+    check_reopen(dir.path(), 10).await;
+}
+
+#[test]
+fn on_a_current_thread_runtime_the_writer_thread_syncs() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = FaultPlan::new();
+        let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
+        for i in 0..10 {
+            let seq = log
+                .append_with(record(i), Some(Durability::Synced))
+                .await
+                .unwrap();
+            assert_eq!(*log.durable().borrow(), Some(seq));
+        }
+        assert_eq!(plan.other_thread_syncs.load(Ordering::SeqCst), 0);
+        assert!(plan.writer_thread_syncs.load(Ordering::SeqCst) >= 10);
+        log.close().await.unwrap();
+    });
+}
+
+/// A failed fsync on the appender's own thread poisons the log like one on the writer
+/// thread: the append fails, and so does everything after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_inline_fsync_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::new();
+    let log = FileLog::open(dir.path(), faulty(&plan).segment_size(1 << 20))
+        .await
+        .unwrap();
+    log.append_with(record(0), Some(Durability::Synced))
+        .await
+        .unwrap();
+    plan.sync_budget.store(0, Ordering::SeqCst);
+    assert_poisoned(
+        "a lone synced append whose fsync fails",
+        log.append_with(record(1), Some(Durability::Synced)).await,
+    );
+    assert!(plan.other_thread_syncs.load(Ordering::SeqCst) >= 2);
+    assert_eq!(*log.durable().borrow(), Some(0));
+    assert_poisoned("a later append", log.append(record(2)).await);
+    drop(log);
+    check_reopen(dir.path(), 1).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_reservation_poisons() {
     let dir = tempfile::tempdir().unwrap();

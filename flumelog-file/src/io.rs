@@ -83,6 +83,9 @@ pub(crate) struct FaultPlan {
     pub(crate) mapped_writes: std::sync::atomic::AtomicU64,
     /// `pwrite`s done.
     pub(crate) plain_writes: std::sync::atomic::AtomicU64,
+    /// `fdatasync`s done on the writer thread, and on any other (an appender's).
+    pub(crate) writer_thread_syncs: std::sync::atomic::AtomicU64,
+    pub(crate) other_thread_syncs: std::sync::atomic::AtomicU64,
 }
 
 /// Plans compare by identity (so that `Options` stays `PartialEq`).
@@ -172,6 +175,13 @@ impl SegmentIo for FaultyIo {
     }
     fn sync_data(&mut self) -> io::Result<()> {
         use std::sync::atomic::Ordering;
+        let on_writer = std::thread::current().name() == Some("flumelog-file-writer");
+        let counter = if on_writer {
+            &self.plan.writer_thread_syncs
+        } else {
+            &self.plan.other_thread_syncs
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
         let budget = self.plan.sync_budget.load(Ordering::SeqCst);
         if budget == 0 {
             return Err(io::Error::from_raw_os_error(5)); // EIO

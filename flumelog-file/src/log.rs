@@ -370,7 +370,11 @@ impl FileLog {
         tail.next_seq = end;
         let before = tail.pending_bytes;
         tail.pending_bytes += bytes as usize;
+        let sync_inline = durability == Durability::Synced && can_block_in_place();
         let wait = match durability {
+            // The appender syncs on its own thread if it finds the writer free (see
+            // `append_many`); it asks the writer thread otherwise.
+            Durability::Synced if sync_inline => Await::Durable(end),
             Durability::Synced => {
                 tail.sync_upto = tail.sync_upto.max(end);
                 Await::Durable(end)
@@ -401,6 +405,7 @@ impl FileLog {
         let inline = durability == Durability::Buffered && matches!(wait, Await::Written(_));
         let threshold = shared.options.write_buffer_size;
         let notify = !inline
+            && !sync_inline
             && (!matches!(wait, Await::Nothing)
                 || tail.writer_idle
                 || (before < threshold && tail.pending_bytes >= threshold));
@@ -482,6 +487,27 @@ impl FileLog {
         match self.enqueue(records, durability) {
             Err(e) => Box::pin(futures::future::ready(Err(e))),
             Ok((range, Await::Nothing)) => Box::pin(futures::future::ready(Ok(range))),
+            Ok((range, Await::Durable(end))) if can_block_in_place() => {
+                let shared = Arc::clone(self.shared());
+                let writer = Arc::clone(&self.handle.writer);
+                Box::pin(async move {
+                    let synced = match writer.try_lock() {
+                        Ok(mut w) => {
+                            tokio::task::block_in_place(|| w.sync_inline(range.start, end))
+                        }
+                        Err(TryLockError::Poisoned(p)) => {
+                            let mut w = p.into_inner();
+                            tokio::task::block_in_place(|| w.sync_inline(range.start, end))
+                        }
+                        Err(TryLockError::WouldBlock) => false,
+                    };
+                    if !synced {
+                        request_sync(&shared, end);
+                        FileLog::wait(shared, Await::Durable(end)).await?;
+                    }
+                    Ok(range)
+                })
+            }
             Ok((range, wait)) => {
                 let shared = Arc::clone(self.shared());
                 Box::pin(async move {
@@ -662,5 +688,26 @@ impl Log for FileLog {
                 None => Ok(()),
             }
         })
+    }
+}
+
+/// Whether the calling thread may block for an fsync with `block_in_place` (a worker of a
+/// multi-thread tokio runtime).
+fn can_block_in_place() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Asks the writer thread to sync everything up to `end` (a count).
+fn request_sync(shared: &Shared, end: u64) {
+    let mut tail = shared.tail();
+    if tail.sync_upto < end {
+        tail.sync_upto = end;
+        tail.writer_idle = false;
+        let asleep = tail.writer_asleep;
+        drop(tail);
+        if asleep {
+            shared.wake.notify_one();
+        }
     }
 }

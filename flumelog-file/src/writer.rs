@@ -9,7 +9,8 @@
 //! records inline (no thread hand-off) unless a segment must be sealed; when the mutex
 //! is busy it leaves its records to whoever holds it next. Every snapshot of pending
 //! records is taken under the mutex, so no record is ever written twice. fsyncs happen
-//! only on the writer thread.
+//! on the writer thread, except for a lone synced append on a multi-thread runtime,
+//! which syncs on its own thread ([`Writer::sync_inline`]).
 //!
 //! Buffered rounds copy their frames into a shared, writable mapping of the active
 //! segment ([`WriteMap`]) instead of calling `pwrite`: the pages of a shared file
@@ -328,6 +329,45 @@ impl Writer {
             self.shared.wake.notify_one();
         }
         Some(Ok(seq))
+    }
+
+    /// Writes the pending records and syncs them on the calling thread: a synced appender
+    /// that found the writer free (inside `block_in_place`). Returns whether everything
+    /// appended up to `end` (a count) is now durable; `false` leaves the work to the
+    /// writer thread.
+    pub(crate) fn sync_inline(&mut self, first: u64, end: u64) -> bool {
+        if self.durable >= end {
+            return true;
+        }
+        let mut job = {
+            let mut tail = self.shared.tail();
+            if tail.poisoned.is_some()
+                || tail.state != State::Open
+                || !tail.commands.is_empty()
+                || tail.pending_first != first
+                || tail.next_seq != end
+            {
+                // Other appends are queued with this one: the writer thread commits
+                // them together (group commit).
+                return false;
+            }
+            tail.pending_bytes = 0;
+            tail.sync_upto = tail.sync_upto.max(end);
+            Job {
+                entries: tail.pending.iter().cloned().collect(),
+                first_seq: tail.pending_first,
+                sync_upto: tail.sync_upto,
+                commands: Vec::new(),
+                state: tail.state,
+            }
+        };
+        match self.execute(&mut job) {
+            Ok(()) => self.durable >= end,
+            Err(reason) => {
+                self.poison(reason);
+                false
+            }
+        }
     }
 
     /// Takes a snapshot of the pending records and requests. Called with the writer
