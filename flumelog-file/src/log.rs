@@ -81,6 +81,8 @@ enum Await {
     Written(u64),
     /// `progress.durable >= n`.
     Durable(u64),
+    /// `progress.durable >= n`, syncing on the appender's own thread if it can.
+    SyncInline(u64),
 }
 
 impl FileLog {
@@ -165,6 +167,9 @@ impl FileLog {
                 since_announce_at: None,
                 since_tx: Some(since_tx),
                 ahead: None,
+                last_group: 0,
+                last_sync: std::time::Duration::ZERO,
+                sync_asked_at: None,
             }),
             wake: Condvar::new(),
             written: AtomicU64::new(next_seq),
@@ -370,13 +375,17 @@ impl FileLog {
         tail.next_seq = end;
         let before = tail.pending_bytes;
         tail.pending_bytes += bytes as usize;
-        let sync_inline = durability == Durability::Synced && can_block_in_place();
+        // A synced append syncs on its own thread if it finds the writer free and synced
+        // appends are not arriving in groups (see `append_many`); it asks the writer
+        // thread otherwise.
+        let sync_inline =
+            durability == Durability::Synced && tail.last_group <= 1 && can_block_in_place();
         let wait = match durability {
-            // The appender syncs on its own thread if it finds the writer free (see
-            // `append_many`); it asks the writer thread otherwise.
-            Durability::Synced if sync_inline => Await::Durable(end),
+            Durability::Synced if sync_inline => Await::SyncInline(end),
             Durability::Synced => {
                 tail.sync_upto = tail.sync_upto.max(end);
+                tail.sync_asked_at
+                    .get_or_insert_with(std::time::Instant::now);
                 Await::Durable(end)
             }
             // Backpressure: appenders outrunning the disk wait for the writer.
@@ -441,7 +450,7 @@ impl FileLog {
         let met = |p: &Progress| match wait {
             Await::Nothing => true,
             Await::Written(n) => p.written >= n,
-            Await::Durable(n) => p.durable >= n,
+            Await::Durable(n) | Await::SyncInline(n) => p.durable >= n,
         };
         if met(&shared.progress.borrow()) {
             return Ok(());
@@ -487,20 +496,22 @@ impl FileLog {
         match self.enqueue(records, durability) {
             Err(e) => Box::pin(futures::future::ready(Err(e))),
             Ok((range, Await::Nothing)) => Box::pin(futures::future::ready(Ok(range))),
-            Ok((range, Await::Durable(end))) if can_block_in_place() => {
+            Ok((range, Await::SyncInline(end))) => {
                 let shared = Arc::clone(self.shared());
                 let writer = Arc::clone(&self.handle.writer);
                 Box::pin(async move {
-                    let synced = match writer.try_lock() {
-                        Ok(mut w) => {
-                            tokio::task::block_in_place(|| w.sync_inline(range.start, end))
-                        }
-                        Err(TryLockError::Poisoned(p)) => {
-                            let mut w = p.into_inner();
-                            tokio::task::block_in_place(|| w.sync_inline(range.start, end))
-                        }
-                        Err(TryLockError::WouldBlock) => false,
-                    };
+                    // (Polled off a multi-thread runtime after all: the writer thread syncs.)
+                    let synced = can_block_in_place()
+                        && match writer.try_lock() {
+                            Ok(mut w) => {
+                                tokio::task::block_in_place(|| w.sync_inline(range.start, end))
+                            }
+                            Err(TryLockError::Poisoned(p)) => {
+                                let mut w = p.into_inner();
+                                tokio::task::block_in_place(|| w.sync_inline(range.start, end))
+                            }
+                            Err(TryLockError::WouldBlock) => false,
+                        };
                     if !synced {
                         request_sync(&shared, end);
                         FileLog::wait(shared, Await::Durable(end)).await?;
@@ -703,6 +714,8 @@ fn request_sync(shared: &Shared, end: u64) {
     let mut tail = shared.tail();
     if tail.sync_upto < end {
         tail.sync_upto = end;
+        tail.sync_asked_at
+            .get_or_insert_with(std::time::Instant::now);
         tail.writer_idle = false;
         let asleep = tail.writer_asleep;
         drop(tail);

@@ -346,6 +346,7 @@ impl Writer {
                 || !tail.commands.is_empty()
                 || tail.pending_first != first
                 || tail.next_seq != end
+                || tail.last_group > 1
             {
                 // Other appends are queued with this one: the writer thread commits
                 // them together (group commit).
@@ -374,6 +375,7 @@ impl Writer {
     /// mutex held, so that no one else writes the same records.
     fn take_job(&self, mut entries: Vec<(Bytes, bool)>) -> Job {
         let mut tail = self.shared.tail();
+        tail.sync_asked_at = None;
         entries.extend(tail.pending.iter().cloned());
         tail.pending_bytes = 0;
         Job {
@@ -471,6 +473,41 @@ pub(crate) fn lock(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
 /// tens of microseconds off its latency. The thread yields the CPU while it looks.
 const SPIN_AFTER_SYNC: std::time::Duration = std::time::Duration::from_micros(300);
 
+/// Until when the writer thread waits before syncing, to gather the next group of
+/// synced appenders: when the last fdatasync served several of them (they come back
+/// together, each with its next append, within about the time of one fdatasync) and
+/// fewer records than that await a sync now, it waits for the rest, at most as long as
+/// the last fdatasync took (and never more than [`MAX_GATHER`]) after the first asked.
+/// Without this, the first appender back gets a sync of its own and the others wait
+/// for it to end. `None`: sync now.
+fn gather_until(tail: &Tail, durable: u64) -> Option<Instant> {
+    gather_policy(
+        tail.next_seq.saturating_sub(durable),
+        tail.sync_upto > durable,
+        tail.last_group,
+        tail.last_sync,
+        tail.sync_asked_at,
+    )
+}
+
+/// [`gather_until`] on its inputs: records not yet durable, whether a sync is asked
+/// for, the last group's size and fdatasync time, when the sync was first asked for.
+fn gather_policy(
+    waiting: u64,
+    asked: bool,
+    last_group: u64,
+    last_sync: std::time::Duration,
+    asked_at: Option<Instant>,
+) -> Option<Instant> {
+    if !asked || last_group <= 1 || waiting >= last_group {
+        return None;
+    }
+    asked_at.map(|t| t + last_sync.min(MAX_GATHER))
+}
+
+/// The longest a synced append waits for others to share its fdatasync.
+const MAX_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Waits until there is work for the writer thread. `false` when the log is poisoned
 /// and closing (nothing more will be written). `synced_at`: when the last round ended
 /// with an fsync (see [`SPIN_AFTER_SYNC`]).
@@ -521,15 +558,26 @@ fn wait_for_work(shared: &Shared, synced_at: Option<Instant>) -> bool {
         }
         let has_pending = !tail.pending.is_empty();
         let durable = shared.progress.borrow().durable;
+        let gathering = gather_until(&tail, durable).filter(|&t| Instant::now() < t);
         let urgent = tail.state != State::Open
-            || tail.sync_upto > durable
+            || tail.sync_upto > durable && gathering.is_none()
             || tail.write_upto > tail.pending_first && has_pending
             || tail.pending_bytes >= shared.options.write_buffer_size
             || !tail.commands.is_empty();
-        if urgent || (has_pending && (waited || delay.is_zero())) {
+        if urgent || (has_pending && gathering.is_none() && (waited || delay.is_zero())) {
             break;
         }
-        if has_pending {
+        if let Some(until) = gathering {
+            // Appenders notify us (we are asleep) as they come.
+            tail.writer_asleep = true;
+            let timeout = until.saturating_duration_since(Instant::now());
+            tail = shared
+                .wake
+                .wait_timeout(tail, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            tail.writer_asleep = false;
+        } else if has_pending {
             waited = true;
             tail.writer_asleep = true;
             tail = shared
@@ -597,6 +645,11 @@ impl Writer {
                 .io
                 .sync_data()
                 .map_err(|e| failure("fdatasync of", &self.active.seg.path, e))?;
+            {
+                let mut tail = self.shared.tail();
+                tail.last_group = written - self.durable;
+                tail.last_sync = started.elapsed();
+            }
             self.set_durable(written);
             tracing::trace!(
                 durable = written,
@@ -1057,5 +1110,38 @@ pub(crate) fn poisoned(reason: &Option<Arc<str>>) -> Error {
             .as_deref()
             .unwrap_or("an earlier write failed")
             .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{gather_policy, MAX_GATHER};
+
+    #[test]
+    fn the_writer_gathers_a_group_only_after_a_group() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        // Nothing asked, or a lone appender last time: sync at once.
+        assert_eq!(gather_policy(3, false, 8, ms(1), Some(now)), None);
+        assert_eq!(gather_policy(1, true, 1, ms(1), Some(now)), None);
+        assert_eq!(gather_policy(1, true, 0, ms(1), Some(now)), None);
+        // As many waiting as last time: the group is complete.
+        assert_eq!(gather_policy(8, true, 8, ms(1), Some(now)), None);
+        assert_eq!(gather_policy(9, true, 8, ms(1), Some(now)), None);
+        // Fewer: wait for the rest, as long as the last fdatasync took, at most
+        // MAX_GATHER, counted from the first ask.
+        let short = Duration::from_micros(150);
+        assert_eq!(
+            gather_policy(3, true, 8, short, Some(now)),
+            Some(now + short)
+        );
+        assert_eq!(
+            gather_policy(3, true, 8, ms(50), Some(now)),
+            Some(now + MAX_GATHER)
+        );
+        // No record of when it was asked (an explicit `sync`): at once.
+        assert_eq!(gather_policy(3, true, 8, short, None), None);
     }
 }
