@@ -220,8 +220,20 @@ async fn a_lone_synced_append_syncs_on_its_own_thread() {
     }
     assert_eq!(plan.other_thread_syncs.load(Ordering::SeqCst), 10);
     assert_eq!(plan.writer_thread_syncs.load(Ordering::SeqCst), 0);
+    // Buffered appends between synced ones do not count as a group of synced
+    // appenders: the next synced appends still sync on their own thread.
+    for i in 10..60 {
+        log.append(record(i)).await.unwrap();
+    }
+    for i in 60..63 {
+        log.append_with(record(i), Some(Durability::Synced))
+            .await
+            .unwrap();
+    }
+    assert_eq!(plan.other_thread_syncs.load(Ordering::SeqCst), 13);
+    assert_eq!(plan.writer_thread_syncs.load(Ordering::SeqCst), 0);
     log.close().await.unwrap();
-    check_reopen(dir.path(), 10).await;
+    check_reopen(dir.path(), 63).await;
 }
 
 #[test]

@@ -170,6 +170,8 @@ impl FileLog {
                 last_group: 0,
                 last_sync: std::time::Duration::ZERO,
                 sync_asked_at: None,
+                sync_asks: 0,
+                sync_last_ask: None,
             }),
             wake: Condvar::new(),
             written: AtomicU64::new(next_seq),
@@ -384,8 +386,10 @@ impl FileLog {
             Durability::Synced if sync_inline => Await::SyncInline(end),
             Durability::Synced => {
                 tail.sync_upto = tail.sync_upto.max(end);
-                tail.sync_asked_at
-                    .get_or_insert_with(std::time::Instant::now);
+                tail.sync_asks += 1;
+                let now = std::time::Instant::now();
+                tail.sync_asked_at.get_or_insert(now);
+                tail.sync_last_ask = Some(now);
                 Await::Durable(end)
             }
             // Backpressure: appenders outrunning the disk wait for the writer.
@@ -714,8 +718,10 @@ fn request_sync(shared: &Shared, end: u64) {
     let mut tail = shared.tail();
     if tail.sync_upto < end {
         tail.sync_upto = end;
-        tail.sync_asked_at
-            .get_or_insert_with(std::time::Instant::now);
+        tail.sync_asks += 1;
+        let now = std::time::Instant::now();
+        tail.sync_asked_at.get_or_insert(now);
+        tail.sync_last_ask = Some(now);
         tail.writer_idle = false;
         let asleep = tail.writer_asleep;
         drop(tail);

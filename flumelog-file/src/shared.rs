@@ -75,14 +75,19 @@ pub(crate) struct Tail {
     /// The active segment's writable mapping, which the writer thread keeps ready for
     /// appends on the fast path; `None` without mapped writes.
     pub(crate) ahead: Option<Ahead>,
-    /// Records the last fdatasync made durable: how many synced appenders were waiting
-    /// together. Above 1, the writer thread gathers the next group (see
-    /// `writer::gather_until`), and lone synced appends no longer sync inline.
+    /// Synced appends (and sync requests of appends) the last fdatasync served: how
+    /// many synced appenders were waiting together. Above 1, the writer thread gathers
+    /// the next group (see `writer::gather_until`), and lone synced appends no longer
+    /// sync inline.
     pub(crate) last_group: u64,
+    /// Synced appends that asked for a sync since the writer thread last took one on.
+    pub(crate) sync_asks: u64,
     /// How long the last fdatasync took.
     pub(crate) last_sync: std::time::Duration,
     /// When a sync was first asked for since the writer thread last took one on.
     pub(crate) sync_asked_at: Option<std::time::Instant>,
+    /// When a sync was last asked for.
+    pub(crate) sync_last_ask: Option<std::time::Instant>,
 }
 
 /// Work the writer thread does on the active segment's writable mapping, off the

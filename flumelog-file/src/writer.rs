@@ -126,6 +126,8 @@ struct Job {
     entries: Vec<(Bytes, bool)>,
     first_seq: Seq,
     sync_upto: u64,
+    /// Synced appends this round's fdatasync serves (see `Tail::last_group`).
+    sync_asks: u64,
     commands: Vec<Command>,
     state: State,
 }
@@ -242,6 +244,7 @@ impl Writer {
                 entries: tail.pending.iter().cloned().collect(),
                 first_seq: tail.pending_first,
                 sync_upto: 0,
+                sync_asks: 0,
                 commands: Vec::new(),
                 state: tail.state,
             }
@@ -358,6 +361,7 @@ impl Writer {
                 entries: tail.pending.iter().cloned().collect(),
                 first_seq: tail.pending_first,
                 sync_upto: tail.sync_upto,
+                sync_asks: 1,
                 commands: Vec::new(),
                 state: tail.state,
             }
@@ -376,9 +380,11 @@ impl Writer {
     fn take_job(&self, mut entries: Vec<(Bytes, bool)>) -> Job {
         let mut tail = self.shared.tail();
         tail.sync_asked_at = None;
+        let sync_asks = std::mem::take(&mut tail.sync_asks);
         entries.extend(tail.pending.iter().cloned());
         tail.pending_bytes = 0;
         Job {
+            sync_asks,
             entries,
             first_seq: tail.pending_first,
             sync_upto: tail.sync_upto,
@@ -476,34 +482,45 @@ const SPIN_AFTER_SYNC: std::time::Duration = std::time::Duration::from_micros(30
 /// Until when the writer thread waits before syncing, to gather the next group of
 /// synced appenders: when the last fdatasync served several of them (they come back
 /// together, each with its next append, within about the time of one fdatasync) and
-/// fewer records than that await a sync now, it waits for the rest, at most as long as
+/// fewer than that await a sync now, it waits for the rest, at most as long as
 /// the last fdatasync took (and never more than [`MAX_GATHER`]) after the first asked.
+/// Groups count synced appends, not records: buffered appends between two synced ones
+/// do not make a lone synced appender wait.
 /// Without this, the first appender back gets a sync of its own and the others wait
 /// for it to end. `None`: sync now.
 fn gather_until(tail: &Tail, durable: u64) -> Option<Instant> {
     gather_policy(
-        tail.next_seq.saturating_sub(durable),
+        tail.sync_asks,
         tail.sync_upto > durable,
         tail.last_group,
         tail.last_sync,
         tail.sync_asked_at,
+        tail.sync_last_ask,
     )
 }
 
-/// [`gather_until`] on its inputs: records not yet durable, whether a sync is asked
-/// for, the last group's size and fdatasync time, when the sync was first asked for.
+/// [`gather_until`] on its inputs: synced appends waiting, whether a sync is asked
+/// for, the last group's size and fdatasync time, when the sync was first and last
+/// asked for. The wait also ends [`GATHER_GAP`] after the last ask: when the appenders
+/// stop coming back quickly (a loaded machine), waiting longer only delays them.
 fn gather_policy(
     waiting: u64,
     asked: bool,
     last_group: u64,
     last_sync: std::time::Duration,
-    asked_at: Option<Instant>,
+    first_ask: Option<Instant>,
+    last_ask: Option<Instant>,
 ) -> Option<Instant> {
     if !asked || last_group <= 1 || waiting >= last_group {
         return None;
     }
-    asked_at.map(|t| t + last_sync.min(MAX_GATHER))
+    let window = first_ask? + last_sync.min(MAX_GATHER);
+    Some(last_ask.map_or(window, |t| window.min(t + GATHER_GAP)))
 }
+
+/// How long the writer thread waits for the next synced appender of a group after the
+/// last one came.
+const GATHER_GAP: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// The longest a synced append waits for others to share its fdatasync.
 const MAX_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
@@ -647,7 +664,7 @@ impl Writer {
                 .map_err(|e| failure("fdatasync of", &self.active.seg.path, e))?;
             {
                 let mut tail = self.shared.tail();
-                tail.last_group = written - self.durable;
+                tail.last_group = job.sync_asks;
                 tail.last_sync = started.elapsed();
             }
             self.set_durable(written);
@@ -1117,31 +1134,38 @@ pub(crate) fn poisoned(reason: &Option<Arc<str>>) -> Error {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{gather_policy, MAX_GATHER};
+    use super::{gather_policy, GATHER_GAP, MAX_GATHER};
 
     #[test]
     fn the_writer_gathers_a_group_only_after_a_group() {
         let now = Instant::now();
         let ms = Duration::from_millis;
+        let first = Some(now);
         // Nothing asked, or a lone appender last time: sync at once.
-        assert_eq!(gather_policy(3, false, 8, ms(1), Some(now)), None);
-        assert_eq!(gather_policy(1, true, 1, ms(1), Some(now)), None);
-        assert_eq!(gather_policy(1, true, 0, ms(1), Some(now)), None);
+        assert_eq!(gather_policy(3, false, 8, ms(1), first, first), None);
+        assert_eq!(gather_policy(1, true, 1, ms(1), first, first), None);
+        assert_eq!(gather_policy(1, true, 0, ms(1), first, first), None);
         // As many waiting as last time: the group is complete.
-        assert_eq!(gather_policy(8, true, 8, ms(1), Some(now)), None);
-        assert_eq!(gather_policy(9, true, 8, ms(1), Some(now)), None);
+        assert_eq!(gather_policy(8, true, 8, ms(1), first, first), None);
+        assert_eq!(gather_policy(9, true, 8, ms(1), first, first), None);
         // Fewer: wait for the rest, as long as the last fdatasync took, at most
-        // MAX_GATHER, counted from the first ask.
+        // MAX_GATHER, counted from the first ask...
         let short = Duration::from_micros(150);
+        let last = Some(now + Duration::from_micros(120));
         assert_eq!(
-            gather_policy(3, true, 8, short, Some(now)),
+            gather_policy(3, true, 8, short, first, last),
             Some(now + short)
         );
         assert_eq!(
-            gather_policy(3, true, 8, ms(50), Some(now)),
+            gather_policy(3, true, 8, ms(50), first, Some(now + ms(5))),
             Some(now + MAX_GATHER)
         );
+        // ...and no longer than GATHER_GAP after the last ask.
+        assert_eq!(
+            gather_policy(3, true, 8, ms(1), first, first),
+            Some(now + GATHER_GAP)
+        );
         // No record of when it was asked (an explicit `sync`): at once.
-        assert_eq!(gather_policy(3, true, 8, short, None), None);
+        assert_eq!(gather_policy(3, true, 8, short, None, None), None);
     }
 }
