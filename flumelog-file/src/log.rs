@@ -168,6 +168,8 @@ impl FileLog {
                 since_tx: Some(since_tx),
                 ahead: None,
                 last_group: 0,
+                groups_of_one: true,
+                group_avg16: 16,
                 last_sync: std::time::Duration::ZERO,
                 sync_asked_at: None,
                 sync_asks: 0,
@@ -381,7 +383,7 @@ impl FileLog {
         // appends are not arriving in groups (see `append_many`); it asks the writer
         // thread otherwise.
         let sync_inline =
-            durability == Durability::Synced && tail.last_group <= 1 && can_block_in_place();
+            durability == Durability::Synced && tail.groups_of_one && can_block_in_place();
         let wait = match durability {
             Durability::Synced if sync_inline => Await::SyncInline(end),
             Durability::Synced => {

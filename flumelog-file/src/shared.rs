@@ -80,6 +80,12 @@ pub(crate) struct Tail {
     /// the next group (see `writer::gather_until`), and lone synced appends no longer
     /// sync inline.
     pub(crate) last_group: u64,
+    /// Whether the recent fdatasyncs (an average over about the last eight) each served
+    /// one synced appender: only then does a lone synced append sync on its own thread.
+    /// One lone group among many (appenders that came back slowly) does not count.
+    pub(crate) groups_of_one: bool,
+    /// That average, in sixteenths of an appender.
+    pub(crate) group_avg16: u64,
     /// Synced appends that asked for a sync since the writer thread last took one on.
     pub(crate) sync_asks: u64,
     /// How long the last fdatasync took.

@@ -349,7 +349,7 @@ impl Writer {
                 || !tail.commands.is_empty()
                 || tail.pending_first != first
                 || tail.next_seq != end
-                || tail.last_group > 1
+                || !tail.groups_of_one
             {
                 // Other appends are queued with this one: the writer thread commits
                 // them together (group commit).
@@ -665,6 +665,12 @@ impl Writer {
             {
                 let mut tail = self.shared.tail();
                 tail.last_group = job.sync_asks;
+                if job.sync_asks > 0 {
+                    // An average over about the last eight groups (a lone synced
+                    // append that synced inline counts as a group of one).
+                    tail.group_avg16 = (tail.group_avg16 * 7 + job.sync_asks * 16) / 8;
+                    tail.groups_of_one = tail.group_avg16 <= 20;
+                }
                 tail.last_sync = started.elapsed();
             }
             self.set_durable(written);
