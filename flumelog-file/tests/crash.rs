@@ -1,12 +1,18 @@
 //! Crash consistency with real processes: a child process (this test binary, re-executed
-//! with `FLUME_CRASH_CHILD_DIR` set) appends concurrently — singles and batches, synced
-//! and buffered — and prints every seq it gets acknowledged (a process crash must lose
-//! no acknowledged append, synced or buffered); the parent SIGKILLs
-//! it at a random moment, reopens the log and checks that every acknowledged record is
-//! there and intact, that every record present is one the child wrote (no garbage), and
-//! that batches are all-or-nothing. Then again, on the same directory.
+//! with `FLUME_CRASH_CHILD_DIR` set) appends concurrently and prints every seq it gets
+//! acknowledged; the parent SIGKILLs it at a random moment, reopens the log and checks
+//! that every acknowledged record is there and intact, that every record present is one
+//! the child wrote (no garbage), and that batches are all-or-nothing. Then again, on the
+//! same directory. Two plans (see [`Plan`]):
 //!
-//! `FLUME_CRASH_CYCLES` sets the number of cycles (default 50).
+//! - *mixed*: singles and batches, synced and buffered (a process crash must lose no
+//!   acknowledged append, synced or buffered);
+//! - *buffered*: the default durability — mostly single records, which take the fast
+//!   path and are copied into the shared mapping of the active segment, some batches —
+//!   with small segments and small reservation steps, so that the child rotates
+//!   segments and reserves space all the time.
+//!
+//! `FLUME_CRASH_CYCLES` sets the number of cycles (default 50 mixed, 40 buffered).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -20,10 +26,58 @@ use flumelog_file::{FileLog, Options};
 use rand::Rng;
 
 const CHILD_ENV: &str = "FLUME_CRASH_CHILD_DIR";
-const TASKS: u64 = 4;
+const PLAN_ENV: &str = "FLUME_CRASH_PLAN";
 
-fn options() -> Options {
-    Options::default().segment_size(256 << 10)
+/// What a child appends, and how the log is configured for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Task `t`'s operation `n` is a batch of `1 + n % 4` records; every third operation
+    /// is buffered, the rest synced.
+    Mixed,
+    /// Operation `n` is a single record at the default durability, except every eighth,
+    /// a batch of 2 to 4.
+    Buffered,
+}
+
+impl Plan {
+    fn name(self) -> &'static str {
+        match self {
+            Plan::Mixed => "mixed",
+            Plan::Buffered => "buffered",
+        }
+    }
+
+    fn from_name(name: &str) -> Plan {
+        match name {
+            "mixed" => Plan::Mixed,
+            "buffered" => Plan::Buffered,
+            other => panic!("unknown crash plan {other:?}"),
+        }
+    }
+
+    fn options(self) -> Options {
+        match self {
+            Plan::Mixed => Options::default().segment_size(256 << 10),
+            Plan::Buffered => Options::default().segment_size(64 << 10).reserve(16 << 10),
+        }
+    }
+
+    fn tasks(self) -> u64 {
+        match self {
+            Plan::Mixed => 4,
+            Plan::Buffered => 2,
+        }
+    }
+
+    /// Operation `n`: how many records, at which durability (`None`: the default).
+    fn op(self, n: u64) -> (u64, Option<Durability>) {
+        match self {
+            Plan::Mixed if n % 3 == 2 => (1 + n % 4, Some(Durability::Buffered)),
+            Plan::Mixed => (1 + n % 4, Some(Durability::Synced)),
+            Plan::Buffered if n % 8 == 7 => (2 + n % 3, None),
+            Plan::Buffered => (1, None),
+        }
+    }
 }
 
 /// The payload of item `i` of `k` of operation `n` of task `t` (`t` is unique per run).
@@ -48,13 +102,14 @@ fn parse(b: &[u8]) -> Option<(u64, u64, u64, u64)> {
     (payload(t, n, k, i) == b).then_some((t, n, k, i))
 }
 
-/// The child: appends until killed. Task `t`'s operation `n` is a batch of
-/// `1 + n % 4` records; every third operation is buffered, the rest synced.
+/// The child: appends until killed, following its [`Plan`].
 #[test]
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return; // not a child: nothing to do
     };
+    let plan = Plan::from_name(&std::env::var(PLAN_ENV).unwrap());
+    let tasks = plan.tasks();
     let run: u64 = std::env::var("FLUME_CRASH_RUN").unwrap().parse().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -62,34 +117,26 @@ fn crash_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let log = FileLog::open(&dir, options()).await.expect("child open");
+        let log = FileLog::open(&dir, plan.options())
+            .await
+            .expect("child open");
         println!("OPEN");
-        let tasks: Vec<_> = (0..TASKS)
+        let tasks: Vec<_> = (0..tasks)
             .map(|task| {
                 let log = log.clone();
                 tokio::spawn(async move {
-                    let t = run * TASKS + task;
+                    let t = run * tasks + task;
                     for n in 0.. {
-                        let k = 1 + n % 4;
-                        let durability = if n % 3 == 2 {
-                            Durability::Buffered
-                        } else {
-                            Durability::Synced
-                        };
+                        let (k, durability) = plan.op(n);
                         let batch: Vec<Bytes> = (0..k).map(|i| payload(t, n, k, i)).collect();
                         let range = if k == 1 {
-                            let seq = log
-                                .append_with(batch[0].clone(), Some(durability))
-                                .await
-                                .unwrap();
+                            let seq = log.append_with(batch[0].clone(), durability).await.unwrap();
                             seq..seq + 1
                         } else {
-                            log.append_batch_with(batch, Some(durability))
-                                .await
-                                .unwrap()
+                            log.append_batch_with(batch, durability).await.unwrap()
                         };
-                        // A SIGKILL is a process crash: buffered appends (written to
-                        // the OS before they are acknowledged) must survive it too.
+                        // A SIGKILL is a process crash: buffered appends (in the page
+                        // cache before they are acknowledged) must survive it too.
                         println!("ACK {t} {n} {} {}", range.start, range.end);
                     }
                 })
@@ -104,10 +151,15 @@ fn crash_child() {
 /// Everything a child acknowledged: `(t, n, first seq, end seq)`.
 type Acks = Arc<Mutex<Vec<(u64, u64, u64, u64)>>>;
 
-fn spawn_child(dir: &Path, run: u64) -> (std::process::Child, Acks, std::thread::JoinHandle<()>) {
+fn spawn_child(
+    dir: &Path,
+    run: u64,
+    plan: Plan,
+) -> (std::process::Child, Acks, std::thread::JoinHandle<()>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir)
+        .env(PLAN_ENV, plan.name())
         .env("FLUME_CRASH_RUN", run.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -131,8 +183,8 @@ fn spawn_child(dir: &Path, run: u64) -> (std::process::Child, Acks, std::thread:
 }
 
 /// Reopens the log and checks it against everything ever acknowledged.
-async fn verify(dir: &Path, all_acks: &[(u64, u64, u64, u64)]) -> u64 {
-    let log = FileLog::open(dir, options())
+async fn verify(dir: &Path, plan: Plan, all_acks: &[(u64, u64, u64, u64)]) -> u64 {
+    let log = FileLog::open(dir, plan.options())
         .await
         .expect("reopen after a crash");
     let count = log.since().borrow().map_or(0, |s| s + 1);
@@ -175,21 +227,19 @@ async fn verify(dir: &Path, all_acks: &[(u64, u64, u64, u64)]) -> u64 {
     count
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_never_loses_an_acknowledged_record() {
-    if std::env::var(CHILD_ENV).is_ok() {
-        return;
-    }
+/// Kills children following `plan` again and again (`FLUME_CRASH_CYCLES` times, else
+/// `default_cycles`) and checks the log after each; returns the acknowledgements checked.
+async fn crash_cycles(plan: Plan, default_cycles: u64) -> usize {
     let cycles: u64 = std::env::var("FLUME_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(default_cycles);
     let dir = tempfile::tempdir().unwrap();
     let mut all_acks = Vec::new();
     let mut rng = rand::thread_rng();
     let mut total_acks = 0;
     for run in 0..cycles {
-        let (mut child, acks, reader) = spawn_child(dir.path(), run);
+        let (mut child, acks, reader) = spawn_child(dir.path(), run, plan);
         if run == 0 {
             // While the child holds the log, this process cannot open it.
             let started = Instant::now();
@@ -200,7 +250,7 @@ async fn sigkill_never_loses_an_acknowledged_record() {
                 );
                 std::thread::sleep(Duration::from_millis(1));
             }
-            match FileLog::open(dir.path(), options()).await {
+            match FileLog::open(dir.path(), plan.options()).await {
                 Err(Error::Locked { .. }) => {}
                 other => panic!("open while a child holds the log: {other:?}"),
             }
@@ -215,8 +265,27 @@ async fn sigkill_never_loses_an_acknowledged_record() {
         let acks: Vec<_> = acks.into_iter().filter(|a| a.0 != u64::MAX).collect();
         total_acks += acks.len();
         all_acks.extend(acks);
-        verify(dir.path(), &all_acks).await;
+        verify(dir.path(), plan, &all_acks).await;
     }
-    eprintln!("{cycles} crash cycles, {total_acks} acknowledged synced appends verified");
-    assert!(total_acks > 0);
+    eprintln!(
+        "{} plan: {cycles} crash cycles, {total_acks} acknowledged appends verified",
+        plan.name()
+    );
+    total_acks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_never_loses_an_acknowledged_record() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    assert!(crash_cycles(Plan::Mixed, 50).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_never_loses_an_acknowledged_buffered_record() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    assert!(crash_cycles(Plan::Buffered, 40).await > 0);
 }
