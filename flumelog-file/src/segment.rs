@@ -151,26 +151,15 @@ pub(crate) fn rewrite_segment(
     data: &[u8],
     patch: Option<(u64, [u8; 8])>,
 ) -> Result<File> {
-    let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| Error::io(p, e)
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    file.write_all(data).map_err(io(&tmp))?;
-    if let Some((at, bytes)) = patch {
-        use std::os::unix::fs::FileExt;
-        file.write_all_at(&bytes, at).map_err(io(&tmp))?;
-    }
-    file.sync_data().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
-    sync_dir(dir)?;
+    let (tmp, file) = write_temp(dir, first_seq, |file| {
+        file.write_all(data)?;
+        if let Some((at, bytes)) = patch {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&bytes, at)?;
+        }
+        Ok(())
+    })?;
+    install(dir, &tmp, path)?;
     Ok(file)
 }
 
@@ -178,21 +167,9 @@ pub(crate) fn rewrite_segment(
 /// renamed into place, directory synced. Returns the file opened for reading and writing.
 pub(crate) fn create_segment(dir: &Path, first_seq: Seq) -> Result<(PathBuf, File)> {
     let path = dir.join(segment_name(first_seq));
-    let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| Error::io(p, e)
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    file.write_all(&format::encode_header(first_seq))
-        .map_err(io(&tmp))?;
-    file.sync_data().map_err(io(&tmp))?;
+    let (tmp, file) = write_temp(dir, first_seq, |file| {
+        file.write_all(&format::encode_header(first_seq))
+    })?;
     if path.exists() {
         // Never overwrite an existing segment.
         let _ = fs::remove_file(&tmp);
@@ -202,9 +179,37 @@ pub(crate) fn create_segment(dir: &Path, first_seq: Seq) -> Result<(PathBuf, Fil
             reason: "a segment with this first seq already exists".into(),
         });
     }
-    fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(dir)?;
+    install(dir, &tmp, &path)?;
     Ok((path, file))
+}
+
+/// Creates (or truncates) the temporary file of segment `first_seq`, opened for reading
+/// and writing, lets `write` fill it, and syncs it. Returns its path and the file.
+fn write_temp(
+    dir: &Path,
+    first_seq: Seq,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<(PathBuf, File)> {
+    let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .and_then(|mut file| {
+            write(&mut file)?;
+            file.sync_data()?;
+            Ok(file)
+        })
+        .map_err(|e| Error::io(&tmp, e))?;
+    Ok((tmp, file))
+}
+
+/// Renames the synced temporary file `tmp` to `path` and syncs the directory.
+fn install(dir: &Path, tmp: &Path, path: &Path) -> Result<()> {
+    fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
+    sync_dir(dir)
 }
 
 /// `fsync` on a directory, so that created, renamed and removed entries are durable.
