@@ -586,37 +586,21 @@ fn wait_for_work(shared: &Shared, synced_at: Option<Instant>) -> bool {
         }
         if let Some(until) = gathering {
             // Appenders notify us (we are asleep) as they come.
-            tail.writer_asleep = true;
-            let timeout = until.saturating_duration_since(Instant::now());
-            tail = shared
-                .wake
-                .wait_timeout(tail, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            tail.writer_asleep = false;
+            tail = sleep(
+                shared,
+                tail,
+                until.saturating_duration_since(Instant::now()),
+            );
         } else if has_pending {
             waited = true;
-            tail.writer_asleep = true;
-            tail = shared
-                .wake
-                .wait_timeout(tail, delay)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            tail.writer_asleep = false;
+            tail = sleep(shared, tail, delay);
         } else if spin_until.is_some_and(|t| Instant::now() < t) {
             drop(tail);
             std::thread::yield_now();
             tail = shared.tail();
         } else if let Some(at) = announce_at {
             // Not idle: appenders need not notify us, we look again at `at`.
-            tail.writer_asleep = true;
-            let timeout = at.saturating_duration_since(Instant::now());
-            tail = shared
-                .wake
-                .wait_timeout(tail, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            tail.writer_asleep = false;
+            tail = sleep(shared, tail, at.saturating_duration_since(Instant::now()));
         } else {
             tail.writer_idle = true;
             tail.writer_asleep = true;
@@ -626,6 +610,23 @@ fn wait_for_work(shared: &Shared, synced_at: Option<Instant>) -> bool {
         }
     }
     true
+}
+
+/// Sleeps on the writer's condition variable for at most `timeout` (marked asleep, so
+/// that appenders notify it), and returns the tail lock again.
+fn sleep<'a>(
+    shared: &'a Shared,
+    mut tail: MutexGuard<'a, Tail>,
+    timeout: std::time::Duration,
+) -> MutexGuard<'a, Tail> {
+    tail.writer_asleep = true;
+    let mut tail = shared
+        .wake
+        .wait_timeout(tail, timeout)
+        .unwrap_or_else(|e| e.into_inner())
+        .0;
+    tail.writer_asleep = false;
+    tail
 }
 
 impl Writer {
