@@ -522,9 +522,36 @@ impl Store {
         if fresh.len() < self.fan_in {
             return Ok(None);
         }
-        let level = fresh.iter().map(|r| r.level).max().unwrap_or(0) + 1;
-        let max_keys: u64 = fresh.iter().map(|r| r.stats.keys).sum();
-        let sources = fresh
+        let Some(merged) = self.merge_runs(&fresh, keep_deletes, "merge", &|| false)? else {
+            // Everything cancelled out (deletes of keys no older run holds): the fresh
+            // runs still go into the manifest as they are.
+            return Ok(None);
+        };
+        tracing::debug!(
+            merged = fresh.len(),
+            level = merged.level,
+            entries = merged.stats.entries,
+            "merged the runs flushed since the last index checkpoint"
+        );
+        Ok(Some((merged, fresh)))
+    }
+
+    /// Merges `runs` (oldest first) into one new run, one level above the highest of
+    /// them, dropping deletes unless `keep_deletes` (an older run may hold a put they
+    /// hide). `None` when nothing is left (or `cancelled`; see `write_run`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Corrupt`] writing or reading a run.
+    fn merge_runs(
+        &self,
+        runs: &[Arc<Run>],
+        keep_deletes: bool,
+        step: &str,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<Arc<Run>>> {
+        let level = runs.iter().map(|r| r.level).max().unwrap_or(0) + 1;
+        let max_keys: u64 = runs.iter().map(|r| r.stats.keys).sum();
+        let sources = runs
             .iter()
             .map(|r| {
                 Source::Run(RunCursor::new(
@@ -543,18 +570,7 @@ impl Store {
                     .map(|e| e.map(|e| (e.key, e.seq, e.kind))),
             )
         });
-        let Some(merged) = self.write_run(entries, max_keys, level, "merge", &|| false)? else {
-            // Everything cancelled out (deletes of keys no older run holds): the fresh
-            // runs still go into the manifest as they are.
-            return Ok(None);
-        };
-        tracing::debug!(
-            merged = fresh.len(),
-            level,
-            entries = merged.stats.entries,
-            "merged the runs flushed since the last index checkpoint"
-        );
-        Ok(Some((merged, fresh)))
+        self.write_run(entries, max_keys, level, step, cancelled)
     }
 
     /// Reads the manifest and opens its runs; removes files no manifest names.
@@ -692,29 +708,8 @@ impl Store {
             }
         };
         let keep_deletes = start > 0;
-        let level = group.iter().map(|r| r.level).max().unwrap_or(0) + 1;
-        let max_keys: u64 = group.iter().map(|r| r.stats.keys).sum();
-        let sources = group
-            .iter()
-            .map(|r| {
-                Source::Run(RunCursor::new(
-                    Arc::clone(r),
-                    Bound::Unbounded,
-                    Bound::Unbounded,
-                    false,
-                ))
-            })
-            .collect();
-        let mut compacted = Compacted::new(Merge::new(sources, false, None), keep_deletes);
         let cancelled = || stop() || self.generation.load(Ordering::Acquire) != generation;
-        let entries = std::iter::from_fn(|| {
-            Some(
-                compacted
-                    .next_entry()
-                    .map(|e| e.map(|e| (e.key, e.seq, e.kind))),
-            )
-        });
-        let merged = self.write_run(entries, max_keys, level, "compact", &cancelled)?;
+        let merged = self.merge_runs(&group, keep_deletes, "compact", &cancelled)?;
         if cancelled() {
             if let Some(run) = merged {
                 remove_run_file(&run);
@@ -758,7 +753,7 @@ impl Store {
         drop(committed);
         tracing::debug!(
             merged = ids.len(),
-            level,
+            level = merged.as_ref().map_or(0, |r| r.level),
             entries = merged.as_ref().map_or(0, |r| r.stats.entries),
             dropped_deletes = !keep_deletes,
             "compacted index runs"
