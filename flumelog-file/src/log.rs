@@ -385,7 +385,12 @@ impl FileLog {
         let sync_inline =
             durability == Durability::Synced && tail.groups_of_one && can_block_in_place();
         let wait = match durability {
-            Durability::Synced if sync_inline => Await::SyncInline(end),
+            Durability::Synced if sync_inline => {
+                // Marked for syncing now: a writer thread that happens to be awake may
+                // take the record before its appender does, and must then sync it.
+                tail.sync_upto = tail.sync_upto.max(end);
+                Await::SyncInline(end)
+            }
             Durability::Synced => {
                 tail.sync_upto = tail.sync_upto.max(end);
                 tail.sync_asks += 1;
@@ -718,17 +723,17 @@ fn can_block_in_place() -> bool {
 /// Asks the writer thread to sync everything up to `end` (a count).
 fn request_sync(shared: &Shared, end: u64) {
     let mut tail = shared.tail();
-    if tail.sync_upto < end {
-        tail.sync_upto = end;
-        tail.sync_asks += 1;
-        let now = std::time::Instant::now();
-        tail.sync_asked_at.get_or_insert(now);
-        tail.sync_last_ask = Some(now);
-        tail.writer_idle = false;
-        let asleep = tail.writer_asleep;
-        drop(tail);
-        if asleep {
-            shared.wake.notify_one();
-        }
+    // `sync_upto` may already cover `end` (set when the append was queued for an inline
+    // sync): the writer thread must be woken all the same.
+    tail.sync_upto = tail.sync_upto.max(end);
+    tail.sync_asks += 1;
+    let now = std::time::Instant::now();
+    tail.sync_asked_at.get_or_insert(now);
+    tail.sync_last_ask = Some(now);
+    tail.writer_idle = false;
+    let asleep = tail.writer_asleep;
+    drop(tail);
+    if asleep {
+        shared.wake.notify_one();
     }
 }
