@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::status::{LogStatus, Status, ViewState, ViewStatus};
 use crate::view::{self, Decoder};
-use crate::wait::ViewShared;
+use crate::wait::{Damage, ViewShared};
 use crate::{
     BoxError, Checkpoint, CheckpointPolicy, Error, Log, RawRecord, Records, Result, Seq,
     StreamOptions, View,
@@ -163,7 +163,9 @@ pub(crate) struct Driver<T> {
     log: Arc<dyn Log>,
     decoder: Arc<Decoder<T>>,
     commands: mpsc::UnboundedReceiver<Command<T>>,
-    status: watch::Sender<Status>,
+    /// Reads that found a view's data damaged.
+    damage: mpsc::UnboundedReceiver<Damage>,
+    status: Arc<watch::Sender<Status>>,
     log_since: watch::Receiver<Option<Seq>>,
     durable: watch::Receiver<Option<Seq>>,
     options: DriverOptions,
@@ -192,7 +194,8 @@ impl<T: Send + Sync + 'static> Driver<T> {
         log: Arc<dyn Log>,
         decoder: Arc<Decoder<T>>,
         commands: mpsc::UnboundedReceiver<Command<T>>,
-        status: watch::Sender<Status>,
+        damage: mpsc::UnboundedReceiver<Damage>,
+        status: Arc<watch::Sender<Status>>,
         options: DriverOptions,
     ) -> Self {
         let log_since = log.since();
@@ -201,6 +204,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
             log,
             decoder,
             commands,
+            damage,
             status,
             log_since,
             durable,
@@ -246,6 +250,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
                     }
                 }
                 Some(applied) = self.applying.next(), if applying => self.applied(applied).await,
+                Some(damage) = self.damage.recv() => self.damaged(damage).await,
                 batch = next_batch(&mut self.stream), if can_read => match batch {
                     Some(batch) => self.read(batch),
                     None => {
@@ -432,6 +437,8 @@ impl<T: Send + Sync + 'static> Driver<T> {
         match reason {
             Some(reason) => self.reset(index, reason).await,
             None => {
+                self.refresh_status();
+                let slot = &self.slots[index];
                 slot.shared.advance(slot.since);
                 tracing::debug!(view = %name, since = ?slot.since, "view loaded");
             }
@@ -451,16 +458,34 @@ impl<T: Send + Sync + 'static> Driver<T> {
             return;
         }
         tracing::info!(view = %slot.name, reason, "resetting view");
-        let result = blocking(&slot.view, |v| v.reset()).await;
-        let slot = &mut self.slots[index];
         slot.since = None;
         slot.refeed();
         slot.unsaved = 0;
         slot.dirty_at = None;
-        slot.shared.advance(None);
+        // Status first, then the view: a reader that finds the view wiped finds the
+        // status saying so already.
+        self.refresh_status();
+        let slot = &self.slots[index];
+        let shared = Arc::clone(&slot.shared);
+        // The view's since is lowered and the view wiped with no read running: a read
+        // either ran before (on the old state) or waits for the rebuild.
+        let result = blocking(&slot.view, move |v| shared.reset_with(|| v.reset())).await;
         if let Err(e) = result {
             self.fail(index, e);
         }
+    }
+
+    /// A read found a view's data damaged: reset the view, unless it has been reset
+    /// since that read (several readers report the same damage) or no longer runs.
+    async fn damaged(&mut self, damage: Damage) {
+        let Some(index) = self.slots.iter().position(|s| s.name == damage.name) else {
+            return;
+        };
+        let slot = &self.slots[index];
+        if !slot.active() || slot.shared.epoch() != damage.epoch || slot.reset_pending.is_some() {
+            return;
+        }
+        self.reset(index, damage.reason).await;
     }
 
     fn fail(&mut self, index: usize, error: BoxError) {
@@ -471,7 +496,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
         slot.queue.clear();
         slot.unsaved = 0;
         slot.dirty_at = None;
-        slot.shared.fail(Arc::new(error));
+        // Status first: a reader told the view failed finds the status saying so.
+        self.refresh_status();
+        self.slots[index].shared.fail(Arc::new(error));
     }
 
     /// Takes a batch from the log stream and queues it for every view that needs it.
@@ -559,6 +586,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
                 slot.since = Some(last);
                 slot.unsaved += count;
                 slot.dirty_at.get_or_insert_with(Instant::now);
+                // Status first: whatever a woken reader sees, the status shows already.
+                self.refresh_status();
+                let slot = &self.slots[index];
                 slot.shared.advance(slot.since);
             }
             Err(e) if !slot.retried => {
@@ -736,10 +766,12 @@ impl<T: Send + Sync + 'static> Driver<T> {
         self.stream = None;
         self.drain().await;
         for slot in &mut self.slots {
-            slot.shared.close();
             slot.state = ViewState::Closed;
         }
         self.refresh_status();
+        for slot in &self.slots {
+            slot.shared.close();
+        }
         for pending in self.rebuilds.drain(..) {
             let _ = pending.done.send(Err(error.duplicate()));
         }
