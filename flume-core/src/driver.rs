@@ -182,6 +182,8 @@ pub(crate) struct Driver<T> {
     durable_open: bool,
     /// The log's `since` is not watched before this instant (see `TAIL_INTERVAL`).
     tail_quiet_until: Option<Instant>,
+    /// The driver has stopped (closed, or found the log closed); see `Drop`.
+    stopped: bool,
 }
 
 /// How often, at most, the driver looks at the log's tail when nothing else wakes it.
@@ -218,6 +220,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
             syncing: None,
             durable_open: true,
             tail_quiet_until: None,
+            stopped: false,
         }
     }
 
@@ -776,7 +779,70 @@ impl<T: Send + Sync + 'static> Driver<T> {
             let _ = pending.done.send(Err(error.duplicate()));
         }
         self.commands.close();
+        self.stopped = true;
         tracing::debug!("view driver stopped");
+    }
+}
+
+/// How long a dropped driver waits for the log to sync before it checkpoints only what
+/// the log holds durably already.
+const DROP_SYNC_WAIT: Duration = Duration::from_secs(5);
+
+impl<T> Drop for Driver<T> {
+    /// The driver's task was dropped before the driver stopped: its runtime is shutting
+    /// down (typically the program ends right after dropping its last `Flume` handle,
+    /// before the driver's own close finished). Best effort, on the dropping thread
+    /// (which is tearing the runtime down, not running tasks): sync the log through a
+    /// helper thread, waiting at most `DROP_SYNC_WAIT`, then checkpoint every idle view
+    /// whose state the log holds durably, so that the next open resumes from there.
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let due: Vec<(SharedView<T>, Seq, String)> = self
+            .slots
+            .iter()
+            .filter(|s| s.unsaved > 0 && s.active() && s.idle() && s.reset_pending.is_none())
+            .filter_map(|s| Some((Arc::clone(&s.view), s.since?, s.name.clone())))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let log = Arc::clone(&self.log);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("flume-drop-sync".into())
+            .spawn(move || {
+                // A log whose sync needs the (gone) runtime fails or never answers;
+                // the wait below is bounded either way.
+                let _ = tx.send(futures::executor::block_on(log.sync()));
+            });
+        match spawned.map(|_| rx.recv_timeout(DROP_SYNC_WAIT)) {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "syncing the log of a dropped database failed")
+            }
+            _ => tracing::warn!(
+                "the log of a dropped database did not sync; views checkpoint only what is durable"
+            ),
+        }
+        let durable = *self.durable.borrow();
+        for (view, since, name) in due {
+            if durable < Some(since) {
+                tracing::warn!(view = %name, since, ?durable, "not checkpointing a dropped view beyond the durable log");
+                continue;
+            }
+            let mut guard = view.lock().unwrap_or_else(|p| p.into_inner());
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.checkpoint(since)))
+                    .unwrap_or_else(|panic| Err(panic_message(&*panic).into()));
+            match result {
+                Ok(()) => tracing::debug!(view = %name, since, "dropped view checkpointed"),
+                Err(e) => {
+                    tracing::warn!(view = %name, error = %e, "checkpointing a dropped view failed")
+                }
+            }
+        }
     }
 }
 

@@ -468,6 +468,13 @@ impl<T: Send + Sync + 'static> Flume<T> {
     /// for views to catch up with the log; they resume from their checkpoint at the next
     /// open. Read a view with [`Wait::Log`](crate::Wait::Log) first to close caught up.
     ///
+    /// Dropping the last handle without calling `close` closes the database the same
+    /// way, in the background: the driver stops, syncs the log and checkpoints every
+    /// view. If the runtime ends before that is done (the program returns right after
+    /// the drop), the driver still checkpoints, as the runtime shuts down, every view
+    /// whose state the log holds durably (after trying to sync it for up to 5 seconds).
+    /// Call `close` to know when it is done and whether it succeeded.
+    ///
     /// # Errors
     /// [`Error::Closed`] when already closed; the log's errors from syncing or closing.
     pub async fn close(&self) -> Result<()> {
