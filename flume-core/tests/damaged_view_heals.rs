@@ -89,7 +89,7 @@ async fn damaged_data_found_by_reads_is_rebuilt_once() {
     let reads: Vec<_> = (0..8)
         .map(|_| {
             let reader = reader.clone();
-            tokio::spawn(async move { reader.get(Wait::NoWait).await })
+            tokio::spawn(async move { reader.get(Wait::Log).await })
         })
         .collect();
     for read in reads {
@@ -97,6 +97,11 @@ async fn damaged_data_found_by_reads_is_rebuilt_once() {
     }
     assert_eq!(resets.load(Ordering::SeqCst), 1);
     assert_eq!(db.status().borrow().views["fragile"].since, Some(99));
+    // A `NoWait` read that finds damage waits for the rebuild to get back to where the
+    // view was when the damage was found.
+    damaged.store(true, Ordering::SeqCst);
+    assert_eq!(reader.get(Wait::NoWait).await.unwrap(), 100);
+    assert_eq!(resets.load(Ordering::SeqCst), 2);
     db.close().await.unwrap();
 }
 
