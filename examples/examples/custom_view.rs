@@ -37,10 +37,16 @@ struct LatestReader {
 
 impl LatestReader {
     /// The latest message of `author`, with its seq.
+    ///
+    /// `Waiter::read` waits as `wait` says, then runs the closure while the view cannot
+    /// be reset (by a rebuild, a revert or a failure), so the read never sees a wiped map.
     async fn get(&self, author: &str, wait: Wait) -> flume_core::Result<Option<(Seq, Message)>> {
-        self.waiter.wait(wait).await?;
-        let latest = self.latest.read().unwrap_or_else(|p| p.into_inner());
-        Ok(latest.get(author).cloned())
+        self.waiter
+            .read(wait, || {
+                let latest = self.latest.read().unwrap_or_else(|p| p.into_inner());
+                latest.get(author).cloned()
+            })
+            .await
     }
 }
 

@@ -6,9 +6,9 @@
 //!
 //! Run with `cargo run -p examples --example index`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use flume_core::{BoxError, Flume, ViewState, Wait};
+use flume_core::{BoxError, Flume, Wait};
 use flumelog_memory::MemoryLog;
 use flumeview_index::{key, Index, IndexReader};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -106,7 +106,8 @@ fn open(
         .use_view("by_author", by_author)?)
 }
 
-/// Follows `db.status()` until every view is ready, with a progress bar for `view`.
+/// Waits for `db.ready()` (every view loaded and caught up), with a progress bar for
+/// `view` that follows `db.status()` meanwhile.
 async fn show_progress(db: &Flume<Msg>, view: &str) -> Result<(), BoxError> {
     let bar = ProgressBar::new(1000);
     bar.set_style(
@@ -114,22 +115,26 @@ async fn show_progress(db: &Flume<Msg>, view: &str) -> Result<(), BoxError> {
             .progress_chars("=> "),
     );
     bar.set_message(view.to_string());
+    let ready = db.ready();
+    tokio::pin!(ready);
     let mut status = db.status();
     loop {
-        let (progress, state) = {
-            let s = status.borrow_and_update();
-            let v = s.views.get(view);
-            (v.map_or(0.0, |v| v.progress), v.map(|v| v.state))
-        };
+        let progress = status
+            .borrow_and_update()
+            .views
+            .get(view)
+            .map_or(0.0, |v| v.progress);
         bar.set_position((progress * 1000.0) as u64);
-        if state == Some(ViewState::Ready) {
-            break;
+        tokio::select! {
+            done = &mut ready => {
+                // A failed view ends the wait with `Error::ViewFailed`.
+                done?;
+                break;
+            }
+            _ = status.changed() => {}
         }
-        if state == Some(ViewState::Failed) {
-            return Err(format!("view {view} failed").into());
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), status.changed()).await;
     }
+    bar.set_position(1000);
     bar.finish();
     Ok(())
 }

@@ -56,6 +56,9 @@ async fn main() -> Result<(), BoxError> {
     let first = db.get(0).await?;
     println!("post #0 is by {}: {:?}", first.author, first.text);
 
+    // `ready()` waits until every view has caught up with the log; the status then
+    // shows each view ready (the status watch is the thing to follow for progress bars).
+    db.ready().await?;
     let status = db.status().borrow().clone();
     for (name, view) in &status.views {
         println!(

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::status::{LogStatus, Status, ViewState, ViewStatus};
 use crate::view::{self, Decoder};
-use crate::wait::ViewShared;
+use crate::wait::{Damage, ViewShared};
 use crate::{
     BoxError, Checkpoint, CheckpointPolicy, Error, Log, RawRecord, Records, Result, Seq,
     StreamOptions, View,
@@ -163,7 +163,9 @@ pub(crate) struct Driver<T> {
     log: Arc<dyn Log>,
     decoder: Arc<Decoder<T>>,
     commands: mpsc::UnboundedReceiver<Command<T>>,
-    status: watch::Sender<Status>,
+    /// Reads that found a view's data damaged.
+    damage: mpsc::UnboundedReceiver<Damage>,
+    status: Arc<watch::Sender<Status>>,
     log_since: watch::Receiver<Option<Seq>>,
     durable: watch::Receiver<Option<Seq>>,
     options: DriverOptions,
@@ -180,6 +182,8 @@ pub(crate) struct Driver<T> {
     durable_open: bool,
     /// The log's `since` is not watched before this instant (see `TAIL_INTERVAL`).
     tail_quiet_until: Option<Instant>,
+    /// The driver has stopped (closed, or found the log closed); see `Drop`.
+    stopped: bool,
 }
 
 /// How often, at most, the driver looks at the log's tail when nothing else wakes it.
@@ -192,7 +196,8 @@ impl<T: Send + Sync + 'static> Driver<T> {
         log: Arc<dyn Log>,
         decoder: Arc<Decoder<T>>,
         commands: mpsc::UnboundedReceiver<Command<T>>,
-        status: watch::Sender<Status>,
+        damage: mpsc::UnboundedReceiver<Damage>,
+        status: Arc<watch::Sender<Status>>,
         options: DriverOptions,
     ) -> Self {
         let log_since = log.since();
@@ -201,6 +206,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
             log,
             decoder,
             commands,
+            damage,
             status,
             log_since,
             durable,
@@ -214,6 +220,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
             syncing: None,
             durable_open: true,
             tail_quiet_until: None,
+            stopped: false,
         }
     }
 
@@ -246,6 +253,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
                     }
                 }
                 Some(applied) = self.applying.next(), if applying => self.applied(applied).await,
+                Some(damage) = self.damage.recv() => self.damaged(damage).await,
                 batch = next_batch(&mut self.stream), if can_read => match batch {
                     Some(batch) => self.read(batch),
                     None => {
@@ -432,6 +440,8 @@ impl<T: Send + Sync + 'static> Driver<T> {
         match reason {
             Some(reason) => self.reset(index, reason).await,
             None => {
+                self.refresh_status();
+                let slot = &self.slots[index];
                 slot.shared.advance(slot.since);
                 tracing::debug!(view = %name, since = ?slot.since, "view loaded");
             }
@@ -451,16 +461,34 @@ impl<T: Send + Sync + 'static> Driver<T> {
             return;
         }
         tracing::info!(view = %slot.name, reason, "resetting view");
-        let result = blocking(&slot.view, |v| v.reset()).await;
-        let slot = &mut self.slots[index];
         slot.since = None;
         slot.refeed();
         slot.unsaved = 0;
         slot.dirty_at = None;
-        slot.shared.advance(None);
+        // Status first, then the view: a reader that finds the view wiped finds the
+        // status saying so already.
+        self.refresh_status();
+        let slot = &self.slots[index];
+        let shared = Arc::clone(&slot.shared);
+        // The view's since is lowered and the view wiped with no read running: a read
+        // either ran before (on the old state) or waits for the rebuild.
+        let result = blocking(&slot.view, move |v| shared.reset_with(|| v.reset())).await;
         if let Err(e) = result {
             self.fail(index, e);
         }
+    }
+
+    /// A read found a view's data damaged: reset the view, unless it has been reset
+    /// since that read (several readers report the same damage) or no longer runs.
+    async fn damaged(&mut self, damage: Damage) {
+        let Some(index) = self.slots.iter().position(|s| s.name == damage.name) else {
+            return;
+        };
+        let slot = &self.slots[index];
+        if !slot.active() || slot.shared.epoch() != damage.epoch || slot.reset_pending.is_some() {
+            return;
+        }
+        self.reset(index, damage.reason).await;
     }
 
     fn fail(&mut self, index: usize, error: BoxError) {
@@ -471,7 +499,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
         slot.queue.clear();
         slot.unsaved = 0;
         slot.dirty_at = None;
-        slot.shared.fail(Arc::new(error));
+        // Status first: a reader told the view failed finds the status saying so.
+        self.refresh_status();
+        self.slots[index].shared.fail(Arc::new(error));
     }
 
     /// Takes a batch from the log stream and queues it for every view that needs it.
@@ -559,6 +589,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
                 slot.since = Some(last);
                 slot.unsaved += count;
                 slot.dirty_at.get_or_insert_with(Instant::now);
+                // Status first: whatever a woken reader sees, the status shows already.
+                self.refresh_status();
+                let slot = &self.slots[index];
                 slot.shared.advance(slot.since);
             }
             Err(e) if !slot.retried => {
@@ -736,15 +769,80 @@ impl<T: Send + Sync + 'static> Driver<T> {
         self.stream = None;
         self.drain().await;
         for slot in &mut self.slots {
-            slot.shared.close();
             slot.state = ViewState::Closed;
         }
         self.refresh_status();
+        for slot in &self.slots {
+            slot.shared.close();
+        }
         for pending in self.rebuilds.drain(..) {
             let _ = pending.done.send(Err(error.duplicate()));
         }
         self.commands.close();
+        self.stopped = true;
         tracing::debug!("view driver stopped");
+    }
+}
+
+/// How long a dropped driver waits for the log to sync before it checkpoints only what
+/// the log holds durably already.
+const DROP_SYNC_WAIT: Duration = Duration::from_secs(5);
+
+impl<T> Drop for Driver<T> {
+    /// The driver's task was dropped before the driver stopped: its runtime is shutting
+    /// down (typically the program ends right after dropping its last `Flume` handle,
+    /// before the driver's own close finished). Best effort, on the dropping thread
+    /// (which is tearing the runtime down, not running tasks): sync the log through a
+    /// helper thread, waiting at most `DROP_SYNC_WAIT`, then checkpoint every idle view
+    /// whose state the log holds durably, so that the next open resumes from there.
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let due: Vec<(SharedView<T>, Seq, String)> = self
+            .slots
+            .iter()
+            .filter(|s| s.unsaved > 0 && s.active() && s.idle() && s.reset_pending.is_none())
+            .filter_map(|s| Some((Arc::clone(&s.view), s.since?, s.name.clone())))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let log = Arc::clone(&self.log);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("flume-drop-sync".into())
+            .spawn(move || {
+                // A log whose sync needs the (gone) runtime fails or never answers;
+                // the wait below is bounded either way.
+                let _ = tx.send(futures::executor::block_on(log.sync()));
+            });
+        match spawned.map(|_| rx.recv_timeout(DROP_SYNC_WAIT)) {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "syncing the log of a dropped database failed")
+            }
+            _ => tracing::warn!(
+                "the log of a dropped database did not sync; views checkpoint only what is durable"
+            ),
+        }
+        let durable = *self.durable.borrow();
+        for (view, since, name) in due {
+            if durable < Some(since) {
+                tracing::warn!(view = %name, since, ?durable, "not checkpointing a dropped view beyond the durable log");
+                continue;
+            }
+            let mut guard = view.lock().unwrap_or_else(|p| p.into_inner());
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.checkpoint(since)))
+                    .unwrap_or_else(|panic| Err(panic_message(&*panic).into()));
+            match result {
+                Ok(()) => tracing::debug!(view = %name, since, "dropped view checkpointed"),
+                Err(e) => {
+                    tracing::warn!(view = %name, error = %e, "checkpointing a dropped view failed")
+                }
+            }
+        }
     }
 }
 

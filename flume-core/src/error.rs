@@ -85,6 +85,22 @@ pub enum Error {
         source: Arc<BoxError>,
     },
 
+    /// A view found its own stored data damaged while answering a read (a checksum
+    /// mismatch in one of its files, say).
+    ///
+    /// A view's read returns it (made with [`Error::view_damaged`]) from the closure it
+    /// gives [`Waiter::try_read`](crate::Waiter::try_read), which then has the view
+    /// reset and rebuilt from the log and reads again. Callers see it only when the data
+    /// is still damaged after that rebuild; `Flume::rebuild` tries again.
+    #[error("view {name:?} found its stored data damaged ({source}); it is rebuilt from the log, retry the read")]
+    ViewDamaged {
+        /// The view's name (empty until the view's `Waiter` fills it in).
+        name: String,
+        /// What is damaged.
+        #[source]
+        source: Arc<BoxError>,
+    },
+
     /// `use_view` was given a name that is already taken.
     #[error("a view named {name:?} already exists; view names must be unique")]
     DuplicateView {
@@ -150,6 +166,21 @@ impl Error {
         }
     }
 
+    /// The error a view's read returns when it finds the view's own data damaged; see
+    /// [`Error::ViewDamaged`].
+    ///
+    /// ```
+    /// use flume_core::Error;
+    /// let e = Error::view_damaged("run 7: block checksum mismatch");
+    /// assert!(matches!(e, Error::ViewDamaged { .. }));
+    /// ```
+    pub fn view_damaged(source: impl Into<BoxError>) -> Self {
+        Error::ViewDamaged {
+            name: String::new(),
+            source: Arc::new(source.into()),
+        }
+    }
+
     /// A copy of this error for a second recipient (waiters, status readers).
     ///
     /// Errors that own an OS error or a boxed source are flattened to their message,
@@ -176,6 +207,10 @@ impl Error {
             },
             Error::NotFound { seq } => Error::NotFound { seq: *seq },
             Error::ViewFailed { name, source } => Error::ViewFailed {
+                name: name.clone(),
+                source: Arc::clone(source),
+            },
+            Error::ViewDamaged { name, source } => Error::ViewDamaged {
                 name: name.clone(),
                 source: Arc::clone(source),
             },

@@ -10,9 +10,9 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{Command, Driver, DriverOptions};
-use crate::status::Status;
+use crate::status::{Status, ViewState, ViewStatus};
 use crate::view::Decoder;
-use crate::wait::ViewShared;
+use crate::wait::{Damage, ViewShared};
 use crate::{
     BoxError, Codec, Durability, Error, Json, Log, LogReader, Mapper, ReaderContext, Result, Seq,
     StreamOptions, View, Waiter,
@@ -30,7 +30,7 @@ use crate::{
 /// # #[derive(Debug, Default)] struct Count(Arc<AtomicU64>);
 /// # #[derive(Debug, Clone)] struct CountReader(Arc<AtomicU64>, Waiter);
 /// # impl CountReader { async fn get(&self, w: Wait) -> flume_core::Result<u64> {
-/// #     self.1.wait(w).await?; Ok(self.0.load(Ordering::Acquire)) } }
+/// #     self.1.read(w, || self.0.load(Ordering::Acquire)).await } }
 /// # impl<T: 'static> View<T> for Count {
 /// #     type Reader = CountReader;
 /// #     fn version(&self) -> u32 { 1 }
@@ -76,12 +76,16 @@ struct Inner<T> {
     log_since: watch::Receiver<Option<Seq>>,
     closed: AtomicBool,
     commands: mpsc::UnboundedSender<Command<T>>,
+    /// Given to every view, for its readers to report damaged data to the driver.
+    damage: mpsc::UnboundedSender<Damage>,
     views: Mutex<HashMap<String, Registered>>,
+    status_tx: Arc<watch::Sender<Status>>,
     status: watch::Receiver<Status>,
 }
 
 /// A view's reader as registered, for typed lookup by name.
 struct Registered {
+    waiter: Waiter,
     reader: Box<dyn Any + Send + Sync>,
     type_id: TypeId,
     type_name: &'static str,
@@ -143,12 +147,15 @@ impl<T: Send + Sync + 'static> FlumeBuilder<T> {
             mapper: self.mapper,
         });
         let (commands, rx) = mpsc::unbounded_channel();
+        let (damage, damage_rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(Status::default());
+        let status_tx = Arc::new(status_tx);
         let driver = Driver::new(
             Arc::clone(&self.log),
             Arc::clone(&decoder),
             rx,
-            status_tx,
+            damage_rx,
+            Arc::clone(&status_tx),
             DriverOptions { batch: self.batch },
         );
         tokio::spawn(driver.run());
@@ -160,7 +167,9 @@ impl<T: Send + Sync + 'static> FlumeBuilder<T> {
                 decoder,
                 closed: AtomicBool::new(false),
                 commands,
+                damage,
                 views: Mutex::new(HashMap::new()),
+                status_tx,
                 status,
             }),
         }
@@ -208,17 +217,33 @@ impl<T: Send + Sync + 'static> Flume<T> {
     pub fn add_view<V: View<T>>(&self, name: impl Into<String>, view: V) -> Result<V::Reader> {
         self.check_open()?;
         let name = name.into();
-        let shared = ViewShared::new(name.clone());
+        let shared = ViewShared::with_damage(name.clone(), Some(self.inner.damage.clone()));
         let waiter = Waiter::new(Arc::clone(&shared), self.inner.log_since.clone());
-        let reader = view.reader(ReaderContext::new(waiter, self.inner.reader.clone()));
+        let reader = view.reader(ReaderContext::new(
+            waiter.clone(),
+            self.inner.reader.clone(),
+        ));
         {
             let mut views = self.inner.views.lock().unwrap_or_else(|p| p.into_inner());
             if views.contains_key(&name) {
                 return Err(Error::DuplicateView { name });
             }
+            // In the status from now on, loading until the driver reaches it.
+            self.inner.status_tx.send_modify(|status| {
+                status.views.insert(
+                    name.clone(),
+                    ViewStatus {
+                        since: None,
+                        state: ViewState::Loading,
+                        progress: 0.0,
+                        error: None,
+                    },
+                );
+            });
             views.insert(
                 name.clone(),
                 Registered {
+                    waiter: waiter.clone(),
                     reader: Box::new(reader.clone()),
                     type_id: TypeId::of::<V::Reader>(),
                     type_name: std::any::type_name::<V::Reader>(),
@@ -342,6 +367,71 @@ impl<T: Send + Sync + 'static> Flume<T> {
         self.inner.status.clone()
     }
 
+    /// Resolves when every view added so far has loaded its stored state and caught up
+    /// with the log as it was when `ready` was called: the way to wait for a database to be usable after
+    /// opening it (instead of polling [`Flume::status`]).
+    ///
+    /// ```
+    /// # use flume_core::Flume;
+    /// # use flumelog_memory::MemoryLog;
+    /// # use flumeview_reduce::Reduce;
+    /// # #[tokio::main] async fn main() -> flume_core::Result<()> {
+    /// let db = Flume::<u64>::new(MemoryLog::new()).use_view("count", Reduce::count(1))?;
+    /// db.append_batch(&[1, 2, 3]).await?;
+    /// db.ready().await?;
+    /// assert!(db.status().borrow().is_ready());
+    /// # db.close().await }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ViewFailed`] when a view has failed (also while waiting);
+    /// [`Error::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future stops the wait.
+    pub async fn ready(&self) -> Result<()> {
+        self.check_open()?;
+        let target = self.since();
+        let waiters: Vec<Waiter> = {
+            let views = self.inner.views.lock().unwrap_or_else(|p| p.into_inner());
+            views.values().map(|r| r.waiter.clone()).collect()
+        };
+        // The status is published before readers are woken, so it is what to watch.
+        let mut status = self.status();
+        let mut outcome = Ok(());
+        let waited = status
+            .wait_for(|s| {
+                for waiter in &waiters {
+                    let Some(view) = s.views.get(waiter.name()) else {
+                        return false;
+                    };
+                    match view.state {
+                        ViewState::Failed => {
+                            let why = view.error.clone().unwrap_or_default();
+                            outcome = Err(Error::ViewFailed {
+                                name: waiter.name().to_owned(),
+                                source: Arc::new(why.into()),
+                            });
+                            return true;
+                        }
+                        ViewState::Closed => {
+                            outcome = Err(Error::Closed);
+                            return true;
+                        }
+                        ViewState::Loading => return false,
+                        _ if view.since < target => return false,
+                        _ => {}
+                    }
+                }
+                true
+            })
+            .await;
+        match waited {
+            Ok(_) => outcome,
+            Err(_) => Err(Error::Closed),
+        }
+    }
+
     /// Makes every appended record durable.
     ///
     /// # Errors
@@ -377,6 +467,13 @@ impl<T: Send + Sync + 'static> Flume<T> {
     /// Close is prompt: it lets the batches views are applying finish but does not wait
     /// for views to catch up with the log; they resume from their checkpoint at the next
     /// open. Read a view with [`Wait::Log`](crate::Wait::Log) first to close caught up.
+    ///
+    /// Dropping the last handle without calling `close` closes the database the same
+    /// way, in the background: the driver stops, syncs the log and checkpoints every
+    /// view. If the runtime ends before that is done (the program returns right after
+    /// the drop), the driver still checkpoints, as the runtime shuts down, every view
+    /// whose state the log holds durably (after trying to sync it for up to 5 seconds).
+    /// Call `close` to know when it is done and whether it succeeded.
     ///
     /// # Errors
     /// [`Error::Closed`] when already closed; the log's errors from syncing or closing.

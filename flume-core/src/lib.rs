@@ -47,6 +47,8 @@
 //! - Compose a database: [`Flume::new`] / [`Flume::builder`], then [`Flume::use_view`].
 //! - Write a view: implement [`View`] (a version, `apply`, `reset`, a reader made from a
 //!   [`ReaderContext`]); see the example on the trait.
+//! - Wait for a database to be usable after opening it: [`Flume::ready`]. Close it with
+//!   [`Flume::close`] (dropping the last handle also closes it, best effort).
 //! - Write a log backend: implement [`Log`] (or [`ReadRange`] plus [`range_stream`]) and
 //!   run the conformance suite in `testing` (feature `testing`).
 #![warn(

@@ -19,6 +19,10 @@ pub struct Status {
 
 impl Status {
     /// Whether every view has applied every record the log shows.
+    ///
+    /// Every view is listed (as [`ViewState::Loading`]) from the moment it is added, so
+    /// this is false until every added view has loaded and caught up. To wait for that,
+    /// use [`Flume::ready`](crate::Flume::ready) rather than polling.
     pub fn is_ready(&self) -> bool {
         self.views.values().all(|v| v.state == ViewState::Ready)
     }

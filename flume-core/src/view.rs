@@ -48,8 +48,13 @@ impl Default for CheckpointPolicy {
 /// read the log themselves.
 ///
 /// Reads go through the view's [`Reader`](View::Reader), made from a [`ReaderContext`]:
-/// its [`Waiter`](crate::Waiter) lets every read wait until the view has caught up, and
-/// its [`LogReader`](crate::LogReader) fetches records for views that return them.
+/// its [`Waiter`](crate::Waiter) runs every read of the view's state, through
+/// [`Waiter::read`](crate::Waiter::read) (or [`Waiter::try_read`](crate::Waiter::try_read)
+/// for reads that can fail or find the view's files damaged), once the view has caught
+/// up, and never while the driver resets it; its [`LogReader`](crate::LogReader) fetches
+/// records for views that return them. Read the state only inside those closures: state
+/// read after a plain [`Waiter::wait`](crate::Waiter::wait) may already be wiped by a
+/// rebuild.
 ///
 /// A complete in-memory view, "how many records mention rust":
 ///
@@ -65,8 +70,8 @@ impl Default for CheckpointPolicy {
 ///
 /// impl MentionsReader {
 ///     async fn get(&self, wait: Wait) -> Result<u64> {
-///         self.1.wait(wait).await?;
-///         Ok(self.0.load(Ordering::Acquire))
+///         // Waits as `wait` says, then reads with resets held off.
+///         self.1.read(wait, || self.0.load(Ordering::Acquire)).await
 ///     }
 /// }
 ///
@@ -98,8 +103,8 @@ pub trait View<T>: Send + 'static {
     /// reset and rebuilt from the start of the log. Bump it whenever `apply` changes.
     fn version(&self) -> u32;
 
-    /// Makes the read handle. `ctx.waiter` makes reads wait for catch-up; `ctx.log`
-    /// reads records.
+    /// Makes the read handle. `ctx.waiter` runs reads once the view has caught up
+    /// ([`Waiter::read`](crate::Waiter::read)); `ctx.log` reads records.
     fn reader(&self, ctx: ReaderContext<T>) -> Self::Reader;
 
     /// Loads persisted state, returning the checkpoint it was saved at, or `None` when

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
 use crate::{BoxError, Error, Result, Seq};
 
@@ -25,7 +25,31 @@ pub enum Wait {
     NoWait,
 }
 
-/// Lets a view's reader wait until the view has caught up. Cheap to clone.
+/// Lets a view's reader read the view's state once it has caught up. Cheap to clone.
+///
+/// A view's reader reads through [`Waiter::read`] (or [`Waiter::try_read`]): it waits as
+/// the [`Wait`] policy says, then runs a closure that reads the view's state. While the
+/// closure runs the driver cannot reset the view (a rebuild, a revert, a reset after a
+/// failure), and the closure only runs when the view's position is still at or beyond
+/// the read's target; so a read never sees a wiped view or a state older than it waited
+/// for. Applying new records may go on meanwhile: the state only moves forward.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use flume_core::{Result, Wait, Waiter};
+///
+/// #[derive(Clone)]
+/// struct TotalReader {
+///     total: Arc<Mutex<u64>>,
+///     waiter: Waiter,
+/// }
+///
+/// impl TotalReader {
+///     async fn get(&self, wait: Wait) -> Result<u64> {
+///         self.waiter.read(wait, || *self.total.lock().unwrap()).await
+///     }
+/// }
+/// ```
 ///
 /// Readers are kept in a queue ordered by the seq they wait for; each advance of the
 /// view completes exactly the readers it satisfies, each exactly once, and closing the
@@ -83,7 +107,12 @@ impl Waiter {
         }
     }
 
-    /// Waits as `wait` says.
+    /// Waits as `wait` says, and nothing more.
+    ///
+    /// This is a synchronisation point, not a read: the view may be reset (by a
+    /// rebuild, a revert or a failure) right after it returns, so state read after it
+    /// may be wiped. To read a view's state use [`Waiter::read`] or
+    /// [`Waiter::try_read`], which keep resets out while the read runs.
     ///
     /// # Errors
     /// [`Error::Closed`] when the database is closed (also while waiting);
@@ -92,15 +121,140 @@ impl Waiter {
     /// # Cancel safety
     /// Dropping the future removes the reader from the queue; nothing else happens.
     pub async fn wait(&self, wait: Wait) -> Result<()> {
-        let target = match wait {
-            Wait::NoWait => return self.shared.check(),
-            Wait::AtLeast(seq) => seq,
-            Wait::Log => match *self.log_since.borrow() {
-                Some(seq) => seq,
-                None => return self.shared.check(),
-            },
+        let target = match self.target(wait) {
+            Some(target) => target,
+            None => return self.shared.check(),
         };
         self.shared.wait_for(target).await
+    }
+
+    /// The seq a read with `wait` waits for, if any.
+    fn target(&self, wait: Wait) -> Option<Seq> {
+        match wait {
+            Wait::NoWait => None,
+            Wait::AtLeast(seq) => Some(seq),
+            Wait::Log => *self.log_since.borrow(),
+        }
+    }
+
+    /// Waits as `wait` says, then calls `read` and returns what it returns.
+    ///
+    /// `read` runs while the view cannot be reset, and only once the view has applied
+    /// the read's target (a reset between the wait and the read sends the read back to
+    /// waiting), so it sees the view's state as of the target or later, never a wiped
+    /// one. `read` runs on the caller's task and holds back resets while it runs: keep
+    /// it short and do not block in it (it cannot `.await`).
+    ///
+    /// ```
+    /// # use flume_core::{Wait, Waiter};
+    /// # async fn demo(waiter: Waiter, state: std::sync::Mutex<Vec<u64>>) -> flume_core::Result<()> {
+    /// let len = waiter.read(Wait::Log, || state.lock().unwrap().len()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the database is closed (also while waiting; a read pending
+    /// at close never runs `read`); [`Error::ViewFailed`] when the view has failed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the wait; `read` is not called.
+    pub async fn read<R>(&self, wait: Wait, read: impl FnOnce() -> R) -> Result<R> {
+        let target = self.target(wait);
+        let (_gate, _) = self.enter(target, 0).await?;
+        Ok(read())
+    }
+
+    /// Like [`Waiter::read`], for reads that can fail, and that heals a view whose own
+    /// data turns out damaged.
+    ///
+    /// When `read` returns [`Error::ViewDamaged`] (say, a checksum mismatch in one of
+    /// the view's files), the driver is asked to reset the view and rebuild it from the
+    /// log; the read waits until the rebuild has reached the read's target (or the
+    /// position the view had when the damage was found, whichever is higher) and runs
+    /// `read` once more. A second `ViewDamaged` is returned to the caller, with this
+    /// view's name. Other errors are returned as they are.
+    ///
+    /// ```
+    /// # use flume_core::{Error, Wait, Waiter};
+    /// # async fn demo(waiter: Waiter, file: std::path::PathBuf) -> flume_core::Result<()> {
+    /// let bytes = waiter
+    ///     .try_read(Wait::Log, || {
+    ///         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    ///         if bytes.is_empty() {
+    ///             return Err(Error::view_damaged(format!("{} is empty", file.display())));
+    ///         }
+    ///         Ok(bytes)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Waiter::read`]; whatever `read` returns; [`Error::ViewDamaged`] when the
+    /// data is still damaged after the rebuild.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the wait or the rebuild wait; a reset already asked
+    /// for still happens.
+    pub async fn try_read<R>(&self, wait: Wait, mut read: impl FnMut() -> Result<R>) -> Result<R> {
+        let mut target = self.target(wait);
+        let mut min_epoch = 0;
+        let mut healing = false;
+        loop {
+            let (gate, epoch) = self.enter(target, min_epoch).await?;
+            let source = match read() {
+                Err(Error::ViewDamaged { source, .. }) => source,
+                other => return other,
+            };
+            let since = self.since();
+            drop(gate);
+            if healing {
+                return Err(Error::ViewDamaged {
+                    name: self.shared.name.clone(),
+                    source,
+                });
+            }
+            healing = true;
+            tracing::warn!(view = %self.shared.name, error = %source, "a read found the view's data damaged; rebuilding it");
+            let reason = format!("a read found its data damaged: {source}");
+            if !self.shared.report_damage(epoch, reason) {
+                return Err(Error::ViewDamaged {
+                    name: self.shared.name.clone(),
+                    source,
+                });
+            }
+            target = target.max(since);
+            min_epoch = epoch + 1;
+        }
+    }
+
+    /// Waits until the view has applied `target` (if any) and has been reset at least
+    /// up to `min_epoch`, then takes the read side of the view's reset gate, and returns
+    /// it with the view's epoch, once both still hold under it.
+    async fn enter(
+        &self,
+        target: Option<Seq>,
+        min_epoch: u64,
+    ) -> Result<(tokio::sync::RwLockReadGuard<'_, ()>, u64)> {
+        loop {
+            if min_epoch > 0 {
+                self.shared.wait_epoch(min_epoch).await?;
+            }
+            if let Some(target) = target {
+                self.shared.wait_for(target).await?;
+            }
+            let gate = self.shared.gate.read().await;
+            let epoch = {
+                let q = self.shared.lock();
+                self.shared.status(&q)?;
+                let reached = target.is_none_or(|t| q.since.is_some_and(|s| s >= t));
+                (reached && q.epoch >= min_epoch).then_some(q.epoch)
+            };
+            // Otherwise a reset slipped in between the wait and the gate: wait again.
+            if let Some(epoch) = epoch {
+                return Ok((gate, epoch));
+            }
+        }
     }
 }
 
@@ -113,10 +267,21 @@ enum Life {
 
 struct Queue {
     since: Option<Seq>,
+    /// How many times the view has been reset.
+    epoch: u64,
     failed: Option<Arc<BoxError>>,
     closed: bool,
     next_id: u64,
     waiting: BTreeMap<(Seq, u64), oneshot::Sender<Result<()>>>,
+}
+
+/// A read found a view's own data damaged: the driver should reset the view, unless it
+/// has been reset since (`epoch` is the view's epoch when the read ran).
+#[derive(Debug)]
+pub(crate) struct Damage {
+    pub(crate) name: String,
+    pub(crate) epoch: u64,
+    pub(crate) reason: String,
 }
 
 /// The state a view shares between its driver and its readers.
@@ -125,16 +290,34 @@ pub(crate) struct ViewShared {
     since_tx: watch::Sender<Option<Seq>>,
     life: watch::Sender<Life>,
     queue: Mutex<Queue>,
+    /// Reads hold the read side while they run; a reset holds the write side while it
+    /// lowers `since` and wipes the view.
+    gate: RwLock<()>,
+    epoch_tx: watch::Sender<u64>,
+    damage: Option<mpsc::UnboundedSender<Damage>>,
 }
 
 impl ViewShared {
+    #[cfg(test)]
     pub(crate) fn new(name: String) -> Arc<Self> {
+        Self::with_damage(name, None)
+    }
+
+    /// A view whose readers report damaged data on `damage`.
+    pub(crate) fn with_damage(
+        name: String,
+        damage: Option<mpsc::UnboundedSender<Damage>>,
+    ) -> Arc<Self> {
         Arc::new(ViewShared {
             name,
             since_tx: watch::Sender::new(None),
             life: watch::Sender::new(Life::Running),
+            gate: RwLock::new(()),
+            epoch_tx: watch::Sender::new(0),
+            damage,
             queue: Mutex::new(Queue {
                 since: None,
+                epoch: 0,
                 failed: None,
                 closed: false,
                 next_id: 0,
@@ -187,6 +370,53 @@ impl ViewShared {
         let result = rx.await.unwrap_or(Err(Error::Closed));
         std::mem::forget(guard);
         result
+    }
+
+    /// Waits until the view has been reset `min_epoch` times or more.
+    async fn wait_epoch(&self, min_epoch: u64) -> Result<()> {
+        let mut epoch = self.epoch_tx.subscribe();
+        let stopped = async {
+            let mut life = self.life.subscribe();
+            let _ = life.wait_for(|l| !matches!(l, Life::Running)).await;
+        };
+        tokio::select! {
+            _ = epoch.wait_for(|e| *e >= min_epoch) => {}
+            _ = stopped => {}
+        }
+        self.check()
+    }
+
+    /// Asks the driver to reset the view after a read found its data damaged. Returns
+    /// false when no driver listens (the database is gone).
+    fn report_damage(&self, epoch: u64, reason: String) -> bool {
+        let damage = Damage {
+            name: self.name.clone(),
+            epoch,
+            reason,
+        };
+        self.damage
+            .as_ref()
+            .is_some_and(|tx| tx.send(damage).is_ok())
+    }
+
+    /// The view's epoch: how many times it has been reset.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Resets the view: under the write side of the gate (no read runs meanwhile),
+    /// lowers `since` to nothing, so that every later read waits for the rebuild, then
+    /// runs `wipe`. Blocks: call it on a blocking thread.
+    pub(crate) fn reset_with<R>(&self, wipe: impl FnOnce() -> R) -> R {
+        let _gate = self.gate.blocking_write();
+        {
+            let mut q = self.lock();
+            q.since = None;
+            q.epoch += 1;
+            self.epoch_tx.send_replace(q.epoch);
+        }
+        self.since_tx.send_replace(None);
+        wipe()
     }
 
     /// Records that the view applied everything up to `since`, and completes the readers

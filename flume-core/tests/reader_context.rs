@@ -14,8 +14,10 @@ struct MaxReader {
 
 impl MaxReader {
     async fn record(&self) -> flume_core::Result<Option<u64>> {
-        self.waiter.wait(Wait::Log).await?;
-        let seq = self.max.lock().unwrap().map(|(seq, _)| seq);
+        let seq = self
+            .waiter
+            .read(Wait::Log, || self.max.lock().unwrap().map(|(seq, _)| seq))
+            .await?;
         match seq {
             Some(seq) => Ok(Some(self.log.get(seq).await?)),
             None => Ok(None),

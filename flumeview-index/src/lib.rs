@@ -76,7 +76,9 @@
 //! flushed since the previous one (after a build or a long catch-up, during which the
 //! driver does not checkpoint) first merges them into one, so that an index built and
 //! closed at once is left as one run rather than a pile of them. A damaged manifest or
-//! run makes the index rebuild from the log.
+//! run makes the index rebuild from the log: at open, or when a read finds a damaged run
+//! block (the read waits for the rebuild to reach its target and answers from it; the
+//! view's status shows `Rebuilding` meanwhile).
 //! The byte layout is documented in `docs/format.md`, section "flumeview-index files".
 //!
 //! Memory is bounded by [`Options::memtable_bytes`] (plus the small sparse index of each

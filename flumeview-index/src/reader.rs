@@ -62,8 +62,9 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     ///
     /// # Errors
     /// [`Error::Closed`], [`Error::ViewFailed`] (also while waiting);
-    /// [`Error::Corrupt`] when a run file is damaged (`Flume::rebuild` repairs it); the
-    /// log's errors reading the record.
+    /// [`Error::ViewDamaged`] when a run file is still damaged after the index was
+    /// rebuilt (a read that finds a damaged run has the index rebuilt from the log and
+    /// waits for it); the log's errors reading the record.
     ///
     /// # Cancel safety
     /// Dropping the future stops the read; nothing else happens.
@@ -82,8 +83,10 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     /// # Cancel safety
     /// Dropping the future stops the read; nothing else happens.
     pub async fn get_seq(&self, key: impl AsRef<[u8]>, wait: Wait) -> Result<Option<Seq>> {
-        self.waiter.wait(wait).await?;
-        self.store.latest(key.as_ref())
+        let key = key.as_ref();
+        self.waiter
+            .try_read(wait, || damaged(self.store.latest(key)))
+            .await
     }
 
     /// The seqs of every record `key` points at, in log order.
@@ -94,8 +97,10 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     /// # Cancel safety
     /// Dropping the future stops the read; nothing else happens.
     pub async fn seqs(&self, key: impl AsRef<[u8]>, wait: Wait) -> Result<Vec<Seq>> {
-        self.waiter.wait(wait).await?;
-        self.store.seqs(key.as_ref())
+        let key = key.as_ref();
+        self.waiter
+            .try_read(wait, || damaged(self.store.seqs(key)))
+            .await
     }
 
     /// A scan of the keys in `range`, in key order. Finish it with
@@ -223,14 +228,15 @@ impl<T: Send + Sync + 'static> Scan<T> {
     /// The hits: every (key, seq) pair in the scan.
     ///
     /// # Errors
-    /// [`Error::Closed`], [`Error::ViewFailed`] (also while waiting); [`Error::Corrupt`]
-    /// when a run file is damaged.
+    /// [`Error::Closed`], [`Error::ViewFailed`] (also while waiting);
+    /// [`Error::ViewDamaged`] as for [`IndexReader::get`].
     ///
     /// # Cancel safety
     /// Dropping the future stops the scan; nothing else happens.
     pub async fn hits(self, wait: Wait) -> Result<Vec<Hit>> {
-        self.reader.waiter.wait(wait).await?;
-        Ok(self.query(None)?.0)
+        let waiter = &self.reader.waiter;
+        let (hits, _) = waiter.try_read(wait, || damaged(self.query(None))).await?;
+        Ok(hits)
     }
 
     /// The hits with the records they point at, read from the log.
@@ -271,15 +277,10 @@ impl<T: Send + Sync + 'static> Scan<T> {
             }
             let waiter = self.reader.waiter.clone();
             let mut since_watch = waiter.since_watch();
-            if let Err(e) = waiter.wait(wait).await {
-                if !matches!(e, Error::Closed) {
-                    yield Err(e);
-                }
-                return;
-            }
             let mut remaining = self.limit.unwrap_or(usize::MAX);
-            let (hits, mut seen) = match self.query(None) {
+            let (hits, mut seen) = match waiter.try_read(wait, || damaged(self.query(None))).await {
                 Ok(found) => found,
+                Err(Error::Closed) => return,
                 Err(e) => {
                     yield Err(e);
                     return;
@@ -336,4 +337,13 @@ impl<T: Send + Sync + 'static> Scan<T> {
             }
         })
     }
+}
+
+/// A damaged run found by a read is the index's own data damaged: reported as such, so
+/// that the read has the index rebuilt from the log and tries again.
+fn damaged<R>(result: Result<R>) -> Result<R> {
+    result.map_err(|e| match e {
+        Error::Corrupt { .. } => Error::view_damaged(e),
+        e => e,
+    })
 }

@@ -662,9 +662,11 @@ impl Run {
         let (word, bit) = (&self.verified[i / 64], 1u64 << (i % 64));
         if word.load(std::sync::atomic::Ordering::Relaxed) & bit == 0 {
             if crc32c::crc32c(&bytes[..body]) != u32_at(bytes, body) {
+                // The damage is somewhere in the block: name where the block starts
+                // (not where its checksum is stored).
                 return Err(Error::Corrupt {
                     path: self.shown_path(),
-                    offset: (offset + body) as u64,
+                    offset: offset as u64,
                     reason: format!("block {i} checksum mismatch"),
                 });
             }
@@ -1172,8 +1174,9 @@ pub(crate) mod tests {
         for _ in 0..2 {
             let err = run.first_of(first.as_bytes()).expect_err("damaged");
             assert!(
-                matches!(&err, Error::Corrupt { reason, .. } if reason.contains("block 3 checksum")),
-                "{err}"
+                matches!(&err, Error::Corrupt { reason, offset: at, .. }
+                    if reason.contains("block 3 checksum") && *at == offset as u64),
+                "{err} (block 3 starts at {offset})"
             );
         }
         for e in entries

@@ -65,9 +65,11 @@ impl<S: Clone + Send + Sync + 'static> ReduceReader<S> {
     /// # Cancel safety
     /// Dropping the future stops the wait; `f` is not called.
     pub async fn read<R>(&self, wait: Wait, f: impl FnOnce(&S) -> R) -> Result<R> {
-        self.waiter.wait(wait).await?;
-        let current = read(&self.current);
-        Ok(f(&current.state))
+        // Through the waiter, so that a reset cannot wipe the state between the wait
+        // and the read.
+        self.waiter
+            .read(wait, || f(&read(&self.current).state))
+            .await
     }
 
     /// The seq of the last record the state reflects (`None`: no record yet).

@@ -91,8 +91,9 @@ pub struct CollectReader {
 
 impl CollectReader {
     pub async fn get(&self, wait: Wait) -> Result<Vec<(Seq, u64)>> {
-        self.waiter.wait(wait).await?;
-        Ok(self.values.lock().unwrap().clone())
+        self.waiter
+            .read(wait, || self.values.lock().unwrap().clone())
+            .await
     }
     pub async fn sum(&self, wait: Wait) -> Result<u64> {
         Ok(self.get(wait).await?.iter().map(|(_, v)| v).sum())
