@@ -44,6 +44,8 @@ impl<T: Send + Sync + 'static> LogReader<T> {
     /// [`Error::NotFound`](crate::Error::NotFound); [`Error::Codec`](crate::Error::Codec);
     /// the log's errors.
     pub async fn get(&self, seq: Seq) -> Result<T> {
+        // A loop of gets that never wait must still let other tasks run.
+        tokio::task::coop::consume_budget().await;
         let bytes = self.log.get(seq).await?;
         self.decoder.decode(seq, &bytes)
     }
