@@ -45,6 +45,9 @@
 //! ## Where to start
 //!
 //! - Compose a database: [`Flume::new`] / [`Flume::builder`], then [`Flume::use_view`].
+//! - Read views: every read takes a [`Wait`] level (the table on [`Wait`] says what each
+//!   waits for); [`Flume::follow`] and the views' `follow` streams yield [`Live`] items
+//!   with a marker once they have caught up.
 //! - Write a view: implement [`View`] (a version, `apply`, `reset`, a reader made from a
 //!   [`ReaderContext`]); see the example on the trait.
 //! - Write a log backend: implement [`Log`] (or [`ReadRange`] plus [`range_stream`]) and
