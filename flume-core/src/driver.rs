@@ -446,6 +446,8 @@ impl<T: Send + Sync + 'static> Driver<T> {
                 tracing::debug!(view = %name, since = ?slot.since, "view loaded");
             }
         }
+        // Reads wait for this: none answers from the state the view had before loading.
+        self.slots[index].shared.mark_loaded();
     }
 
     /// Wipes a view and starts it over from the beginning of the log, now if it is idle,
@@ -779,8 +781,19 @@ impl<T: Send + Sync + 'static> Driver<T> {
             let _ = pending.done.send(Err(error.duplicate()));
         }
         self.commands.close();
+        self.close_queued_views();
         self.stopped = true;
         tracing::debug!("view driver stopped");
+    }
+
+    /// Closes the views whose `AddView` was still queued when the driver stopped, so that
+    /// their readers get `Closed` instead of waiting for a load that never comes.
+    fn close_queued_views(&mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            if let Command::AddView { shared, .. } = command {
+                shared.close();
+            }
+        }
     }
 }
 

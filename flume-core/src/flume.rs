@@ -352,6 +352,16 @@ impl<T: Send + Sync + 'static> Flume<T> {
         self.inner.reader.stream(opts)
     }
 
+    /// The values selected by `opts` as a live stream, with one
+    /// [`Live::Synced`](crate::Live::Synced) once every record the log holds now (within
+    /// the bounds) has been yielded. See [`Live`](crate::Live) for an example.
+    pub fn follow(&self, opts: StreamOptions) -> BoxStream<'static, Result<crate::Live<(Seq, T)>>> {
+        if let Err(e) = self.check_open() {
+            return futures::stream::once(async move { Err(e) }).boxed();
+        }
+        self.inner.reader.follow(opts)
+    }
+
     /// The seq of the last record in the log (`None`: empty).
     pub fn since(&self) -> Option<Seq> {
         *self.inner.log_since.borrow()

@@ -45,6 +45,9 @@
 //! ## Where to start
 //!
 //! - Compose a database: [`Flume::new`] / [`Flume::builder`], then [`Flume::use_view`].
+//! - Read views: every read takes a [`Wait`] level (the table on [`Wait`] says what each
+//!   waits for); [`Flume::follow`] and the views' `follow` streams yield [`Live`] items
+//!   with a marker once they have caught up.
 //! - Write a view: implement [`View`] (a version, `apply`, `reset`, a reader made from a
 //!   [`ReaderContext`]); see the example on the trait.
 //! - Wait for a database to be usable after opening it: [`Flume::ready`]. Close it with
@@ -62,6 +65,7 @@ mod codec;
 mod driver;
 mod error;
 mod flume;
+mod live;
 mod log;
 mod reader;
 mod status;
@@ -72,6 +76,7 @@ mod wait;
 pub use crate::codec::{Codec, Json, MsgPack, Raw};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::flume::{Flume, FlumeBuilder};
+pub use crate::live::Live;
 pub use crate::log::{Durability, Log, RawRecord, StreamOptions};
 pub use crate::reader::{LogReader, ReaderContext};
 pub use crate::status::{LogStatus, Status, ViewState, ViewStatus};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::view::Decoder;
-use crate::{Log, Result, Seq, StreamOptions, Waiter};
+use crate::{Live, Log, Result, Seq, StreamOptions, Waiter};
 
 /// Reads records from the log, decoded and mapped as the database does. Cheap to clone.
 ///
@@ -44,6 +44,8 @@ impl<T: Send + Sync + 'static> LogReader<T> {
     /// [`Error::NotFound`](crate::Error::NotFound); [`Error::Codec`](crate::Error::Codec);
     /// the log's errors.
     pub async fn get(&self, seq: Seq) -> Result<T> {
+        // A loop of gets that never wait must still let other tasks run.
+        tokio::task::coop::consume_budget().await;
         let bytes = self.log.get(seq).await?;
         self.decoder.decode(seq, &bytes)
     }
@@ -63,6 +65,16 @@ impl<T: Send + Sync + 'static> LogReader<T> {
     /// The seq of the last record in the log (`None`: empty).
     pub fn since(&self) -> Option<Seq> {
         *self.log.since().borrow()
+    }
+
+    /// The values selected by `opts` as a live stream (whatever `opts.live` says), with
+    /// one [`Live::Synced`] once every record the log held *now* (within the bounds) has
+    /// been yielded. See [`Live`] for an example.
+    pub fn follow(&self, opts: StreamOptions) -> BoxStream<'static, Result<Live<(Seq, T)>>> {
+        let opts = opts.live(true);
+        let since = self.log.since();
+        let records = self.stream(opts.clone());
+        crate::live::mark_synced(records, &opts, since)
     }
 }
 

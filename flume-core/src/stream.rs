@@ -143,6 +143,8 @@ pub fn range_chunks<R: ReadRange>(
                     }
                     remaining -= chunk.len() as u64;
                     yield Ok(chunk);
+                    // A reader that always finds records ready still lets other tasks run.
+                    tokio::task::coop::consume_budget().await;
                     match hi.checked_add(1) {
                         Some(n) => next = n,
                         None => return,

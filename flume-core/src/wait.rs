@@ -9,9 +9,42 @@ use crate::{BoxError, Error, Result, Seq};
 
 /// How long a view read waits before answering.
 ///
+/// Every level first waits for the view to have *loaded*: right after a database opens,
+/// the driver reads each view's persisted state (its checkpoint) before feeding it new
+/// records, and until then the view holds an empty state that says nothing about the
+/// database. No read ever answers from that empty state. A view that persists nothing is
+/// loaded as soon as the driver reaches it (at once, in practice).
+///
+/// | level | waits until the view has | the answer reflects | use it when |
+/// |---|---|---|---|
+/// | [`Wait::Log`] (default) | applied every record the log showed when the read was issued | every record appended before the read, including your own | reading your own writes; most reads |
+/// | [`Wait::AtLeast(seq)`](Wait::AtLeast) | applied `seq` | at least the records up to `seq` | you hold a seq (from `append`, a log stream, another view) and need the view to include it |
+/// | [`Wait::NoWait`] | loaded its persisted state, nothing more | whatever the view has applied so far: the state saved at the last checkpoint, or later | showing something at once (a UI that then follows changes), or a view that may be far behind during a rebuild |
+///
+/// With every level, a read of a closed database fails with
+/// [`Error::Closed`](crate::Error::Closed) (also while waiting) and a read of a failed view
+/// with [`Error::ViewFailed`](crate::Error::ViewFailed). Reads also yield to the runtime
+/// now and then (Tokio's cooperative budget), so that a loop of reads that never has to
+/// wait does not keep the driver from running on a small runtime.
+///
+/// This is JavaScript flumedb's `since` argument: `Wait::NoWait` is `since: -1` (answer
+/// once loaded), `Wait::Log` is waiting for the log's `since` at call time.
+///
 /// ```
-/// use flume_core::Wait;
+/// use flume_core::{Flume, Wait};
+/// use flumelog_memory::MemoryLog;
+/// use flumeview_reduce::Reduce;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> flume_core::Result<()> {
+/// let db = Flume::<u64>::new(MemoryLog::new());
+/// let count = db.add_view("count", Reduce::count(1))?;
+/// let seq = db.append(&7).await?;
+/// assert_eq!(count.get(Wait::Log).await?, 1); // includes the append above
+/// assert_eq!(count.get(Wait::AtLeast(seq)).await?, 1); // includes record `seq`
+/// assert!(count.get(Wait::NoWait).await? <= 1); // loaded, maybe not caught up
 /// assert_eq!(Wait::default(), Wait::Log);
+/// # db.close().await }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Wait {
@@ -21,7 +54,8 @@ pub enum Wait {
     Log,
     /// Wait until the view has applied this seq.
     AtLeast(Seq),
-    /// Answer from the view's current state.
+    /// Answer from the view's current state, once the view has loaded its persisted
+    /// state (never from the empty state it holds before that).
     NoWait,
 }
 
@@ -121,11 +155,59 @@ impl Waiter {
     /// # Cancel safety
     /// Dropping the future removes the reader from the queue; nothing else happens.
     pub async fn wait(&self, wait: Wait) -> Result<()> {
-        let target = match self.target(wait) {
-            Some(target) => target,
-            None => return self.shared.check(),
-        };
-        self.shared.wait_for(target).await
+        self.wait_target(self.target(wait)).await
+    }
+
+    /// Waits until the view has loaded and has applied `target` (if any).
+    async fn wait_target(&self, target: Option<Seq>) -> Result<()> {
+        // A read that never has to wait must still let other tasks (the driver) run.
+        tokio::task::coop::consume_budget().await;
+        self.shared.until_loaded().await;
+        match target {
+            None => self.shared.check(),
+            Some(target) => self.shared.wait_for(target).await,
+        }
+    }
+
+    /// Resolves once the view has loaded its persisted state (or has stopped: closed or
+    /// failed). Every [`Waiter::wait`] does this first; a stream that reads the view's
+    /// state without a `wait` (a change feed) should too.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn loaded(&self) {
+        self.shared.until_loaded().await;
+    }
+
+    /// Whether the view has loaded its persisted state (or has stopped).
+    pub fn is_loaded(&self) -> bool {
+        *self.shared.loaded.borrow()
+    }
+
+    /// The seq of the last record in the log (`None`: empty), as [`Wait::Log`] captures it.
+    pub fn log_since(&self) -> Option<Seq> {
+        *self.log_since.borrow()
+    }
+
+    /// `wait` with its target fixed now: [`Wait::Log`] becomes [`Wait::AtLeast`] the
+    /// log's current last seq ([`Wait::NoWait`] when the log is empty, which waits for the
+    /// same thing); the other levels are returned as they are. A stream made now and
+    /// polled later uses this so that its starting point is the moment it was made.
+    ///
+    /// ```
+    /// # async fn demo(waiter: flume_core::Waiter) {
+    /// use flume_core::Wait;
+    /// match waiter.capture(Wait::Log) {
+    ///     Wait::AtLeast(seq) => assert_eq!(Some(seq), waiter.log_since()),
+    ///     other => assert_eq!(other, Wait::NoWait),
+    /// }
+    /// # }
+    /// ```
+    pub fn capture(&self, wait: Wait) -> Wait {
+        match wait {
+            Wait::Log => self.log_since().map_or(Wait::NoWait, Wait::AtLeast),
+            other => other,
+        }
     }
 
     /// The seq a read with `wait` waits for, if any.
@@ -240,9 +322,7 @@ impl Waiter {
             if min_epoch > 0 {
                 self.shared.wait_epoch(min_epoch).await?;
             }
-            if let Some(target) = target {
-                self.shared.wait_for(target).await?;
-            }
+            self.wait_target(target).await?;
             let gate = self.shared.gate.read().await;
             let epoch = {
                 let q = self.shared.lock();
@@ -295,6 +375,8 @@ pub(crate) struct ViewShared {
     gate: RwLock<()>,
     epoch_tx: watch::Sender<u64>,
     damage: Option<mpsc::UnboundedSender<Damage>>,
+    /// Whether the view has loaded its persisted state (or stopped): reads wait for it.
+    loaded: watch::Sender<bool>,
 }
 
 impl ViewShared {
@@ -315,6 +397,7 @@ impl ViewShared {
             gate: RwLock::new(()),
             epoch_tx: watch::Sender::new(0),
             damage,
+            loaded: watch::Sender::new(false),
             queue: Mutex::new(Queue {
                 since: None,
                 epoch: 0,
@@ -348,6 +431,21 @@ impl ViewShared {
     fn check(&self) -> Result<()> {
         let q = self.lock();
         self.status(&q)
+    }
+
+    /// Records that the view has loaded its persisted state (or was reset instead), and
+    /// lets the reads waiting for that go on.
+    pub(crate) fn mark_loaded(&self) {
+        self.loaded.send_replace(true);
+    }
+
+    async fn until_loaded(&self) {
+        if *self.loaded.borrow() {
+            return;
+        }
+        let mut loaded = self.loaded.subscribe();
+        // `self` owns the sender, so the channel cannot close while we wait.
+        let _ = loaded.wait_for(|l| *l).await;
     }
 
     async fn wait_for(&self, target: Seq) -> Result<()> {
@@ -448,6 +546,7 @@ impl ViewShared {
             std::mem::take(&mut q.waiting)
         };
         self.life.send_replace(Life::Failed(Arc::clone(&error)));
+        self.mark_loaded();
         for (_, tx) in waiting {
             let _ = tx.send(Err(Error::ViewFailed {
                 name: self.name.clone(),
@@ -472,6 +571,7 @@ impl ViewShared {
             std::mem::take(&mut q.waiting)
         };
         self.life.send_replace(Life::Closed);
+        self.mark_loaded();
         for (_, tx) in waiting {
             let _ = tx.send(Err(Error::Closed));
         }
@@ -501,6 +601,7 @@ mod tests {
     use super::*;
 
     fn waiter(shared: &Arc<ViewShared>, log: Option<Seq>) -> Waiter {
+        shared.mark_loaded();
         let (_tx, rx) = watch::channel(log);
         Waiter::new(Arc::clone(shared), rx)
     }

@@ -60,8 +60,9 @@
 //! [`IndexReader::seqs`] every one of them, and [`IndexReader::range`],
 //! [`IndexReader::prefix`] and [`IndexReader::all`] start a [`Scan`]: forward or
 //! [`reverse`](Scan::reverse), with a [`limit`](Scan::limit), returning [`Hit`]s or the
-//! records, or [`live`](Scan::live), following new records as they are indexed. Every
-//! read waits for the index to catch up as its [`Wait`](flume_core::Wait) says.
+//! records, or [`live`](Scan::live), following new records as they are indexed
+//! ([`follow`](Scan::follow) also says when the history is out). Every read waits for
+//! the index to catch up as its [`Wait`](flume_core::Wait) says.
 //!
 //! ## Persistence
 //!

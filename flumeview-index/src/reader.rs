@@ -4,8 +4,8 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use flume_core::{Error, LogReader, Result, Seq, Wait, Waiter};
-use futures::stream::BoxStream;
+use flume_core::{Error, Live, LogReader, Result, Seq, Wait, Waiter};
+use futures::stream::{BoxStream, StreamExt};
 
 use crate::key::prefix_end;
 use crate::store::{Query, Store};
@@ -262,6 +262,10 @@ impl<T: Send + Sync + 'static> Scan<T> {
     /// in the order they are indexed. The limit counts both; a live scan cannot be
     /// reversed.
     ///
+    /// The stream's starting point is when `live` is called: [`Wait::Log`] waits for the
+    /// log as it was then, not at the first poll; and no level answers from the state
+    /// the index holds before it has loaded its persisted files.
+    ///
     /// A new hit is a put of a key in the scan's range by a record above what the stream
     /// has seen, that no later record had deleted when the index was looked at. While
     /// the index rebuilds (after a version change or `Flume::rebuild`), the stream waits
@@ -269,14 +273,52 @@ impl<T: Send + Sync + 'static> Scan<T> {
     ///
     /// The stream ends when the database closes, and with an error item when the view
     /// fails or a read fails.
+    ///
+    /// [`Scan::follow`] is the same stream with a marker once it has caught up.
     pub fn live(self, wait: Wait) -> BoxStream<'static, Result<Hit>> {
+        Box::pin(self.follow(wait).filter_map(|item| {
+            std::future::ready(match item {
+                Ok(Live::Item(hit)) => Some(Ok(hit)),
+                Ok(Live::Synced) => None,
+                Err(e) => Some(Err(e)),
+            })
+        }))
+    }
+
+    /// [`Scan::live`] with one [`Live::Synced`] once the stream has yielded every hit of
+    /// the records the log held when `follow` was called (or of every record the log
+    /// holds, if a revert has since removed some): a UI can show "loading" until then.
+    /// With [`Wait::NoWait`], the first hits come from whatever the index has loaded and
+    /// applied, and the marker still comes only once the history is complete.
+    ///
+    /// ```
+    /// # async fn demo(idx: flumeview_index::IndexReader<String>) -> flume_core::Result<()> {
+    /// use flume_core::{Live, Wait};
+    /// use futures::StreamExt;
+    /// let mut feed = idx.all().follow(Wait::NoWait);
+    /// while let Some(item) = feed.next().await {
+    ///     match item? {
+    ///         Live::Item(hit) => println!("{:?} -> {}", hit.key, hit.seq),
+    ///         Live::Synced => println!("up to date; now following new records"),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn follow(self, wait: Wait) -> BoxStream<'static, Result<Live<Hit>>> {
+        let waiter = self.reader.waiter.clone();
+        // The starting point is now: the wait's target, the watch, and the log's tail
+        // that the marker waits for.
+        let wait = waiter.capture(wait);
+        let mut since_watch = waiter.since_watch();
+        let target = waiter.log_since();
         Box::pin(async_stream::stream! {
             if self.reverse {
                 yield Err(Error::InvalidArgument("a live scan cannot be reversed".into()));
                 return;
             }
-            let waiter = self.reader.waiter.clone();
-            let mut since_watch = waiter.since_watch();
+            // Caught up once the hits of every record up to the target (or up to the
+            // log's current tail, after a revert) have been yielded.
+            let caught_up = |seen: Option<Seq>| seen >= target || seen >= waiter.log_since();
             let mut remaining = self.limit.unwrap_or(usize::MAX);
             let (hits, mut seen) = match waiter.try_read(wait, || damaged(self.query(None))).await {
                 Ok(found) => found,
@@ -291,7 +333,11 @@ impl<T: Send + Sync + 'static> Scan<T> {
                     return;
                 }
                 remaining -= 1;
-                yield Ok(hit);
+                yield Ok(Live::Item(hit));
+            }
+            let mut synced = caught_up(seen);
+            if synced {
+                yield Ok(Live::Synced);
             }
             let stopped = waiter.stopped();
             tokio::pin!(stopped);
@@ -312,9 +358,17 @@ impl<T: Send + Sync + 'static> Scan<T> {
                             return;
                         }
                         remaining -= 1;
-                        yield Ok(hit);
+                        yield Ok(Live::Item(hit));
+                    }
+                    if remaining == 0 {
+                        // The limit is reached: end now, not at the next change.
+                        return;
                     }
                     seen = seen.max(since);
+                }
+                if !synced && caught_up(seen) {
+                    synced = true;
+                    yield Ok(Live::Synced);
                 }
                 if closing {
                     return;

@@ -48,7 +48,10 @@
 //!
 //! [`ReduceReader::get`] copies the state out, [`ReduceReader::read`] borrows it, both
 //! after waiting for the view to catch up as a [`Wait`](flume_core::Wait) says, and
-//! [`ReduceReader::changes`] streams it as it changes.
+//! [`ReduceReader::changes`] streams it as it changes, starting from the loaded state
+//! (after a reopen, the checkpoint, never the initial value); [`ReduceReader::follow`]
+//! adds a [`Live::Synced`](flume_core::Live::Synced) marker once the state has caught up
+//! with the log.
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use flume_core::{Error, Result, Seq, Wait, Waiter};
-use futures::stream::BoxStream;
+use flume_core::{Error, Live, Result, Seq, Wait, Waiter};
+use futures::stream::{BoxStream, StreamExt};
 
 use crate::reduce::{read, Shared};
 
@@ -80,6 +80,10 @@ impl<S: Clone + Send + Sync + 'static> ReduceReader<S> {
     /// The view's state as it changes: the current `(since, state)` at once, then a new
     /// pair each time the view applies records.
     ///
+    /// The first pair is never the state the view holds before it has loaded its
+    /// persisted state: after a reopen, the stream starts from the checkpoint, not from
+    /// the initial value.
+    ///
     /// Changes are coalesced: a reader slower than the view skips intermediate states and
     /// gets the latest one, so `since` can jump by more than one record, but it never
     /// repeats (a reset sends the stream back to `(None, initial)` before the rebuild
@@ -89,14 +93,57 @@ impl<S: Clone + Send + Sync + 'static> ReduceReader<S> {
     /// When the database closes, the stream yields the final state (if it has not
     /// already) and ends; a stream opened after close yields that state once. It also
     /// ends when the view fails.
+    ///
+    /// [`ReduceReader::follow`] is the same stream with a marker once the state has
+    /// caught up with the log.
     pub fn changes(&self) -> BoxStream<'static, (Option<Seq>, S)> {
+        Box::pin(
+            self.follow()
+                .filter_map(|item| std::future::ready(item.item())),
+        )
+    }
+
+    /// [`ReduceReader::changes`] with one [`Live::Synced`] after the first state that
+    /// reflects every record the log held when the stream was made (or the log's current
+    /// last record, if a revert has since removed some): a UI can show "loading" until
+    /// then.
+    ///
+    /// ```
+    /// use flume_core::{Flume, Live};
+    /// use flumelog_memory::MemoryLog;
+    /// use flumeview_reduce::Reduce;
+    /// use futures::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> flume_core::Result<()> {
+    /// let db = Flume::<u32>::new(MemoryLog::new());
+    /// let count = db.add_view("count", Reduce::count(1))?;
+    /// db.append_batch(&[1, 2, 3]).await?;
+    /// let mut feed = count.follow();
+    /// loop {
+    ///     match feed.next().await {
+    ///         Some(Live::Item((since, n))) => println!("{n} records so far (up to {since:?})"),
+    ///         Some(Live::Synced) => break, // caught up: stop showing "loading"
+    ///         None => return Ok(()),        // closed
+    ///     }
+    /// }
+    /// db.append(&4).await?;
+    /// assert_eq!(feed.next().await, Some(Live::Item((Some(3), 4))));
+    /// # db.close().await }
+    /// ```
+    pub fn follow(&self) -> BoxStream<'static, Live<(Option<Seq>, S)>> {
         let current = Arc::clone(&self.current);
         let waiter = self.waiter.clone();
+        // The starting point is now: the watch and the log's tail to catch up with.
         let mut since_watch = waiter.since_watch();
+        let target = waiter.log_since();
         Box::pin(async_stream::stream! {
             let stopped = waiter.stopped();
             tokio::pin!(stopped);
+            // Never the empty state the view holds before it has loaded its checkpoint.
+            waiter.loaded().await;
             let mut last: Option<Option<Seq>> = None;
+            let mut synced = false;
             let mut closing = false;
             loop {
                 let snapshot = {
@@ -105,7 +152,13 @@ impl<S: Clone + Send + Sync + 'static> ReduceReader<S> {
                 };
                 if let Some((since, state)) = snapshot {
                     last = Some(since);
-                    yield (since, state);
+                    yield Live::Item((since, state));
+                    // Caught up with the log as it was when the stream was made, or as
+                    // it is now (a revert may have taken the target away).
+                    if !synced && (since >= target || since >= waiter.log_since()) {
+                        synced = true;
+                        yield Live::Synced;
+                    }
                 }
                 if closing {
                     break;

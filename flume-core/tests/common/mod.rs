@@ -101,6 +101,9 @@ impl CollectReader {
     pub fn since(&self) -> Option<Seq> {
         self.waiter.since()
     }
+    pub fn waiter(&self) -> &Waiter {
+        &self.waiter
+    }
 }
 
 impl View<u64> for Collect {
