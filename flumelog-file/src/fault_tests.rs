@@ -43,7 +43,7 @@ async fn let_the_writer_idle() {
 
 fn assert_poisoned<T: std::fmt::Debug>(what: &str, result: flume_core::Result<T>) {
     match result {
-        Err(Error::Poisoned { reason }) => assert!(!reason.is_empty()),
+        Err(Error::Poisoned { reason, .. }) => assert!(!reason.is_empty()),
         other => panic!("{what}: expected Poisoned, got {other:?}"),
     }
 }

@@ -121,11 +121,12 @@ mod options;
 mod recovery;
 mod segment;
 mod shared;
+mod tailmark;
 mod writer;
 
 pub use crate::log::FileLog;
 pub use crate::options::Options;
-pub use crate::recovery::{RecoveryReport, RepairReport};
+pub use crate::recovery::{Quarantined, RecoveryReport, RepairReport};
 pub use flume_core::{Durability, Error, Log, Result, Seq};
 
 #[cfg(test)]

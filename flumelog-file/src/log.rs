@@ -327,7 +327,11 @@ impl FileLog {
     /// # }
     /// ```
     pub fn poisoned(&self) -> Option<String> {
-        self.shared().tail().poisoned.as_deref().map(str::to_string)
+        self.shared()
+            .tail()
+            .poisoned
+            .as_deref()
+            .map(|f| f.reason.clone())
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
