@@ -154,7 +154,7 @@ fn payload(plan: Plan, t: u64, n: u64, k: u64, i: u64) -> Bytes {
         frame(&mut v, format!("inner {t}:{n}").as_bytes(), false);
         frame(&mut v, b"batch-a", true);
         frame(&mut v, b"batch-b", false);
-        let big = if n % 16 == 0 && i == 0 {
+        let big = if n.is_multiple_of(16) && i == 0 {
             (1 + ((t + n / 16) % 4) as usize) << 20
         } else {
             ((n * 7 + i * 13) % 300) as usize
