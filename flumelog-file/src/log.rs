@@ -656,8 +656,8 @@ impl Log for FileLog {
     /// land before it (and be reverted) or after it.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `last` is past the end of the log;
-    /// [`Error::Poisoned`], [`Error::Closed`], [`Error::Io`].
+    /// [`Error::NotFound`] (with `seq: last`, changing nothing) when `last` is past the
+    /// end of the log; [`Error::Poisoned`], [`Error::Closed`], [`Error::Io`].
     ///
     /// # Cancel safety
     /// Dropping the future stops waiting; the revert still happens.
@@ -672,11 +672,10 @@ impl Log for FileLog {
             if tail.poisoned.is_some() {
                 return Box::pin(futures::future::ready(Err(poisoned(&tail.poisoned))));
             }
-            if keep > tail.next_seq {
-                let since = tail.next_seq.checked_sub(1);
-                return Box::pin(futures::future::ready(Err(Error::InvalidArgument(
-                    format!("cannot revert to {last:?}: the log ends at {since:?}"),
-                ))));
+            if let Some(seq) = last.filter(|_| keep > tail.next_seq) {
+                // As the trait says: a seq the log never assigned (reverting to it
+                // would leave a gap).
+                return Box::pin(futures::future::ready(Err(Error::NotFound { seq })));
             }
             if keep == tail.next_seq {
                 return Box::pin(futures::future::ready(Ok(())));

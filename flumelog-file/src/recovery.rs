@@ -119,6 +119,19 @@ pub(crate) enum OnCorrupt {
 
 /// Locks `dir`, creating it (and its first segment) when needed.
 pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!(
+                    "not a directory: {} (a log is a directory of segment files; give the \
+                     path of a directory, or of one to create)",
+                    dir.display()
+                ),
+            ),
+        ));
+    }
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let lock_path = dir.join(LOCK_FILE);
     let lock = OpenOptions::new()
