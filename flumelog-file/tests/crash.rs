@@ -208,6 +208,10 @@ fn crash_child() {
                 tokio::spawn(async move {
                     let t = run * tasks + task;
                     for n in 0.. {
+                        if plan.adversarial() && n == 64 {
+                            // Enough (these records are large): wait to be killed.
+                            std::future::pending::<()>().await;
+                        }
                         let (k, durability) = plan.op(n);
                         let batch: Vec<Bytes> = (0..k).map(|i| payload(plan, t, n, k, i)).collect();
                         let range = if k == 1 {
@@ -255,7 +259,7 @@ fn spawn_child(
             if let Some(rest) = line.strip_prefix("ACK ") {
                 let v: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap()).collect();
                 sink.lock().unwrap().push((v[0], v[1], v[2], v[3]));
-            } else if line == "OPEN" {
+            } else if line.ends_with("OPEN") {
                 sink.lock().unwrap().push((u64::MAX, 0, 0, 0));
             }
         }
@@ -345,7 +349,19 @@ async fn crash_cycles(plan: Plan, default_cycles: u64) -> usize {
             }
         }
         // Kill at a random moment: sometimes while opening, mostly while appending.
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..60)));
+        // The adversarial plans aim at the appends (their first record is a large one):
+        // seven cycles in eight wait for the child's open first.
+        if plan.adversarial() && run % 8 != 0 {
+            let started = Instant::now();
+            while !acks.lock().unwrap().iter().any(|a| a.0 == u64::MAX)
+                && started.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..25)));
+        } else {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..60)));
+        }
         child.kill().expect("SIGKILL the child");
         let status = child.wait().unwrap();
         assert!(!status.success(), "the child must not finish on its own");
