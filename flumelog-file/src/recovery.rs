@@ -84,8 +84,9 @@ pub struct Quarantined {
     pub moved_to: PathBuf,
     /// Why: `damaged` (cut at its first damage; the cut file replaced it),
     /// `bad-header` (its header was rebuilt), `after-damage` (it follows the damage),
-    /// `after-gap` (records before it are missing), `overlap` (it starts at a seq the
-    /// segment before it already holds), `too-large` (over 4 GiB), `bad-marker` (a
+    /// `after-gap` (records before it are missing), `overlap` (it ended with records
+    /// the next segment starts with, which were cut; or, when they cannot be cut at a
+    /// batch boundary, the next segment and all after it), `too-large` (over 4 GiB), `bad-marker` (a
     /// damaged tail marker, rebuilt).
     pub why: &'static str,
 }
@@ -346,6 +347,61 @@ fn judge(data: &[u8], scan: &format::Scan, is_last: bool, mark: Option<u64>) -> 
     }
 }
 
+/// Repairs an overlap: the last of `segments` holds records from `from` on, which the
+/// next segment starts with. Cuts them off that segment (the original kept aside as
+/// `overlap`), when `from` starts a batch inside it. Returns whether it did.
+fn cut_overlap(
+    dir: &Path,
+    segments: &mut Vec<Arc<Segment>>,
+    from: Seq,
+    fixes: &mut Fixes,
+) -> Result<bool> {
+    let Some(prev) = segments.last().cloned() else {
+        return Ok(false);
+    };
+    let (kept, cut_at, data_len) = {
+        let state = prev.read_state();
+        let Some(k) = from
+            .checked_sub(prev.first_seq)
+            .filter(|&k| k > 0 && (k as usize) < state.offsets.len())
+        else {
+            return Ok(false);
+        };
+        let k = k as usize;
+        let data = state.data();
+        // The record before the cut must end its batch.
+        let before = state.offsets[k - 1] as usize;
+        match data.get(before + 3) {
+            Some(&b) if b & 0x80 == 0 => {}
+            _ => return Ok(false),
+        }
+        (k, state.offsets[k] as usize, data.len())
+    };
+    fixes.quarantine(&prev.path, "overlap", true)?;
+    let map = {
+        let state = prev.read_state();
+        let file = segment::rewrite_segment(
+            dir,
+            prev.first_seq,
+            &prev.path,
+            &state.data()[..cut_at],
+            None,
+        )?;
+        mmap::map(&file, cut_at).map_err(|e| Error::io(&prev.path, e))?
+    };
+    fixes.cut = Some((prev.path.clone(), cut_at as u64, (data_len - cut_at) as u64));
+    tracing::warn!(
+        segment = %prev.path.display(),
+        offset = cut_at,
+        "flumelog-file: repair cut records that the next segment starts with"
+    );
+    let mut state = prev.write_state();
+    state.map = Arc::new(map);
+    state.offsets.truncate(kept);
+    state.end = cut_at as u64;
+    Ok(true)
+}
+
 /// Opens every segment of a locked directory, verifying every record; with
 /// [`OnCorrupt::Repair`], repairs what it finds instead of failing.
 pub(crate) fn open_locked(
@@ -434,6 +490,12 @@ pub(crate) fn open_locked(
                 return Err(corrupt(&path, 16, &reason));
             }
             fixes.damage(&path, 16, reason);
+            if name_seq < next_seq && cut_overlap(dir, &mut segments, name_seq, &mut fixes)? {
+                // The previous segment ended with extra records: they were cut (the
+                // original is kept aside), and this segment follows it again.
+                next_seq = name_seq;
+                continue;
+            }
             fixes.drop_segments(&listed[i..], why)?;
             listed.truncate(i);
             break;

@@ -165,24 +165,32 @@ async fn a_short_middle_segment_keeps_what_is_before_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_extra_frame_at_the_end_of_a_middle_segment_is_an_overlap() {
+async fn an_extra_frame_at_the_end_of_a_middle_segment_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let segments = build(dir.path(), 60).await;
     let next_first = first_seq(&segments[2]);
-    // A frame holding record `next_first` appended to segment 1.
+    // A valid frame appended to segment 1: it claims seq `next_first`, which segment 2
+    // starts with.
     let mut bytes = std::fs::read(&segments[1]).unwrap();
-    let payload = record(next_first);
+    let original = bytes.clone();
+    let payload = b"an extra record";
     let word = (payload.len() as u32).to_le_bytes();
     bytes.extend_from_slice(&word);
-    bytes.extend_from_slice(&crc32c::crc32c_append(crc32c::crc32c(&word), &payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(&crc32c::crc32c_append(crc32c::crc32c(&word), payload).to_le_bytes());
+    bytes.extend_from_slice(payload);
     std::fs::write(&segments[1], &bytes).unwrap();
     assert_corrupt(open_error(dir.path()).await, &segments[2], 16);
     let report = repair(dir.path());
-    assert_eq!(report.segments_removed, segments[2..].to_vec());
-    assert_eq!(whys(&report)[0], "overlap");
-    // Segment 1 with its extra record is the longest intact prefix.
-    check(dir.path(), next_first + 1).await;
+    // The extra frame is cut (segment 1 kept whole aside); every later segment stays.
+    assert_eq!(whys(&report), vec!["overlap"]);
+    assert_eq!(report.quarantined[0].original, segments[1]);
+    assert_eq!(
+        std::fs::read(&report.quarantined[0].moved_to).unwrap(),
+        bytes
+    );
+    assert_eq!(std::fs::read(&segments[1]).unwrap(), original);
+    assert!(report.segments_removed.is_empty());
+    check(dir.path(), 60).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
