@@ -352,7 +352,7 @@ fn judge(data: &[u8], scan: &format::Scan, is_last: bool, mark: Option<u64>) -> 
 /// `overlap`), when `from` starts a batch inside it. Returns whether it did.
 fn cut_overlap(
     dir: &Path,
-    segments: &mut Vec<Arc<Segment>>,
+    segments: &[Arc<Segment>],
     from: Seq,
     fixes: &mut Fixes,
 ) -> Result<bool> {
@@ -490,7 +490,7 @@ pub(crate) fn open_locked(
                 return Err(corrupt(&path, 16, &reason));
             }
             fixes.damage(&path, 16, reason);
-            if name_seq < next_seq && cut_overlap(dir, &mut segments, name_seq, &mut fixes)? {
+            if name_seq < next_seq && cut_overlap(dir, &segments, name_seq, &mut fixes)? {
                 // The previous segment ended with extra records: they were cut (the
                 // original is kept aside), and this segment follows it again.
                 next_seq = name_seq;
