@@ -168,9 +168,7 @@ async fn a_short_middle_segment_keeps_what_is_before_it() {
 async fn an_extra_frame_at_the_end_of_a_middle_segment_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let segments = build(dir.path(), 60).await;
-    let next_first = first_seq(&segments[2]);
-    // A valid frame appended to segment 1: it claims seq `next_first`, which segment 2
-    // starts with.
+    // A valid frame appended to segment 1: it claims the seq segment 2 starts with.
     let mut bytes = std::fs::read(&segments[1]).unwrap();
     let original = bytes.clone();
     let payload = b"an extra record";
