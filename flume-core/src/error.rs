@@ -24,10 +24,27 @@ pub enum Error {
 
     /// An earlier write or fsync failed, so the log no longer trusts its own tail.
     /// Every later append fails with this error; close and reopen the log to recover.
-    #[error("the log is poisoned by an earlier failed write ({reason}); close and reopen it")]
+    ///
+    /// `kind` tells why, when the failure was an OS error: match it to act, for example
+    /// on a full disk (`std::io::ErrorKind::StorageFull`, `ENOSPC`, also reported for a
+    /// quota, `EDQUOT`): free space, then close and reopen the log (reopening cuts
+    /// whatever the failed write left half-written; every acknowledged record is kept).
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use flume_core::Error;
+    ///
+    /// fn disk_full(e: &Error) -> bool {
+    ///     matches!(e, Error::Poisoned { kind: Some(ErrorKind::StorageFull), .. })
+    /// }
+    /// # assert!(disk_full(&Error::Poisoned { reason: "write failed".into(), kind: Some(ErrorKind::StorageFull) }));
+    /// ```
+    #[error("the log is poisoned by an earlier failed write ({reason}); {}", poisoned_advice(*kind))]
     Poisoned {
         /// What failed first.
         reason: String,
+        /// The kind of the OS error that failed the write or sync, when there was one.
+        kind: Option<std::io::ErrorKind>,
     },
 
     /// Stored data is damaged somewhere other than a torn tail.
@@ -38,6 +55,18 @@ pub enum Error {
         /// Byte offset of the first damaged byte, or of the record that contains it.
         offset: u64,
         /// What is wrong.
+        reason: String,
+    },
+
+    /// A file the log needs is gone: for example its last segment, which the log's own
+    /// records say exists. Nothing was opened or changed. Restore the file from a
+    /// backup, or accept the loss with the backend's repair (for `flumelog-file`:
+    /// `FileLog::repair`, which keeps every record before the missing file).
+    #[error("{} is missing: {reason}", path.display())]
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+        /// How the log knows it should exist, and what it held.
         reason: String,
     },
 
@@ -149,6 +178,16 @@ pub enum Error {
     Backend(#[source] BoxError),
 }
 
+/// What to do about a poisoned log, by the kind of error that poisoned it.
+fn poisoned_advice(kind: Option<std::io::ErrorKind>) -> &'static str {
+    match kind {
+        Some(std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) => {
+            "the disk is full: free space, then close and reopen the log"
+        }
+        _ => "close and reopen it",
+    }
+}
+
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -188,7 +227,12 @@ impl Error {
     pub fn duplicate(&self) -> Error {
         match self {
             Error::Closed => Error::Closed,
-            Error::Poisoned { reason } => Error::Poisoned {
+            Error::Poisoned { reason, kind } => Error::Poisoned {
+                reason: reason.clone(),
+                kind: *kind,
+            },
+            Error::Missing { path, reason } => Error::Missing {
+                path: path.clone(),
                 reason: reason.clone(),
             },
             Error::Corrupt {

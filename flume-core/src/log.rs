@@ -237,8 +237,9 @@ pub trait Log: Send + Sync + 'static {
     fn sync(&self) -> BoxFuture<'_, Result<()>>;
 
     /// Removes every record after `last` (`None`: every record), so that the next append
-    /// gets seq `last + 1`. A `last` beyond the tail is [`Error::NotFound`] and changes
-    /// nothing. Views above the new tail must be rebuilt; `Flume::revert`
+    /// gets seq `last + 1`. A `last` beyond the tail is [`Error::NotFound`] with
+    /// `seq: last` and changes nothing (every backend, checked by the conformance suite's
+    /// `revert_truncates`). Views above the new tail must be rebuilt; `Flume::revert`
     /// does that. Backends that cannot revert return [`Error::Unsupported`].
     fn revert(&self, last: Option<Seq>) -> BoxFuture<'_, Result<()>> {
         let _ = last;

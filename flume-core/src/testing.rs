@@ -1344,8 +1344,8 @@ where
 }
 
 /// `revert(Some(n))` truncates after `n` (since, get, stream; the next append gets
-/// `n + 1`); reverting to the tail changes nothing; reverting past the tail is an error
-/// and changes nothing; `revert(None)` empties the log. Skipped, with a note on stderr,
+/// `n + 1`); reverting to the tail changes nothing; reverting past the tail is
+/// [`Error::NotFound`] naming the seq and changes nothing; `revert(None)` empties the log. Skipped, with a note on stderr,
 /// when the backend returns [`Error::Unsupported`].
 ///
 /// # Panics
@@ -1405,8 +1405,9 @@ where
     for past in [6, 100, Seq::MAX] {
         let result = log.revert(Some(past)).await;
         assert!(
-            result.is_err(),
-            "revert(Some({past})) on a log ending at 5 must fail: it would leave a gap"
+            matches!(result, Err(Error::NotFound { seq }) if seq == past),
+            "revert(Some({past})) on a log ending at 5 must fail with NotFound {{ seq: {past} }} \
+             (it would leave a gap), got {result:?}"
         );
         assert_eq!(
             *log.since().borrow(),

@@ -43,7 +43,7 @@ async fn let_the_writer_idle() {
 
 fn assert_poisoned<T: std::fmt::Debug>(what: &str, result: flume_core::Result<T>) {
     match result {
-        Err(Error::Poisoned { reason }) => assert!(!reason.is_empty()),
+        Err(Error::Poisoned { reason, .. }) => assert!(!reason.is_empty()),
         other => panic!("{what}: expected Poisoned, got {other:?}"),
     }
 }
@@ -104,6 +104,66 @@ async fn a_short_write_on_a_full_disk_poisons() {
     assert_eq!(report.records_dropped, 1);
     drop(log);
     assert_eq!(check_reopen(dir.path(), 10).await, 10);
+}
+
+/// A full disk is something a program can match: `Poisoned` with the OS error's kind,
+/// on the write path (`pwrite`, a copy into the mapping) and the reservation path, and
+/// the message says what to do. Freeing space and reopening gets the log going again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_poisoned_with_storage_full() {
+    fn assert_disk_full<T: std::fmt::Debug>(what: &str, result: flume_core::Result<T>) {
+        match result {
+            Err(
+                e @ Error::Poisoned {
+                    kind: Some(std::io::ErrorKind::StorageFull),
+                    ..
+                },
+            ) => {
+                let message = e.to_string();
+                assert!(message.contains("free space"), "{what}: {message}");
+                assert!(message.contains("reopen"), "{what}: {message}");
+            }
+            other => panic!("{what}: expected Poisoned with StorageFull, got {other:?}"),
+        }
+    }
+    // A synced append (`pwrite`), a buffered one (a copy into the mapping), and a
+    // reservation that finds no room.
+    for path in ["pwrite", "mapped", "reserve"] {
+        let (dir, plan, log) = open_faulty(|o| o).await;
+        for i in 0..3 {
+            log.append(record(i)).await.unwrap();
+        }
+        let failed = match path {
+            "pwrite" => {
+                plan.write_budget.store(5, Ordering::SeqCst);
+                log.append_with(record(3), Some(Durability::Synced)).await
+            }
+            "mapped" => {
+                plan.write_budget.store(5, Ordering::SeqCst);
+                log.append(record(3)).await
+            }
+            _ => {
+                // Fill the segment's reservation, then the next segment's fails.
+                plan.reserve_budget.store(0, Ordering::SeqCst);
+                let mut next = 3;
+                loop {
+                    match log.append(record(next)).await {
+                        Ok(_) => next += 1,
+                        Err(e) => break Err(e),
+                    }
+                    assert!(next < 1000, "the reservation never failed");
+                }
+            }
+        };
+        assert_disk_full(path, failed);
+        assert_disk_full(
+            &format!("{path}: a later append"),
+            log.append(record(99)).await,
+        );
+        drop(log);
+        // Space is back: reopening recovers everything acknowledged.
+        assert!(check_reopen(dir.path(), 3).await >= 3, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -220,40 +220,57 @@ pub(crate) fn scan(data: &[u8]) -> Scan {
     scan
 }
 
-/// Whether the damage at `at` (the first invalid frame of the last segment) looks like
-/// a torn tail rather than corruption: no valid frame follows it anywhere, or it sits in
-/// an all-zero stretch (blocks the file system allocated but never wrote before a power
-/// loss) reaching the next 4 KiB boundary or the end of the data.
-pub(crate) fn looks_torn(data: &[u8], at: usize) -> bool {
-    let zero_until = ((at / 4096) + 1) * 4096;
-    let zero_region = data.get(at..zero_until.min(data.len())).unwrap_or(&[]);
-    if !zero_region.is_empty() && zero_region.iter().all(|&b| b == 0) {
-        return true;
+/// Whether the invalid frame at `at` (the first frame of the last segment that does not
+/// verify, at or above its durably marked length) is provably damage rather than the
+/// remains of a write a crash interrupted. Only bytes at frame boundaries reached from
+/// the segment header are ever read as frame headers: nothing inside a payload is.
+///
+/// The proof: the frame's header is complete and not all zeros (so it is the header
+/// the writer wrote: a header copied into the mapping comes after its payload, a
+/// `pwrite` writes it first), its length keeps it inside the file, and a valid frame
+/// starts right where that length says the frame ends. A crashed write leaves nothing
+/// after the point it reached, which is inside this frame (it is incomplete), so the
+/// frame after it would read as zeros. One exception, for a power loss (pages
+/// written back out of order): when a whole 4 KiB page of the frame, or its first page
+/// (up to the frame's start), reads as zeros, the frame may simply have lost a page
+/// that was never written back; that is a torn tail too.
+///
+/// Anything else after the last valid frame is a torn tail. See `docs/format.md`,
+/// "Recovery rules".
+pub(crate) fn damage_evidence(data: &[u8], at: usize) -> bool {
+    let Some(header) = data.get(at..at.saturating_add(FRAME_HEADER_LEN)) else {
+        return false;
+    };
+    if header.iter().all(|&b| b == 0) {
+        return false;
     }
-    next_valid_frame(data, at + 1).is_none()
+    let len = (u32_at(header, 0) & MAX_PAYLOAD) as usize;
+    let end = at + FRAME_HEADER_LEN + len;
+    if end > data.len() || !matches!(parse_frame(data, end), Frame::Valid { .. }) {
+        return false;
+    }
+    !has_lost_page(data, at, end)
 }
 
-/// The offset of the first valid frame at or after `from`, trying every byte offset
-/// except inside runs of zeros: an all-zero frame header is never valid, so no frame
-/// starts where eight zeros do. (Reserved space after a torn write is megabytes of
-/// zeros; this skips it at memory speed.)
-pub(crate) fn next_valid_frame(data: &[u8], from: usize) -> Option<usize> {
-    let last = data.len().checked_sub(FRAME_HEADER_LEN)?;
-    let mut at = from;
-    while at <= last {
-        if data[at..at + FRAME_HEADER_LEN] == [0u8; FRAME_HEADER_LEN] {
-            // The next candidate header is the first to include a non-zero byte.
-            let rest = &data[at + FRAME_HEADER_LEN..];
-            let nonzero = at + FRAME_HEADER_LEN + rest.iter().position(|&b| b != 0)?;
-            at = nonzero + 1 - FRAME_HEADER_LEN;
-            continue;
-        }
-        if matches!(parse_frame(data, at), Frame::Valid { .. }) {
-            return Some(at);
-        }
-        at += 1;
+/// Size of the pages a file system writes back (and may lose in a power loss) as units.
+const PAGE: usize = 4096;
+
+/// Whether `data[from..to]` holds an aligned 4 KiB page of zeros, or starts with zeros
+/// up to the next page boundary: what a page never written back looks like.
+fn has_lost_page(data: &[u8], from: usize, to: usize) -> bool {
+    let zeros = |range: std::ops::Range<usize>| data[range].iter().all(|&b| b == 0);
+    let first_end = (from / PAGE + 1) * PAGE;
+    if first_end <= to && zeros(from..first_end) {
+        return true;
     }
-    None
+    let mut page = first_end;
+    while page + PAGE <= to {
+        if zeros(page..page + PAGE) {
+            return true;
+        }
+        page += PAGE;
+    }
+    false
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -356,7 +373,7 @@ mod tests {
         let s = scan(&seg);
         assert_eq!(s.offsets.len(), 0);
         assert_eq!(s.invalid.map(|i| i.0), Some(32));
-        assert!(looks_torn(&seg, 32));
+        assert!(!damage_evidence(&seg, 32));
     }
 
     #[test]
@@ -365,8 +382,61 @@ mod tests {
         seg[40] ^= 1; // payload of "hello"
         let s = scan(&seg);
         assert_eq!(s.invalid, Some((32, "frame checksum mismatch")));
-        assert!(!looks_torn(&seg, 32));
-        assert_eq!(next_valid_frame(&seg, 33), Some(45));
+        // The frame's length leads to the next frame, which verifies: damage.
+        assert!(damage_evidence(&seg, 32));
+        // A damaged length leads nowhere: no proof (recovery then relies on the tail
+        // marker, which covers every byte synced before it was written).
+        let mut seg = sample_segment();
+        seg[33] ^= 1;
+        assert!(!damage_evidence(&seg, 32));
+    }
+
+    /// The payload of the frame a crash interrupted may hold anything, valid frames and
+    /// segment headers of this format included: they are never read as frames.
+    #[test]
+    fn frames_inside_a_torn_payload_are_not_evidence_of_damage() {
+        let inner = sample_segment();
+        let mut payload = inner.clone();
+        payload.extend_from_slice(&inner[32..]);
+        let mut full = encode_header(0).to_vec();
+        encode_frame(&mut full, b"kept", false);
+        let torn_at = full.len();
+        encode_frame(&mut full, &payload, false);
+        for cut in torn_at + 1..full.len() {
+            // `pwrite` interrupted: a prefix, then the end of the file or zeros.
+            for zeros in [0usize, 5, 4096] {
+                let mut data = full[..cut].to_vec();
+                data.resize(cut + zeros, 0);
+                let s = scan(&data);
+                if s.invalid.is_some() {
+                    assert_eq!(s.end, torn_at, "cut {cut}+{zeros}");
+                    assert!(!damage_evidence(&data, torn_at), "cut {cut}+{zeros}");
+                }
+            }
+            // The mapping: payload copied first, header still zero.
+            let mut data = full[..cut].to_vec();
+            data.resize(full.len() + 64, 0);
+            data[torn_at..torn_at + 8].fill(0);
+            let s = scan(&data);
+            assert_eq!((s.end, s.offsets.len()), (torn_at, 1), "mapped cut {cut}");
+            assert!(!damage_evidence(&data, torn_at), "mapped cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_page_of_zeros_in_the_frame_is_a_lost_page_not_damage() {
+        let mut seg = encode_header(0).to_vec();
+        let at = seg.len();
+        encode_frame(&mut seg, &[7u8; 3 * 4096], false);
+        encode_frame(&mut seg, b"after", false);
+        let mut lost = seg.clone();
+        lost[4096..8192].fill(0);
+        assert_eq!(scan(&lost).invalid.map(|i| i.0), Some(at));
+        assert!(!damage_evidence(&lost, at));
+        // A flipped bit instead: damage.
+        let mut flipped = seg.clone();
+        flipped[5000] ^= 0x20;
+        assert!(damage_evidence(&flipped, at));
     }
 
     #[test]
@@ -396,25 +466,23 @@ mod tests {
     }
 
     #[test]
-    fn the_search_for_a_valid_frame_skips_zeros_but_finds_frames_after_them() {
+    fn a_zero_header_is_never_damage_whatever_follows() {
         let seg = sample_segment();
-        // A torn frame (zero header, half a payload), megabytes of reserved space.
+        // A torn frame (zero header, half a payload), megabytes of reserved space, then
+        // valid frames: the frames cannot have been written after the interrupted copy,
+        // so they are the payload's own bytes.
         let mut torn = seg[..45].to_vec();
         torn.extend_from_slice(&[0u8; 8]);
         torn.extend_from_slice(b"half a payl");
         torn.resize(torn.len() + (8 << 20), 0);
-        assert_eq!(next_valid_frame(&torn, 46), None);
-        assert!(looks_torn(&torn, 45));
-        // A valid frame anywhere after the zeros, even one starting with zero bytes
-        // (an empty record's length word is zero), is still found.
+        assert!(!damage_evidence(&torn, 45));
         for gap in [0usize, 1, 7, 8, 9, 4096] {
             let mut gapped = torn.clone();
             gapped.resize(torn.len() + gap, 0);
-            let at = gapped.len();
             encode_frame(&mut gapped, b"", false);
             encode_frame(&mut gapped, b"after", false);
-            assert_eq!(next_valid_frame(&gapped, 46), Some(at), "gap {gap}");
-            assert!(!looks_torn(&gapped, 45), "gap {gap}");
+            assert_eq!(scan(&gapped).invalid.map(|i| i.0), Some(45), "gap {gap}");
+            assert!(!damage_evidence(&gapped, 45), "gap {gap}");
         }
     }
 
@@ -427,7 +495,7 @@ mod tests {
         torn.extend_from_slice(&[0u8; 200]);
         let s = scan(&torn);
         assert_eq!(s.invalid.map(|i| i.0), Some(45));
-        assert!(looks_torn(&torn, 45));
+        assert!(!damage_evidence(&torn, 45));
         // Zeros followed by a valid frame (a lost page before a written one): not the
         // clean end; the zeros are invalid.
         let mut gap = seg[..45].to_vec();

@@ -79,10 +79,19 @@
 //!
 //! Opening verifies every record. A torn tail — the partly written end of the last
 //! segment left by a crash — is cut; [`FileLog::recovery`] reports what was cut and a
-//! `tracing` warning says so. Damage anywhere else fails the open with
-//! [`Error::Corrupt`] naming the segment file and byte offset; [`FileLog::repair`]
-//! truncates the log at the first damage on request. After a failed write or fsync the
-//! log is poisoned: every later append fails with [`Error::Poisoned`]; reopen it.
+//! `tracing` warning says so. A process crash never leaves a log that does not open,
+//! whatever the records hold (records holding frames of this very format included):
+//! recovery reads frames only at boundaries reached from a segment's header, and calls
+//! a bad frame damage only with proof (the rule is in `docs/format.md`, "Recovery
+//! rules"). Damage fails the open with [`Error::Corrupt`] naming the file and byte
+//! offset; a deleted last segment fails it with [`Error::Missing`] (a small `TAIL` file
+//! names the last segment). [`FileLog::repair`] keeps the longest intact prefix on
+//! request, moving damaged files aside instead of deleting them.
+//!
+//! After a failed write or fsync the log is poisoned: every later append fails with
+//! [`Error::Poisoned`], whose `kind` says why (a full disk is
+//! `Some(std::io::ErrorKind::StorageFull)`): free space if needed, then close and
+//! reopen the log.
 //!
 //! ## Concurrency
 //!
@@ -121,11 +130,12 @@ mod options;
 mod recovery;
 mod segment;
 mod shared;
+mod tailmark;
 mod writer;
 
 pub use crate::log::FileLog;
 pub use crate::options::Options;
-pub use crate::recovery::{RecoveryReport, RepairReport};
+pub use crate::recovery::{Quarantined, RecoveryReport, RepairReport};
 pub use flume_core::{Durability, Error, Log, Result, Seq};
 
 #[cfg(test)]

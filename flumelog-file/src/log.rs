@@ -105,7 +105,9 @@ impl FileLog {
     /// # Errors
     /// - [`Error::Locked`] when another handle, in this or another process, has it open;
     /// - [`Error::Corrupt`] when a record before the torn tail is damaged, naming the
-    ///   segment file and byte offset ([`repair`](Self::repair) truncates there);
+    ///   file and byte offset ([`repair`](Self::repair) keeps what is before it);
+    /// - [`Error::Missing`] when the last segment is gone (the directory's tail marker
+    ///   names it; [`repair`](Self::repair) accepts the loss);
     /// - [`Error::InvalidArgument`] for options out of range;
     /// - [`Error::Io`] when the directory or a file cannot be read or written.
     ///
@@ -226,10 +228,16 @@ impl FileLog {
         })
     }
 
-    /// Truncates the log in `dir` at its first damaged record (dropping that record,
-    /// everything after it, and any unfinished batch before it), so that it opens again.
-    /// Returns what was cut, or `None` when nothing was damaged. A torn tail is cut as
-    /// [`open`](Self::open) would. Blocking; the log must not be open.
+    /// Makes the damaged log in `dir` open again, keeping the longest intact prefix of
+    /// it: everything before the first damaged record (an unfinished batch before it
+    /// included), and every segment whose only damage is its header (rebuilt from the
+    /// seq in its file name). Nothing is deleted: a file repair cuts or rebuilds is
+    /// first linked or copied aside, a file it drops from the log is moved aside, both
+    /// as `<name>.quarantined-<why>` in `dir` (listed in the report). A deleted last
+    /// segment is accepted as lost. A torn tail is cut as [`open`](Self::open) would.
+    /// Returns what was kept, cut and moved aside, or `None` when nothing was damaged.
+    /// Blocking; the log must not be open. `docs/format.md` ("Repair") lists what
+    /// repair does for each kind of damage.
     ///
     /// ```
     /// use flumelog_file::{FileLog, Options};
@@ -240,8 +248,7 @@ impl FileLog {
     ///
     /// # Errors
     /// [`Error::Locked`] when the log is open; [`Error::Io`] when a file cannot be
-    /// truncated or removed; [`Error::Corrupt`] for damage repair does not cut
-    /// (a segment whose header names the wrong seq).
+    /// read, written, linked or renamed.
     pub fn repair(dir: impl AsRef<Path>, options: &Options) -> Result<Option<RepairReport>> {
         options.validate()?;
         let dir = dir.as_ref();
@@ -327,7 +334,11 @@ impl FileLog {
     /// # }
     /// ```
     pub fn poisoned(&self) -> Option<String> {
-        self.shared().tail().poisoned.as_deref().map(str::to_string)
+        self.shared()
+            .tail()
+            .poisoned
+            .as_deref()
+            .map(|f| f.reason.clone())
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -645,8 +656,8 @@ impl Log for FileLog {
     /// land before it (and be reverted) or after it.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `last` is past the end of the log;
-    /// [`Error::Poisoned`], [`Error::Closed`], [`Error::Io`].
+    /// [`Error::NotFound`] (with `seq: last`, changing nothing) when `last` is past the
+    /// end of the log; [`Error::Poisoned`], [`Error::Closed`], [`Error::Io`].
     ///
     /// # Cancel safety
     /// Dropping the future stops waiting; the revert still happens.
@@ -661,11 +672,10 @@ impl Log for FileLog {
             if tail.poisoned.is_some() {
                 return Box::pin(futures::future::ready(Err(poisoned(&tail.poisoned))));
             }
-            if keep > tail.next_seq {
-                let since = tail.next_seq.checked_sub(1);
-                return Box::pin(futures::future::ready(Err(Error::InvalidArgument(
-                    format!("cannot revert to {last:?}: the log ends at {since:?}"),
-                ))));
+            if let Some(seq) = last.filter(|_| keep > tail.next_seq) {
+                // As the trait says: a seq the log never assigned (reverting to it
+                // would leave a gap).
+                return Box::pin(futures::future::ready(Err(Error::NotFound { seq })));
             }
             if keep == tail.next_seq {
                 return Box::pin(futures::future::ready(Ok(())));

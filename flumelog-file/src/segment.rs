@@ -113,7 +113,11 @@ impl Segment {
         Error::Corrupt {
             path: self.path.clone(),
             offset: at as u64,
-            reason: format!("record {seq} on read: frame length runs past the end of the segment"),
+            reason: format!(
+                "record {seq} on read: frame length runs past the end of the segment (the \
+                 file changed while the log was open; close the log, then {})",
+                crate::recovery::REPAIR_ADVICE.trim_start_matches("to open the log, ")
+            ),
         }
     }
 
@@ -176,7 +180,11 @@ pub(crate) fn create_segment(dir: &Path, first_seq: Seq) -> Result<(PathBuf, Fil
         return Err(Error::Corrupt {
             path,
             offset: 0,
-            reason: "a segment with this first seq already exists".into(),
+            reason: format!(
+                "a segment with this first seq already exists (a file appeared in the \
+                 directory of an open log); {}",
+                crate::recovery::REPAIR_ADVICE
+            ),
         });
     }
     install(dir, &tmp, &path)?;

@@ -40,7 +40,7 @@ pub(crate) enum Command {
 pub(crate) struct Tail {
     pub(crate) state: State,
     /// Why the log is poisoned, once a write or sync failed.
-    pub(crate) poisoned: Option<Arc<str>>,
+    pub(crate) poisoned: Option<Arc<crate::writer::Failure>>,
     /// The seq the next append gets.
     pub(crate) next_seq: Seq,
     /// Seq of `pending[0]`.
@@ -122,7 +122,7 @@ pub(crate) struct Progress {
     pub(crate) written: u64,
     /// Records synced (count).
     pub(crate) durable: u64,
-    pub(crate) poisoned: Option<Arc<str>>,
+    pub(crate) poisoned: Option<Arc<crate::writer::Failure>>,
     pub(crate) closed: bool,
 }
 

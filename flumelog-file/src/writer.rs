@@ -42,6 +42,7 @@ use crate::io::{segment_io, SegmentIo};
 use crate::mmap::{self, WriteMap};
 use crate::segment::{self, SegState, Segment};
 use crate::shared::{Ahead, Command, Shared, State, Tail};
+use crate::tailmark::{self, TailMark};
 
 /// How often, at most, appends on the fast path ([`Writer::append_one`]) wake the
 /// watchers of `since` (live streams, the view driver). `since` itself moves before
@@ -149,11 +150,40 @@ pub(crate) struct Writer {
     map_writes: bool,
 }
 
-/// An I/O failure that poisons the log: what failed, on which file.
-type Failure = String;
+/// An I/O failure that poisons the log: what failed, on which file, and the kind of
+/// the OS error (what [`Error::Poisoned`] lets callers match).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) reason: String,
+    pub(crate) kind: Option<std::io::ErrorKind>,
+}
 
-fn failure(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Failure {
-    format!("{what} {} failed: {e}", path.display())
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl Failure {
+    /// A failure reported as a flume error (an I/O error keeps its kind).
+    fn from_error(e: &Error) -> Failure {
+        let kind = match e {
+            Error::Io { source, .. } => Some(source.kind()),
+            Error::Poisoned { kind, .. } => *kind,
+            _ => None,
+        };
+        Failure {
+            reason: e.to_string(),
+            kind,
+        }
+    }
+}
+
+fn failure(what: &str, path: &std::path::Path, e: std::io::Error) -> Failure {
+    Failure {
+        reason: format!("{what} {} failed: {e}", path.display()),
+        kind: Some(e.kind()),
+    }
 }
 
 impl Writer {
@@ -688,7 +718,7 @@ impl Writer {
             match command {
                 Command::Revert { keep, reply } => {
                     let result = self.revert(keep);
-                    let failed = result.as_ref().err().map(|e| e.to_string());
+                    let failed = result.as_ref().err().map(Failure::from_error);
                     let _ = reply.send(result);
                     if let Some(reason) = failed {
                         return Err(reason);
@@ -931,8 +961,18 @@ impl Writer {
             .sync_data()
             .map_err(|e| failure("fdatasync of", old, e))?;
         self.set_durable(first_seq);
-        let (path, file) =
-            segment::create_segment(&self.shared.dir, first_seq).map_err(|e| e.to_string())?;
+        let (path, file) = segment::create_segment(&self.shared.dir, first_seq)
+            .map_err(|e| Failure::from_error(&e))?;
+        // The marker names the new segment before any record goes into it: a log whose
+        // last segment is deleted later on is then detected at open.
+        tailmark::write(
+            &self.shared.dir,
+            TailMark {
+                segment: first_seq,
+                durable_len: HEADER_LEN as u64,
+            },
+        )
+        .map_err(|e| Failure::from_error(&e))?;
         let map_len = segment::active_map_len(self.shared.options.segment_size, HEADER_LEN as u64);
         let map = mmap::map(&file, map_len).map_err(|e| failure("mapping", &path, e))?;
         let seg = Arc::new(Segment::new(
@@ -976,7 +1016,10 @@ impl Writer {
             let first = tail.pending_first;
             drop(tail);
             self.write_entries(&entries, first)
-                .map_err(|reason| Error::Poisoned { reason })?;
+                .map_err(|f| Error::Poisoned {
+                    reason: f.reason,
+                    kind: f.kind,
+                })?;
             tail = self.shared.tail();
             let n = entries.len().min(tail.pending.len());
             tail.pending.drain(..n);
@@ -994,25 +1037,33 @@ impl Writer {
             move |e| Error::io(p, e)
         };
         // Remove whole segments after the one that will hold the new tail, newest first,
-        // so that a crash midway leaves a prefix of the log.
-        let removed: Vec<Arc<Segment>> = {
+        // so that a crash midway leaves a prefix of the log. The tail marker first names
+        // that segment, with nothing of it marked durable but its header (it is about
+        // to be cut), so that it never names a removed segment or cut bytes.
+        let (removed, target): (Vec<Arc<Segment>>, Arc<Segment>) = {
             let mut segments = self.shared.segments_mut();
             let keep_from = segments
                 .iter()
                 .position(|s| s.first_seq >= keep)
                 .unwrap_or(segments.len())
                 .max(1);
-            segments.split_off(keep_from)
+            let removed = segments.split_off(keep_from);
+            let target = segments
+                .last()
+                .cloned()
+                .ok_or(Error::Unsupported("revert of a log without segments"))?;
+            (removed, target)
         };
+        tailmark::write(
+            &self.shared.dir,
+            TailMark {
+                segment: target.first_seq,
+                durable_len: HEADER_LEN as u64,
+            },
+        )?;
         for seg in removed.iter().rev() {
             fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
         }
-        let target = self
-            .shared
-            .segments()
-            .last()
-            .cloned()
-            .ok_or_else(|| Error::Unsupported("revert of a log without segments"))?;
         // The kept prefix is copied to a new file that replaces the segment (rename): the
         // mapped file is never truncated or rewritten, so records read before the revert
         // (slices of the old mapping) stay valid for as long as they are held.
@@ -1042,6 +1093,14 @@ impl Writer {
             end_batch,
         )?;
         drop(old_map);
+        // The new file and the directory were synced: the kept bytes are durable.
+        tailmark::write(
+            &self.shared.dir,
+            TailMark {
+                segment: target.first_seq,
+                durable_len: new_len,
+            },
+        )?;
         let map_len = segment::active_map_len(self.shared.options.segment_size, new_len);
         let map = mmap::map(&file, map_len).map_err(io_err(&target.path))?;
         {
@@ -1088,7 +1147,7 @@ impl Writer {
 
     fn poison(&mut self, reason: Failure) {
         tracing::error!(reason = %reason, "flumelog-file: write failed; the log is poisoned");
-        let reason: Arc<str> = reason.into();
+        let reason = Arc::new(reason);
         let mut tail = self.shared.tail();
         if tail.poisoned.is_none() {
             tail.poisoned = Some(Arc::clone(&reason));
@@ -1106,6 +1165,17 @@ impl Writer {
             // preallocated space anyway, so a failure here costs nothing but space.
             if let Err(reason) = self.trim() {
                 tracing::debug!(reason = %reason, "flumelog-file: could not trim the active segment");
+            }
+            // Everything written is synced (a `close`): the marker says so, which makes
+            // damage anywhere in the last segment detectable at the next open.
+            if self.durable >= self.shared.written.load(Ordering::Acquire) {
+                let mark = TailMark {
+                    segment: self.active.seg.first_seq,
+                    durable_len: self.active.len,
+                };
+                if let Err(e) = tailmark::write(&self.shared.dir, mark) {
+                    tracing::warn!(error = %e, "flumelog-file: could not update the tail marker");
+                }
             }
         }
         let mut tail = self.shared.tail();
@@ -1127,13 +1197,17 @@ impl Writer {
     }
 }
 
-/// The `Poisoned` error for a reason.
-pub(crate) fn poisoned(reason: &Option<Arc<str>>) -> Error {
-    Error::Poisoned {
-        reason: reason
-            .as_deref()
-            .unwrap_or("an earlier write failed")
-            .to_string(),
+/// The `Poisoned` error for a failure.
+pub(crate) fn poisoned(failure: &Option<Arc<Failure>>) -> Error {
+    match failure.as_deref() {
+        Some(f) => Error::Poisoned {
+            reason: f.reason.clone(),
+            kind: f.kind,
+        },
+        None => Error::Poisoned {
+            reason: "an earlier write failed".into(),
+            kind: None,
+        },
     }
 }
 

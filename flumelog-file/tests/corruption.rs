@@ -68,6 +68,9 @@ async fn check_prefix(log: &FileLog, count: u64) {
 async fn a_cut_anywhere_in_the_last_three_records_is_a_torn_tail() {
     let src = tempfile::tempdir().unwrap();
     // Records 0..=17 single, 18 and 19 one batch: the last three are 17, 18, 19.
+    let empty = FileLog::open(src.path(), Options::default()).await.unwrap();
+    drop(empty);
+    std::fs::copy(src.path().join("TAIL"), src.path().join("TAIL.empty")).unwrap();
     build(src.path(), Options::default(), 18, 2).await;
     let seg_name = "00000000000000000000.seg";
     let original = std::fs::read(src.path().join(seg_name)).unwrap();
@@ -79,6 +82,10 @@ async fn a_cut_anywhere_in_the_last_three_records_is_a_torn_tail() {
     let mut cuts = 0;
     for cut in start17..original.len() {
         std::fs::write(&seg, &original[..cut]).unwrap();
+        // What a crash while appending the last records leaves: the tail marker says no
+        // more of the segment is durable than its header (as when the log was opened
+        // empty); the one the last iteration's close wrote would call the cut damage.
+        std::fs::copy(src.path().join("TAIL.empty"), work.path().join("TAIL")).unwrap();
         let log = FileLog::open(work.path(), Options::default())
             .await
             .unwrap_or_else(|e| panic!("open after a cut at {cut}: {e}"));
@@ -225,6 +232,8 @@ async fn a_flipped_byte_before_the_tail_is_corrupt_with_its_location() {
         for (p, o) in paths.iter().zip(&originals) {
             std::fs::write(work.path().join(p.file_name().unwrap()), o).unwrap();
         }
+        // The tail marker of the closed log: every byte of the last segment was synced.
+        std::fs::copy(src.path().join("TAIL"), work.path().join("TAIL")).unwrap();
         let damaged = work.path().join(paths[s].file_name().unwrap());
         let mut bytes = originals[s].clone();
         bytes[pos] ^= bit;

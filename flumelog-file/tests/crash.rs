@@ -12,7 +12,16 @@
 //!   with small segments and small reservation steps, so that the child rotates
 //!   segments and reserves space all the time.
 //!
-//! `FLUME_CRASH_CYCLES` sets the number of cycles (default 50 mixed, 40 buffered).
+//! - *adversarial* and *adversarial-pwrite*: records whose payloads embed valid frames
+//!   and whole segment headers of this very format (what a record holding a copy of
+//!   another log looks like), some of them 1 to 4 MiB, buffered and synced, written
+//!   through the shared mapping and with `pwrite` only (`reserve(0)`). A crash in the
+//!   middle of such a record must leave a torn tail, never a log that refuses to open.
+//!   Each directory lives for [`Plan::cycles_per_dir`] cycles, which keeps the logs (and
+//!   the time to verify them) small.
+//!
+//! `FLUME_CRASH_CYCLES` sets the number of cycles of every plan (default 50 mixed, 40
+//! buffered, 100 adversarial, 50 adversarial-pwrite).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -37,6 +46,12 @@ enum Plan {
     /// Operation `n` is a single record at the default durability, except every eighth,
     /// a batch of 2 to 4.
     Buffered,
+    /// Payloads embed valid frames and segment headers; every sixteenth operation of a
+    /// task (its first included) is a record of 1 to 4 MiB; every fifth a batch of 2 or
+    /// 3; every third synced, the rest buffered. Writes through the mapping.
+    Adversarial,
+    /// As `Adversarial`, with mapped writes off: every write is a `pwrite`.
+    AdversarialPwrite,
 }
 
 impl Plan {
@@ -44,6 +59,8 @@ impl Plan {
         match self {
             Plan::Mixed => "mixed",
             Plan::Buffered => "buffered",
+            Plan::Adversarial => "adversarial",
+            Plan::AdversarialPwrite => "adversarial-pwrite",
         }
     }
 
@@ -51,6 +68,8 @@ impl Plan {
         match name {
             "mixed" => Plan::Mixed,
             "buffered" => Plan::Buffered,
+            "adversarial" => Plan::Adversarial,
+            "adversarial-pwrite" => Plan::AdversarialPwrite,
             other => panic!("unknown crash plan {other:?}"),
         }
     }
@@ -59,13 +78,23 @@ impl Plan {
         match self {
             Plan::Mixed => Options::default().segment_size(256 << 10),
             Plan::Buffered => Options::default().segment_size(64 << 10).reserve(16 << 10),
+            Plan::Adversarial => Options::default().segment_size(6 << 20).reserve(1 << 20),
+            Plan::AdversarialPwrite => Options::default().segment_size(6 << 20).reserve(0),
         }
     }
 
     fn tasks(self) -> u64 {
         match self {
             Plan::Mixed => 4,
-            Plan::Buffered => 2,
+            Plan::Buffered | Plan::Adversarial | Plan::AdversarialPwrite => 2,
+        }
+    }
+
+    /// How many cycles share one directory before a fresh one starts.
+    fn cycles_per_dir(self) -> u64 {
+        match self {
+            Plan::Mixed | Plan::Buffered => u64::MAX,
+            Plan::Adversarial | Plan::AdversarialPwrite => 5,
         }
     }
 
@@ -76,21 +105,73 @@ impl Plan {
             Plan::Mixed => (1 + n % 4, Some(Durability::Synced)),
             Plan::Buffered if n % 8 == 7 => (2 + n % 3, None),
             Plan::Buffered => (1, None),
+            Plan::Adversarial | Plan::AdversarialPwrite => {
+                let k = if n % 5 == 4 { 2 + n % 2 } else { 1 };
+                let durability = if n % 3 == 1 {
+                    Durability::Synced
+                } else {
+                    Durability::Buffered
+                };
+                (k, Some(durability))
+            }
         }
+    }
+
+    fn adversarial(self) -> bool {
+        matches!(self, Plan::Adversarial | Plan::AdversarialPwrite)
     }
 }
 
+/// A segment header of the log's format (`docs/format.md`), first seq `first`.
+fn segment_header(first: u64) -> Vec<u8> {
+    let mut h = b"FLUMELOG".to_vec();
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(&first.to_le_bytes());
+    let crc = crc32c::crc32c(&h);
+    h.extend_from_slice(&crc.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h
+}
+
+/// Appends a valid frame of the log's format holding `payload` to `out`.
+fn frame(out: &mut Vec<u8>, payload: &[u8], more: bool) {
+    let word = (payload.len() as u32 | if more { 1 << 31 } else { 0 }).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&word), payload);
+    out.extend_from_slice(&word);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
 /// The payload of item `i` of `k` of operation `n` of task `t` (`t` is unique per run).
-fn payload(t: u64, n: u64, k: u64, i: u64) -> Bytes {
+fn payload(plan: Plan, t: u64, n: u64, k: u64, i: u64) -> Bytes {
     let mut v = format!("{t}:{n}:{k}:{i}:").into_bytes();
     let fill = (t * 31 + n * 17 + i) as u8;
+    if plan.adversarial() {
+        // A segment of this format, then frames: a single record, a batch, a large
+        // record (1 to 4 MiB for every sixteenth operation), another header and frame.
+        v.extend(segment_header(n * 8 + i));
+        frame(&mut v, format!("inner {t}:{n}").as_bytes(), false);
+        frame(&mut v, b"batch-a", true);
+        frame(&mut v, b"batch-b", false);
+        let big = if n.is_multiple_of(16) && i == 0 {
+            (1 + ((t + n / 16) % 4) as usize) << 20
+        } else {
+            ((n * 7 + i * 13) % 300) as usize
+        };
+        frame(&mut v, &vec![fill; big], false);
+        v.extend(segment_header(0));
+        frame(&mut v, b"", false);
+        frame(&mut v, b"the end", false);
+        return Bytes::from(v);
+    }
     let len = ((n * 7 + i * 13) % 300) as usize;
     v.extend(std::iter::repeat_n(fill, len));
     Bytes::from(v)
 }
 
-/// Parses a payload back to `(t, n, k, i)`, checking its filler; `None` for garbage.
-fn parse(b: &[u8]) -> Option<(u64, u64, u64, u64)> {
+/// Parses a payload back to `(t, n, k, i)`, checking the rest; `None` for garbage.
+fn parse(plan: Plan, b: &[u8]) -> Option<(u64, u64, u64, u64)> {
     let mut fields = [0u64; 4];
     let mut at = 0;
     for f in &mut fields {
@@ -99,7 +180,7 @@ fn parse(b: &[u8]) -> Option<(u64, u64, u64, u64)> {
         at += colon + 1;
     }
     let [t, n, k, i] = fields;
-    (payload(t, n, k, i) == b).then_some((t, n, k, i))
+    (payload(plan, t, n, k, i) == b).then_some((t, n, k, i))
 }
 
 /// The child: appends until killed, following its [`Plan`].
@@ -127,8 +208,12 @@ fn crash_child() {
                 tokio::spawn(async move {
                     let t = run * tasks + task;
                     for n in 0.. {
+                        if plan.adversarial() && n == 64 {
+                            // Enough (these records are large): wait to be killed.
+                            std::future::pending::<()>().await;
+                        }
                         let (k, durability) = plan.op(n);
-                        let batch: Vec<Bytes> = (0..k).map(|i| payload(t, n, k, i)).collect();
+                        let batch: Vec<Bytes> = (0..k).map(|i| payload(plan, t, n, k, i)).collect();
                         let range = if k == 1 {
                             let seq = log.append_with(batch[0].clone(), durability).await.unwrap();
                             seq..seq + 1
@@ -174,7 +259,7 @@ fn spawn_child(
             if let Some(rest) = line.strip_prefix("ACK ") {
                 let v: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap()).collect();
                 sink.lock().unwrap().push((v[0], v[1], v[2], v[3]));
-            } else if line == "OPEN" {
+            } else if line.ends_with("OPEN") {
                 sink.lock().unwrap().push((u64::MAX, 0, 0, 0));
             }
         }
@@ -182,16 +267,19 @@ fn spawn_child(
     (child, acks, reader)
 }
 
-/// Reopens the log and checks it against everything ever acknowledged.
-async fn verify(dir: &Path, plan: Plan, all_acks: &[(u64, u64, u64, u64)]) -> u64 {
+/// Reopens the log and checks it against everything ever acknowledged; returns whether
+/// the open cut a torn tail.
+async fn verify(dir: &Path, plan: Plan, all_acks: &[(u64, u64, u64, u64)]) -> bool {
     let log = FileLog::open(dir, plan.options())
         .await
-        .expect("reopen after a crash");
+        .unwrap_or_else(|e| panic!("reopen after a crash ({} plan): {e}", plan.name()));
+    let torn = log.recovery().is_some();
     let count = log.since().borrow().map_or(0, |s| s + 1);
     let mut records = Vec::with_capacity(count as usize);
     for seq in 0..count {
         let b = log.get(seq).await.expect("get");
-        let parsed = parse(&b).unwrap_or_else(|| panic!("seq {seq} is garbage: {b:?}"));
+        let parsed = parse(plan, &b)
+            .unwrap_or_else(|| panic!("seq {seq} is garbage: {:?}", &b[..b.len().min(64)]));
         records.push(parsed);
     }
     // Batches are whole and contiguous.
@@ -224,7 +312,7 @@ async fn verify(dir: &Path, plan: Plan, all_acks: &[(u64, u64, u64, u64)]) -> u6
         }
     }
     log.close().await.unwrap();
-    count
+    torn
 }
 
 /// Kills children following `plan` again and again (`FLUME_CRASH_CYCLES` times, else
@@ -234,11 +322,16 @@ async fn crash_cycles(plan: Plan, default_cycles: u64) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default_cycles);
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
     let mut all_acks = Vec::new();
     let mut rng = rand::thread_rng();
     let mut total_acks = 0;
+    let mut torn_tails = 0;
     for run in 0..cycles {
+        if run > 0 && run % plan.cycles_per_dir() == 0 {
+            dir = tempfile::tempdir().unwrap();
+            all_acks.clear();
+        }
         let (mut child, acks, reader) = spawn_child(dir.path(), run, plan);
         if run == 0 {
             // While the child holds the log, this process cannot open it.
@@ -256,7 +349,19 @@ async fn crash_cycles(plan: Plan, default_cycles: u64) -> usize {
             }
         }
         // Kill at a random moment: sometimes while opening, mostly while appending.
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..60)));
+        // The adversarial plans aim at the appends (their first record is a large one):
+        // seven cycles in eight wait for the child's open first.
+        if plan.adversarial() && run % 8 != 0 {
+            let started = Instant::now();
+            while !acks.lock().unwrap().iter().any(|a| a.0 == u64::MAX)
+                && started.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..25)));
+        } else {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..60)));
+        }
         child.kill().expect("SIGKILL the child");
         let status = child.wait().unwrap();
         assert!(!status.success(), "the child must not finish on its own");
@@ -265,10 +370,13 @@ async fn crash_cycles(plan: Plan, default_cycles: u64) -> usize {
         let acks: Vec<_> = acks.into_iter().filter(|a| a.0 != u64::MAX).collect();
         total_acks += acks.len();
         all_acks.extend(acks);
-        verify(dir.path(), plan, &all_acks).await;
+        if verify(dir.path(), plan, &all_acks).await {
+            torn_tails += 1;
+        }
     }
     eprintln!(
-        "{} plan: {cycles} crash cycles, {total_acks} acknowledged appends verified",
+        "{} plan: {cycles} crash cycles (every open succeeded, {torn_tails} cut a torn \
+         tail), {total_acks} acknowledged appends verified",
         plan.name()
     );
     total_acks
@@ -288,4 +396,20 @@ async fn sigkill_never_loses_an_acknowledged_buffered_record() {
         return;
     }
     assert!(crash_cycles(Plan::Buffered, 40).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_records_embedding_frames_never_refuses_an_open() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    assert!(crash_cycles(Plan::Adversarial, 100).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_records_embedding_frames_never_refuses_an_open_with_pwrite() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    assert!(crash_cycles(Plan::AdversarialPwrite, 50).await > 0);
 }

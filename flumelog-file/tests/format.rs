@@ -53,4 +53,8 @@ async fn written_segments_are_pinned() {
     insta::assert_snapshot!("segment_0", hexdump(&first));
     let second = std::fs::read(dir.path().join("00000000000000000002.seg")).unwrap();
     insta::assert_snapshot!("segment_2", hexdump(&second));
+    // The tail marker after a clean close: segment 2, every byte of it durable.
+    let tail = std::fs::read(dir.path().join("TAIL")).unwrap();
+    assert_eq!(tail[24..32], (second.len() as u64).to_le_bytes());
+    insta::assert_snapshot!("tail", hexdump(&tail));
 }

@@ -62,6 +62,39 @@ async fn rotation_and_reopen_keep_every_seq() {
     log.close().await.unwrap();
 }
 
+/// A path that is a regular file is not a log: the error says so and has a kind to
+/// match, and nothing is changed (`repair` too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_regular_file_says_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-log");
+    std::fs::write(&file, b"some bytes").unwrap();
+    let check = |what: &str, result: flume_core::Result<()>| match result {
+        Err(e @ Error::Io { .. }) => {
+            let Error::Io { path, source } = &e else {
+                unreachable!()
+            };
+            assert_eq!(path, &file, "{what}");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotADirectory, "{what}");
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("not a directory: {}", file.display())),
+                "{what}: {message}"
+            );
+        }
+        other => panic!("{what}: expected Io(NotADirectory), got {other:?}"),
+    };
+    check(
+        "open",
+        FileLog::open(&file, Options::default()).await.map(drop),
+    );
+    check(
+        "repair",
+        FileLog::repair(&file, &Options::default()).map(drop),
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"some bytes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_open_is_locked_until_the_first_closes() {
     let dir = tempfile::tempdir().unwrap();
