@@ -1993,4 +1993,34 @@ mod tests {
         assert_eq!(log.append(Bytes::from("e")).await.unwrap(), 4);
         assert_eq!(log.get(3).await.unwrap(), Bytes::from("d"));
     }
+
+    /// `since` may show a record a moment before the stream leader serves it (it learns
+    /// of it from an acknowledgement or from its follower's consumer); a get of a seq that
+    /// `since` shows waits for it rather than saying NotFound. A seq beyond `since` is
+    /// still NotFound at once.
+    #[tokio::test]
+    async fn nats_server_get_of_a_seq_shown_by_since_waits_for_it() {
+        let Some((server, log)) = log_with_one_record(
+            "nats_server_get_of_a_seq_shown_by_since_waits_for_it",
+            "early",
+        )
+        .await
+        else {
+            return;
+        };
+        let other = open(&server.url(), "early").await;
+        // What the follower does when it sees seq 1 before the leader serves it.
+        raise(&log.inner.since, 1);
+        let get = tokio::spawn({
+            let log = log.clone();
+            async move { log.get(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(other.append(Bytes::from("b")).await.unwrap(), 1);
+        assert_eq!(get.await.unwrap().unwrap(), Bytes::from("b"));
+        let started = Instant::now();
+        let e = log.get(2).await.unwrap_err();
+        assert!(matches!(e, Error::NotFound { seq: 2 }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_millis(300));
+    }
 }
