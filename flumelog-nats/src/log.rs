@@ -84,7 +84,9 @@ struct Writer {
 /// `_flume.yield.<stream>`, asking for a short pause; every other handle on the stream
 /// then holds its new appends back for that pause (appends already refused keep trying),
 /// and the requester takes the tail in the gap. A pause lasts ten of the requester's
-/// acknowledgement round trips (between 10 ms and 500 ms).
+/// acknowledgement round trips (between 10 ms and 500 ms). Only a starving handle asks:
+/// one that had an append acknowledged within the last pause does not, so that writers
+/// take turns rather than stopping each other.
 #[derive(Debug)]
 struct Fairness {
     /// The yield subject of the stream.
@@ -95,6 +97,8 @@ struct Fairness {
     hold_until: std::sync::Mutex<Option<Instant>>,
     /// When this handle last asked the others to yield.
     last_request: std::sync::Mutex<Option<Instant>>,
+    /// When this handle last had an append acknowledged.
+    last_ack: std::sync::Mutex<Option<Instant>>,
     /// Smoothed publish-to-acknowledgement time of this handle, in microseconds.
     rtt_micros: AtomicU64,
 }
@@ -119,6 +123,7 @@ impl Fairness {
             (old * 7 + sample) / 8
         };
         self.rtt_micros.store(new, Ordering::Relaxed);
+        *Self::lock(&self.last_ack) = Some(Instant::now());
     }
 
     /// Takes note of a yield request `<id prefix> <milliseconds>` of another handle.
@@ -140,10 +145,14 @@ impl Fairness {
         }
     }
 
-    /// The request to send after a lost race, unless one was sent within the last pause.
+    /// The request to send after a lost race, unless this handle is not starving (it had
+    /// an append acknowledged within the last pause) or asked within the last half pause.
     fn request(&self) -> Option<Bytes> {
         let pause = self.pause();
         let now = Instant::now();
+        if Self::lock(&self.last_ack).is_some_and(|t| now < t + pause) {
+            return None;
+        }
         let mut last = Self::lock(&self.last_request);
         if last.is_some_and(|t| now < t + pause / 2) {
             return None;
@@ -275,6 +284,7 @@ impl NatsLog {
             own: id_prefix.clone(),
             hold_until: std::sync::Mutex::new(None),
             last_request: std::sync::Mutex::new(None),
+            last_ack: std::sync::Mutex::new(None),
             rtt_micros: AtomicU64::new(0),
         });
         let inner = Arc::new(Inner {
