@@ -52,13 +52,14 @@
 //! A write names a tail, so when several processes append flat out, each refusal means
 //! another writer's append succeeded: the stream as a whole always progresses. Each
 //! append, though, must too. A refused append waits a short random time (growing from
-//! 1–2 ms to 32–64 ms with each refusal) and tries again, and a handle that had no
-//! append acknowledged for a while asks the others to yield: it publishes a small
-//! request (plain NATS, not stored) on `_flume.yield.<stream>`, and every other handle
-//! of the stream holds its *new* appends back for a pause of about ten acknowledgement
-//! round trips (10 ms to 500 ms), in which the starving writer takes the tail. A writer
-//! whose pipeline keeps the stream busy can therefore no longer keep another process
-//! waiting until its timeout. An append still refused at its deadline fails with
+//! 1–2 ms to 32–64 ms with each refusal) and tries again, and an append refused for
+//! longer than a pause asks the others to yield: it publishes a small request (plain
+//! NATS, not stored) on `_flume.yield.<stream>` saying how long it has waited, and every
+//! other handle of the stream holds back, for a pause of about ten acknowledgement round
+//! trips (10 ms to 500 ms), each of its appends that has waited less, new ones included.
+//! The longest waiters take the tail in the gap (the oldest of all never holds back), so
+//! turns go roughly oldest first, and a writer whose pipeline keeps the stream busy can
+//! no longer keep another process waiting until its timeout. An append still refused at its deadline fails with
 //! [`NatsError::Contended`] (it was not stored, unless an earlier attempt of it timed
 //! out). A conditional append ([`NatsLog::append_if`]) never waits for its turn and
 //! never retries a refusal: it answers [`NatsError::Conflict`] after one read of the
@@ -68,7 +69,9 @@
 //!
 //! A handle never appends below a seq it has seen stored: if the stream's leader reports
 //! a tail below the handle's `since` (a replica that had stopped applying the stream was
-//! elected leader, or the stream was deleted and recreated), appends fail with
+//! elected leader, or the stream was deleted and recreated), and its leader has no
+//! message at the seq after `since` either, for one second (a cluster's leader can
+//! acknowledge a message a moment before it serves it), appends fail with
 //! [`NatsError::TailBehind`], naming both seqs, rather than give an acknowledged seq to
 //! another record.
 //!

@@ -26,6 +26,10 @@ const CHUNK: u64 = 256;
 /// consumer rather than by message gets.
 const CONSUMER_THRESHOLD: u64 = 1024;
 
+/// How long the stream's tail must stay below this handle's `since` before appends are
+/// refused with [`NatsError::TailBehind`] (see [`Inner::refresh`]).
+const BEHIND_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Room left in a message for the headers this crate adds.
 const HEADER_ROOM: usize = 512;
 
@@ -79,31 +83,58 @@ struct Writer {
 ///
 /// Every write names the tail it expects, so a writer whose pipeline keeps the stream busy
 /// wins every race for the tail, and another process's append, always one round trip
-/// behind, could be refused until its timeout. So a writer whose append was refused for a
-/// moved tail publishes a *yield request* (plain NATS, not stored) on
-/// `_flume.yield.<stream>`, asking for a short pause; every other handle on the stream
-/// then holds its new appends back for that pause (appends already refused keep trying),
-/// and the requester takes the tail in the gap. A pause lasts ten of the requester's
-/// acknowledgement round trips (between 10 ms and 500 ms). Only a starving handle asks:
-/// one that had an append acknowledged within the last pause does not, so that writers
-/// take turns rather than stopping each other.
+/// behind, could be refused until its timeout. So an append refused for a moved tail for
+/// longer than a pause publishes a *yield request* (plain NATS, not stored) on
+/// `_flume.yield.<stream>`, saying how long it has been waiting. Every other handle on the
+/// stream then holds back, for that pause, each append that has waited less (new appends
+/// included), and the oldest waiters take the tail in the gap: the oldest waiter of all
+/// never holds back, so turns go roughly oldest first. A pause lasts ten of the
+/// requester's acknowledgement round trips (between 10 ms and 500 ms).
 #[derive(Debug)]
 struct Fairness {
     /// The yield subject of the stream.
     subject: String,
     /// This handle's id prefix, so that it ignores its own requests.
     own: String,
-    /// New appends wait until then.
-    hold_until: std::sync::Mutex<Option<Instant>>,
+    /// The yield asked of this handle: until when, and since when (on this machine's
+    /// clock) the asking append has been waiting.
+    hold: std::sync::Mutex<Option<(Instant, Instant)>>,
     /// When this handle last asked the others to yield.
     last_request: std::sync::Mutex<Option<Instant>>,
-    /// When this handle last had an append acknowledged.
-    last_ack: std::sync::Mutex<Option<Instant>>,
+    /// Appends of this handle that lost a race and have not answered yet, by start time.
+    losers: std::sync::Mutex<std::collections::BTreeSet<(Instant, u64)>>,
+    next_loser: AtomicU64,
     /// Smoothed publish-to-acknowledgement time of this handle, in microseconds.
     rtt_micros: AtomicU64,
 }
 
+/// An append of this handle that lost a race for the tail, registered (for the age it
+/// announces in yield requests) until it answers.
+#[derive(Debug)]
+struct Loser<'a> {
+    fairness: &'a Fairness,
+    key: (Instant, u64),
+}
+
+impl Drop for Loser<'_> {
+    fn drop(&mut self) {
+        Fairness::lock(&self.fairness.losers).remove(&self.key);
+    }
+}
+
 impl Fairness {
+    fn new(subject: String, own: String) -> Self {
+        Fairness {
+            subject,
+            own,
+            hold: std::sync::Mutex::new(None),
+            last_request: std::sync::Mutex::new(None),
+            losers: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            next_loser: AtomicU64::new(0),
+            rtt_micros: AtomicU64::new(0),
+        }
+    }
+
     fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -123,34 +154,57 @@ impl Fairness {
             (old * 7 + sample) / 8
         };
         self.rtt_micros.store(new, Ordering::Relaxed);
-        *Self::lock(&self.last_ack) = Some(Instant::now());
     }
 
-    /// Takes note of a yield request `<id prefix> <milliseconds>` of another handle.
+    /// Registers an append that started at `started` and just lost a race.
+    fn lost(&self, started: Instant) -> Loser<'_> {
+        let key = (started, self.next_loser.fetch_add(1, Ordering::Relaxed));
+        Self::lock(&self.losers).insert(key);
+        Loser {
+            fairness: self,
+            key,
+        }
+    }
+
+    /// Since when this handle's oldest unanswered loser has been waiting.
+    fn oldest_loser(&self) -> Option<Instant> {
+        Self::lock(&self.losers).first().map(|(t, _)| *t)
+    }
+
+    /// Takes note of a yield request `<id prefix> <pause ms> <waiting ms>` of another
+    /// handle.
     fn requested(&self, payload: &[u8]) {
         let Ok(text) = std::str::from_utf8(payload) else {
             return;
         };
-        let Some((who, ms)) = text.split_once(' ') else {
+        let mut fields = text.split(' ');
+        let (Some(who), Some(ms), Some(age)) = (fields.next(), fields.next(), fields.next()) else {
             return;
         };
-        let Ok(ms) = ms.parse::<u64>() else { return };
+        let (Ok(ms), Ok(age)) = (ms.parse::<u64>(), age.parse::<u64>()) else {
+            return;
+        };
         if who == self.own {
             return;
         }
-        let until = Instant::now() + Duration::from_millis(ms.min(500));
-        let mut hold = Self::lock(&self.hold_until);
-        if hold.is_none_or(|h| h < until) {
-            *hold = Some(until);
-        }
+        let now = Instant::now();
+        let until = now + Duration::from_millis(ms.min(500));
+        let since = now.checked_sub(Duration::from_millis(age)).unwrap_or(now);
+        let mut hold = Self::lock(&self.hold);
+        *hold = match *hold {
+            Some((u, s)) if u > now => Some((u.max(until), s.min(since))),
+            _ => Some((until, since)),
+        };
     }
 
-    /// The request to send after a lost race, unless this handle is not starving (it had
-    /// an append acknowledged within the last pause) or asked within the last half pause.
-    fn request(&self) -> Option<Bytes> {
+    /// The request to send after a lost race by an append that started at `started`,
+    /// unless it has waited less than a pause, or this handle asked within the last half
+    /// pause.
+    fn request(&self, started: Instant) -> Option<Bytes> {
         let pause = self.pause();
         let now = Instant::now();
-        if Self::lock(&self.last_ack).is_some_and(|t| now < t + pause) {
+        let waiting = now.saturating_duration_since(self.oldest_loser().unwrap_or(started));
+        if waiting < pause {
             return None;
         }
         let mut last = Self::lock(&self.last_request);
@@ -158,12 +212,21 @@ impl Fairness {
             return None;
         }
         *last = Some(now);
-        Some(Bytes::from(format!("{} {}", self.own, pause.as_millis())))
+        Some(Bytes::from(format!(
+            "{} {} {}",
+            self.own,
+            pause.as_millis(),
+            waiting.as_millis()
+        )))
     }
 
-    /// Until when new appends wait, if that is still ahead.
-    fn held_until(&self) -> Option<Instant> {
-        Self::lock(&self.hold_until).filter(|h| *h > Instant::now())
+    /// Until when an append of this handle that started at `started` waits: while
+    /// another handle's append that has waited longer asked for a pause.
+    fn held_until(&self, started: Instant) -> Option<Instant> {
+        let now = Instant::now();
+        let (until, since) = Self::lock(&self.hold).filter(|(u, _)| *u > now)?;
+        let ours = self.oldest_loser().map_or(started, |o| o.min(started));
+        (since < ours).then_some(until)
     }
 }
 
@@ -279,14 +342,10 @@ impl NatsLog {
         let stream = open_stream(&js, &options, &subject).await?;
         let max_payload = client.server_info().max_payload;
         let id_prefix = format!("{:016x}", rand::random::<u64>());
-        let fairness = Arc::new(Fairness {
-            subject: format!("_flume.yield.{name}"),
-            own: id_prefix.clone(),
-            hold_until: std::sync::Mutex::new(None),
-            last_request: std::sync::Mutex::new(None),
-            last_ack: std::sync::Mutex::new(None),
-            rtt_micros: AtomicU64::new(0),
-        });
+        let fairness = Arc::new(Fairness::new(
+            format!("_flume.yield.{name}"),
+            id_prefix.clone(),
+        ));
         let inner = Arc::new(Inner {
             js,
             stream,
@@ -659,8 +718,15 @@ impl Inner {
     }
 
     /// Reads the tail from the stream leader and completes a half-written batch.
+    ///
+    /// A tail below this handle's `since` is reported ([`NatsError::TailBehind`]) only
+    /// when it is still there after [`BEHIND_PATIENCE`] (or half the append timeout, if
+    /// shorter): in a cluster, the leader may acknowledge a message, or a replica deliver
+    /// it, a moment before the leader serves it.
     async fn refresh(&self, w: &mut Writer, deadline: Instant) -> Result<(), NatsError> {
         let mut attempt = 0;
+        let mut behind_since: Option<Instant> = None;
+        let patience = BEHIND_PATIENCE.min(self.options.append_timeout / 2);
         loop {
             match self.try_refresh(w).await {
                 Ok(()) => {
@@ -671,6 +737,15 @@ impl Inner {
                         raise(&self.since, w.tail - 1);
                     }
                     return Ok(());
+                }
+                Err(Attempt::Fatal(e @ NatsError::TailBehind { .. })) => {
+                    let first = *behind_since.get_or_insert_with(Instant::now);
+                    if first.elapsed() >= patience {
+                        tracing::error!(stream = %self.name, error = %e, "refusing to append");
+                        return Err(e);
+                    }
+                    self.back_off(deadline, &mut attempt, "refresh", &e.to_string())
+                        .await?
                 }
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Conflict) => {
@@ -705,7 +780,7 @@ impl Inner {
                         ))
                     }
                     Err(e) if no_message(&e) => {
-                        tracing::error!(stream = %self.name, last, seen, "the stream's tail is below a seq this handle saw stored; refusing to append");
+                        tracing::debug!(stream = %self.name, last, seen, "the stream's tail is below a seq this handle saw stored");
                         return Err(Attempt::Fatal(NatsError::TailBehind {
                             stream: self.name.clone(),
                             tail: last.checked_sub(1),
@@ -873,10 +948,15 @@ impl Inner {
         }
     }
 
-    /// Before the first attempt of an append: waits while another writer asked this one
-    /// to yield (see [`Fairness`]). Returns whether it waited.
-    async fn yield_to_others(&self, deadline: Instant) -> Result<bool, NatsError> {
-        let Some(until) = self.fairness.held_until() else {
+    /// Before each attempt of an append that started at `started`: waits while another
+    /// writer whose append has waited longer asked this one to yield (see [`Fairness`]).
+    /// Returns whether it waited.
+    async fn yield_to_others(
+        &self,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<bool, NatsError> {
+        let Some(until) = self.fairness.held_until(started) else {
             return Ok(false);
         };
         tokio::select! {
@@ -891,6 +971,7 @@ impl Inner {
     async fn lost_race(
         &self,
         deadline: Instant,
+        started: Instant,
         conflicts: u32,
         maybe_stored: bool,
     ) -> Result<(), NatsError> {
@@ -902,7 +983,7 @@ impl Inner {
                 maybe_stored,
             });
         }
-        if let Some(request) = self.fairness.request() {
+        if let Some(request) = self.fairness.request(started) {
             let client = self.js.client();
             if let Err(e) = client.publish(self.fairness.subject.clone(), request).await {
                 tracing::debug!(stream = %self.name, error = %e, "cannot ask the other writers to yield");
@@ -982,13 +1063,16 @@ impl Inner {
         let size = record.len();
         let mut attempt = 0;
         let mut conflicts = 0;
-        // A conditional append never waits for others: it either holds or conflicts.
-        let waited = condition.is_none() && self.yield_to_others(deadline).await?;
+        let started = deadline - self.options.append_timeout;
+        // Registered at the first lost race, for the turn-taking (see `Fairness`).
+        let mut loser = None;
         loop {
+            // A conditional append never waits for others: it either holds or conflicts.
+            let waited = condition.is_none() && self.yield_to_others(deadline, started).await?;
             let (ack, generation, tail) = {
                 let mut w = self.lock_writer(deadline, "append").await?;
                 self.check_open()?;
-                if waited && conflicts == 0 {
+                if waited {
                     // Another writer appended in the pause: read the tail it left.
                     w.stale = true;
                 }
@@ -1029,7 +1113,8 @@ impl Inner {
                             return Ok(sequence - 1);
                         }
                         conflicts += 1;
-                        self.lost_race(deadline, conflicts, !tried.is_empty())
+                        loser.get_or_insert_with(|| self.fairness.lost(started));
+                        self.lost_race(deadline, started, conflicts, !tried.is_empty())
                             .await?;
                         continue;
                     }
@@ -1076,7 +1161,8 @@ impl Inner {
                             return Ok(sequence - 1);
                         }
                         conflicts += 1;
-                        self.lost_race(deadline, conflicts, !tried.is_empty())
+                        loser.get_or_insert_with(|| self.fairness.lost(started));
+                        self.lost_race(deadline, started, conflicts, !tried.is_empty())
                             .await?;
                     }
                     Attempt::Transient(reason) => {
@@ -1161,15 +1247,18 @@ impl Inner {
         let Attempts { id, mut tried } = attempts;
         let mut attempt = 0;
         let mut conflicts = 0;
+        let started = deadline - self.options.append_timeout;
+        // Registered at the first lost race, for the turn-taking (see `Fairness`).
+        let mut loser = None;
         let mut headers = HeaderMap::new();
         headers.insert(format::BATCH, n.to_string().as_str());
-        let waited = condition.is_none() && self.yield_to_others(deadline).await?;
         loop {
+            let waited = condition.is_none() && self.yield_to_others(deadline, started).await?;
             // The writer stays locked until the fillers are sent, so that no other append
             // of this process can take their places.
             let mut w = self.lock_writer(deadline, "batch append").await?;
             self.check_open()?;
-            if waited && conflicts == 0 {
+            if waited {
                 w.stale = true;
             }
             let found = if tried.is_empty() {
@@ -1230,7 +1319,8 @@ impl Inner {
                         continue;
                     }
                     conflicts += 1;
-                    self.lost_race(deadline, conflicts, !tried.is_empty())
+                    loser.get_or_insert_with(|| self.fairness.lost(started));
+                    self.lost_race(deadline, started, conflicts, !tried.is_empty())
                         .await?;
                     continue;
                 }

@@ -109,7 +109,10 @@ async fn contended(label: &str, url: &str, replicas: usize) {
                     let mut errors = 0usize;
                     for _ in 0..per_task {
                         let t = Instant::now();
-                        if log.append(record.clone()).await.is_err() {
+                        if let Err(e) = log.append(record.clone()).await {
+                            if errors == 0 {
+                                eprintln!("error: {e}");
+                            }
                             errors += 1;
                         }
                         latencies.push(t.elapsed());
