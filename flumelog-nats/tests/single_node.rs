@@ -588,3 +588,82 @@ async fn nats_server_stalled_history_read_errors_instead_of_hanging() {
     );
     eprintln!("the stalled read failed after {:?}", started.elapsed());
 }
+
+/// An append refused for a moved tail at its deadline fails with `Contended` (nothing
+/// stored) instead of retrying past it; a conditional append that loses answers
+/// `Conflict` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_lost_races_answer_in_time() {
+    let Some(binary) = support::binary_or_skip("nats_server_lost_races_answer_in_time") else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let a = NatsLog::connect(&server.url(), Options::new("races"))
+        .await
+        .unwrap();
+    assert_eq!(a.append(Bytes::from("a0")).await.unwrap(), 0);
+    // b knows the tail at 0; a moves it on. b's next write is refused, and with an append
+    // timeout of zero, b has no time for another attempt.
+    let b = NatsLog::connect(
+        &server.url(),
+        Options::new("races").append_timeout(Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.append(Bytes::from("a1")).await.unwrap(), 1);
+    let e = within("a lost race", b.append(Bytes::from("b")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            nats_error(&e),
+            Some(NatsError::Contended {
+                conflicts: 1,
+                maybe_stored: false,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(a.append(Bytes::from("a2")).await.unwrap(), 2);
+
+    // A conditional append racing a busy writer answers promptly, never spins.
+    let busy = tokio::spawn({
+        let a = a.clone();
+        async move {
+            for i in 0..300 {
+                a.append(Bytes::from(format!("busy{i}"))).await.unwrap();
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let e = within(
+        "a conditional append",
+        a.append_if(Some(0), Bytes::from("x")),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NatsError::Conflict {
+                expected: Some(0),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    busy.await.unwrap();
+    let all: Vec<_> = a.stream(StreamOptions::new()).collect().await;
+    assert!(all
+        .iter()
+        .all(|r| r.as_ref().unwrap().1 != Bytes::from("b")));
+    assert!(all
+        .iter()
+        .all(|r| r.as_ref().unwrap().1 != Bytes::from("x")));
+}
