@@ -4,14 +4,14 @@
 //!
 //! The second process is this test binary run again (`std::env::current_exe`) with
 //! `FLUME_NATS_CONTENTION_CHILD` set, which makes `contention_child` do its part and print
-//! its results. `FLUME_NATS_CONTENTION_APPENDS` sets the appends per task (default 250;
+//! its results. `FLUME_NATS_CONTENTION_APPENDS` sets the appends per task (default 750;
 //! each process runs 4 tasks).
 
 mod support;
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flume_core::{Error, Log, StreamOptions};
@@ -19,7 +19,10 @@ use flumelog_nats::{NatsError, NatsLog, Options};
 use futures::StreamExt;
 
 const CHILD_ENV: &str = "FLUME_NATS_CONTENTION_CHILD";
-const START_ENV: &str = "FLUME_NATS_CONTENTION_START";
+/// Core NATS subjects on which the processes agree to start together: the second one
+/// says it is ready (again and again) until the first one says go.
+const READY: &str = "contention.ready";
+const GO: &str = "contention.go";
 const TASKS: u64 = 4;
 const APPEND_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
@@ -30,7 +33,7 @@ fn appends_per_task() -> u64 {
     std::env::var("FLUME_NATS_CONTENTION_APPENDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(250)
+        .unwrap_or(750)
 }
 
 fn options() -> Options {
@@ -55,21 +58,35 @@ struct Outcome {
     late: u64,
 }
 
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// Waits until both processes are connected, so that they start appending together.
+async fn start_together(url: &str, tag: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    if tag == "a" {
+        let mut ready = client.subscribe(READY).await.unwrap();
+        ready.next().await.unwrap();
+        client.publish(GO, "".into()).await.unwrap();
+        client.flush().await.unwrap();
+    } else {
+        let mut go = client.subscribe(GO).await.unwrap();
+        client.flush().await.unwrap();
+        loop {
+            client.publish(READY, "".into()).await.unwrap();
+            client.flush().await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(50), go.next())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
 }
 
 /// Appends `TASKS × appends_per_task()` records `<tag>-<task>-<i>` from one handle,
-/// starting at the given wall-clock millisecond, and times every answer.
-async fn contend(url: &str, tag: &str, start_at: u64) -> Outcome {
+/// starting with the other process, and times every answer.
+async fn contend(url: &str, tag: &str) -> Outcome {
     let log = NatsLog::connect(url, options()).await.unwrap();
-    let now = unix_millis();
-    if start_at > now {
-        tokio::time::sleep(Duration::from_millis(start_at - now)).await;
-    }
+    start_together(url, tag).await;
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let bound = APPEND_TIMEOUT + REQUEST_TIMEOUT + SLACK;
     let tasks: Vec<_> = (0..TASKS)
@@ -111,8 +128,7 @@ async fn contention_child() {
     let Ok(url) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let start_at = std::env::var(START_ENV).unwrap().parse().unwrap();
-    let o = contend(&url, "b", start_at).await;
+    let o = contend(&url, "b").await;
     println!(
         "\nRESULT acknowledged={} errors={} untyped={} slowest_us={} late={}",
         o.acknowledged,
@@ -150,7 +166,6 @@ async fn nats_server_two_processes_contend_fairly() {
         .close()
         .await
         .unwrap();
-    let start_at = unix_millis() + 1500;
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "contention_child",
@@ -159,13 +174,12 @@ async fn nats_server_two_processes_contend_fairly() {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, server.url())
-        .env(START_ENV, start_at.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn the second process");
     let started = Instant::now();
-    let a = contend(&server.url(), "a", start_at).await;
+    let a = contend(&server.url(), "a").await;
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
