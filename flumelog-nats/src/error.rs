@@ -92,6 +92,45 @@ pub enum NatsError {
         actual: Option<Seq>,
     },
 
+    /// Other writers kept taking the stream's tail first until the append timeout: every
+    /// attempt of this append was refused because another message had just been stored
+    /// where it expected to go. The system made progress (each refusal means another
+    /// append succeeded) but this append did not, within its time.
+    #[error(
+        "JetStream stream {stream:?} refused this append {conflicts} times in {waited:?} because \
+         other writers appended first; it was not stored{maybe}; retry it, or raise \
+         Options::append_timeout if writers contend this much",
+        maybe = if *maybe_stored { " unless an earlier attempt that timed out was" } else { "" }
+    )]
+    Contended {
+        /// The stream name.
+        stream: String,
+        /// How long the append kept trying.
+        waited: Duration,
+        /// How many attempts were refused for a moved tail.
+        conflicts: u32,
+        /// An earlier attempt had no answer (a timeout), so it may have been stored.
+        maybe_stored: bool,
+    },
+
+    /// The stream's tail, as read from its leader, is below a seq this handle has already
+    /// seen acknowledged or visible: the stream lost acknowledged records (a replica that
+    /// fell behind was elected leader), or it was deleted and recreated. Appending would
+    /// give an already used seq to another record, so the log refuses to.
+    #[error(
+        "JetStream stream {stream:?} now ends at seq {tail:?}, below seq {seen} that this handle \
+         already saw stored; the stream lost acknowledged records or was recreated, so \
+         appending would reuse seqs; stop writing, check the cluster's state and reopen the log"
+    )]
+    TailBehind {
+        /// The stream name.
+        stream: String,
+        /// The last seq the stream's leader now reports (`None`: it is empty).
+        tail: Option<Seq>,
+        /// The highest seq this handle saw acknowledged or visible.
+        seen: Seq,
+    },
+
     /// A message in the stream is not in this crate's format (another publisher wrote to
     /// the log's subject, or the data is damaged).
     #[error("JetStream stream {stream:?} holds a foreign or damaged message at stream sequence {sequence}: {reason}")]

@@ -42,6 +42,39 @@
 //! meant to follow. A refused write refreshes the tail from the stream leader and is sent
 //! again; appends from other processes therefore interleave safely.
 //!
+//! Why every write names its tail, even a single record (the stream numbers messages
+//! densely by itself): a batch's fillers must follow its batch message directly (see
+//! below), and only a condition on every write keeps another writer's record out of
+//! their places. JetStream 2.9 has no other way to reserve consecutive sequences.
+//!
+//! # Contention: writers take turns
+//!
+//! A write names a tail, so when several processes append flat out, each refusal means
+//! another writer's append succeeded: the stream as a whole always progresses. Each
+//! append, though, must too. A refused append waits a short random time (growing from
+//! 1–2 ms to 32–64 ms with each refusal) and tries again, and an append refused for
+//! longer than a pause asks the others to yield: it publishes a small request (plain
+//! NATS, not stored) on `_flume.yield.<stream>` saying how long it has waited, and every
+//! other handle of the stream holds back, for a pause of about ten acknowledgement round
+//! trips (10 ms to 500 ms), each of its appends that has waited less, new ones included.
+//! The longest waiters take the tail in the gap (the oldest of all never holds back), so
+//! turns go roughly oldest first, and a writer whose pipeline keeps the stream busy can
+//! no longer keep another process waiting until its timeout. An append still refused at its deadline fails with
+//! [`NatsError::Contended`] (it was not stored, unless an earlier attempt of it timed
+//! out). A conditional append ([`NatsLog::append_if`]) never waits for its turn and
+//! never retries a refusal: it answers [`NatsError::Conflict`] after one read of the
+//! tail.
+//!
+//! # A tail that went backwards
+//!
+//! A handle never appends below a seq it has seen stored: if the stream's leader reports
+//! a tail below the handle's `since` (a replica that had stopped applying the stream was
+//! elected leader, or the stream was deleted and recreated), and its leader has no
+//! message at the seq after `since` either, for one second (a cluster's leader can
+//! acknowledge a message a moment before it serves it), appends fail with
+//! [`NatsError::TailBehind`], naming both seqs, rather than give an acknowledged seq to
+//! another record.
+//!
 //! # Retries never duplicate
 //!
 //! Every append carries a `Nats-Msg-Id` of its own, kept across its retries. A publish
@@ -92,7 +125,13 @@
 //! history/live seam. Gets go to the stream leader, not to any replica (JetStream's
 //! "direct get", which the stream allows for other tools): right after a leader change a
 //! replica was seen answering a direct get with the next sequence's message
-//! (nats-server 2.9.10), and a log must never return a record under the wrong seq. Closing the log (or dropping its last handle) ends the
+//! (nats-server 2.9.10), and a log must never return a record under the wrong seq.
+//!
+//! A history consumer that delivers nothing for [`Options::progress_timeout`] (say, one
+//! placed on a replica that stopped applying the stream) is abandoned for message gets.
+//! A seq shown by `since` is never reported missing: `since` can learn of a record a
+//! moment before the leader serves it, so a get of such a seq that finds nothing retries
+//! within the read timeout. Closing the log (or dropping its last handle) ends the
 //! follower and every live stream with [`flume_core::Error::Closed`].
 //!
 //! # Failures
@@ -102,6 +141,12 @@
 //! another one; acknowledgements that keep timing out also force a reconnect. An append
 //! retries through leader elections for [`Options::append_timeout`] and then fails with
 //! [`NatsError::Unavailable`], naming the last error; it never hangs and never panics.
+//!
+//! **Every append answers within `append_timeout + request_timeout`** of its call, with
+//! its seq or a typed error: retries stop at the append timeout, the last request sent
+//! before it may take up to one request timeout, and an append still waiting at that
+//! bound (for this process's other appends, for a request that outlives its own timeout)
+//! is cut off with [`NatsError::Unavailable`] (the record may or may not be stored).
 //! Reads (`get`, streams, batch lookups) retry the same way: a read that fails during an
 //! election ("JetStream system temporarily unavailable") or times out is retried with
 //! back-off for up to [`Options::append_timeout`], then fails with
@@ -128,7 +173,9 @@
 //!
 //! [`NatsError`] names what went wrong and what to do: a server that cannot be reached, a
 //! stream that is missing or misconfigured, a message too large, no acknowledgement in time
-//! (a lost quorum), a conflict of a conditional append. It converts into
+//! (a lost quorum), an append that lost every race for the tail until its deadline, a
+//! stream whose tail went below what this handle saw, a conflict of a conditional
+//! append. It converts into
 //! [`flume_core::Error`]: `TooLarge` becomes `RecordTooLarge`, `Closed` becomes `Closed`,
 //! a foreign message becomes `Corrupt`, the others `Backend`.
 //!

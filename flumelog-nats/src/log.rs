@@ -26,6 +26,10 @@ const CHUNK: u64 = 256;
 /// consumer rather than by message gets.
 const CONSUMER_THRESHOLD: u64 = 1024;
 
+/// How long the stream's tail must stay below this handle's `since` before appends are
+/// refused with [`NatsError::TailBehind`] (see [`Inner::refresh`]).
+const BEHIND_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Room left in a message for the headers this crate adds.
 const HEADER_ROOM: usize = 512;
 
@@ -52,6 +56,7 @@ struct Inner {
     closed: CancellationToken,
     id_prefix: String,
     next_id: AtomicU64,
+    fairness: Arc<Fairness>,
 }
 
 impl Drop for Inner {
@@ -74,12 +79,188 @@ struct Writer {
     generation: u64,
 }
 
+/// Turn-taking between writers (of any process) on one stream.
+///
+/// Every write names the tail it expects, so a writer whose pipeline keeps the stream busy
+/// wins every race for the tail, and another process's append, always one round trip
+/// behind, could be refused until its timeout. So an append refused for a moved tail for
+/// longer than a pause publishes a *yield request* (plain NATS, not stored) on
+/// `_flume.yield.<stream>`, saying how long it has been waiting. Every other handle on the
+/// stream then holds back, for that pause, each append that has waited less (new appends
+/// included), and the oldest waiters take the tail in the gap: the oldest waiter of all
+/// never holds back, so turns go roughly oldest first. A pause lasts ten of the
+/// requester's acknowledgement round trips (between 10 ms and 500 ms).
+#[derive(Debug)]
+struct Fairness {
+    /// The yield subject of the stream.
+    subject: String,
+    /// This handle's id prefix, so that it ignores its own requests.
+    own: String,
+    /// The yield asked of this handle: until when, and since when (on this machine's
+    /// clock) the asking append has been waiting.
+    hold: std::sync::Mutex<Option<(Instant, Instant)>>,
+    /// When this handle last asked the others to yield.
+    last_request: std::sync::Mutex<Option<Instant>>,
+    /// Appends of this handle that lost a race and have not answered yet, by start time.
+    losers: std::sync::Mutex<std::collections::BTreeSet<(Instant, u64)>>,
+    next_loser: AtomicU64,
+    /// Smoothed publish-to-acknowledgement time of this handle, in microseconds.
+    rtt_micros: AtomicU64,
+}
+
+/// An append of this handle that lost a race for the tail, registered (for the age it
+/// announces in yield requests) until it answers.
+#[derive(Debug)]
+struct Loser<'a> {
+    fairness: &'a Fairness,
+    key: (Instant, u64),
+}
+
+impl Drop for Loser<'_> {
+    fn drop(&mut self) {
+        Fairness::lock(&self.fairness.losers).remove(&self.key);
+    }
+}
+
+impl Fairness {
+    fn new(subject: String, own: String) -> Self {
+        Fairness {
+            subject,
+            own,
+            hold: std::sync::Mutex::new(None),
+            last_request: std::sync::Mutex::new(None),
+            losers: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            next_loser: AtomicU64::new(0),
+            rtt_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pause this handle asks of the others.
+    fn pause(&self) -> Duration {
+        let rtt = Duration::from_micros(self.rtt_micros.load(Ordering::Relaxed));
+        (rtt * 10).clamp(Duration::from_millis(10), Duration::from_millis(500))
+    }
+
+    fn acknowledged_in(&self, took: Duration) {
+        let sample = took.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.rtt_micros.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
+        self.rtt_micros.store(new, Ordering::Relaxed);
+    }
+
+    /// Registers an append that started at `started` and just lost a race.
+    fn lost(&self, started: Instant) -> Loser<'_> {
+        let key = (started, self.next_loser.fetch_add(1, Ordering::Relaxed));
+        Self::lock(&self.losers).insert(key);
+        Loser {
+            fairness: self,
+            key,
+        }
+    }
+
+    /// Since when this handle's oldest unanswered loser has been waiting.
+    fn oldest_loser(&self) -> Option<Instant> {
+        Self::lock(&self.losers).first().map(|(t, _)| *t)
+    }
+
+    /// Takes note of a yield request `<id prefix> <pause ms> <waiting ms>` of another
+    /// handle.
+    fn requested(&self, payload: &[u8]) {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return;
+        };
+        let mut fields = text.split(' ');
+        let (Some(who), Some(ms), Some(age)) = (fields.next(), fields.next(), fields.next()) else {
+            return;
+        };
+        let (Ok(ms), Ok(age)) = (ms.parse::<u64>(), age.parse::<u64>()) else {
+            return;
+        };
+        if who == self.own {
+            return;
+        }
+        let now = Instant::now();
+        let until = now + Duration::from_millis(ms.min(500));
+        let since = now.checked_sub(Duration::from_millis(age)).unwrap_or(now);
+        let mut hold = Self::lock(&self.hold);
+        *hold = match *hold {
+            Some((u, s)) if u > now => Some((u.max(until), s.min(since))),
+            _ => Some((until, since)),
+        };
+    }
+
+    /// The request to send after a lost race by an append that started at `started`,
+    /// unless it has waited less than a pause, or this handle asked within the last half
+    /// pause.
+    fn request(&self, started: Instant) -> Option<Bytes> {
+        let pause = self.pause();
+        let now = Instant::now();
+        let waiting = now.saturating_duration_since(self.oldest_loser().unwrap_or(started));
+        if waiting < pause {
+            return None;
+        }
+        let mut last = Self::lock(&self.last_request);
+        if last.is_some_and(|t| now < t + pause / 2) {
+            return None;
+        }
+        *last = Some(now);
+        Some(Bytes::from(format!(
+            "{} {} {}",
+            self.own,
+            pause.as_millis(),
+            waiting.as_millis()
+        )))
+    }
+
+    /// Until when an append of this handle that started at `started` waits: while
+    /// another handle's append that has waited longer asked for a pause.
+    fn held_until(&self, started: Instant) -> Option<Instant> {
+        let now = Instant::now();
+        let (until, since) = Self::lock(&self.hold).filter(|(u, _)| *u > now)?;
+        let ours = self.oldest_loser().map_or(started, |o| o.min(started));
+        (since < ours).then_some(until)
+    }
+}
+
+/// Receives other handles' yield requests (see [`Fairness`]) until the log closes.
+async fn listen_for_yields(
+    client: async_nats::Client,
+    fairness: Arc<Fairness>,
+    closed: CancellationToken,
+) {
+    let mut requests = match client.subscribe(fairness.subject.clone()).await {
+        Ok(requests) => requests,
+        Err(e) => {
+            tracing::warn!(subject = %fairness.subject, error = %e, "cannot subscribe to yield requests; appends of other processes may wait longer");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            request = requests.next() => match request {
+                Some(request) => fairness.requested(&request.payload),
+                None => return,
+            },
+            _ = closed.cancelled() => return,
+        }
+    }
+}
+
 /// One message to append, under the id that all its attempts share.
 #[derive(Debug)]
 struct Attempts {
     id: String,
-    /// The tails that earlier attempts expected: each may have been stored right after its
-    /// tail (see [`Inner::find_attempt`]).
+    /// The tails that earlier attempts without an answer (timed out, connection lost)
+    /// expected: each may have been stored right after its tail (see
+    /// [`Inner::find_attempt`]). Attempts the server refused are not listed.
     tried: Vec<u64>,
 }
 
@@ -161,6 +342,10 @@ impl NatsLog {
         let stream = open_stream(&js, &options, &subject).await?;
         let max_payload = client.server_info().max_payload;
         let id_prefix = format!("{:016x}", rand::random::<u64>());
+        let fairness = Arc::new(Fairness::new(
+            format!("_flume.yield.{name}"),
+            id_prefix.clone(),
+        ));
         let inner = Arc::new(Inner {
             js,
             stream,
@@ -178,7 +363,9 @@ impl NatsLog {
             closed: CancellationToken::new(),
             id_prefix,
             next_id: AtomicU64::new(0),
+            fairness: Arc::clone(&fairness),
         });
+        tokio::spawn(listen_for_yields(client, fairness, inner.closed.clone()));
         let tail = {
             let mut w = inner.writer.lock().await;
             inner
@@ -242,6 +429,7 @@ impl NatsLog {
             closed: self.inner.closed.clone(),
             concurrency: self.inner.options.read_concurrency.max(1),
             patience: self.inner.options.append_timeout,
+            progress: self.inner.options.progress_timeout,
             cache: None,
         }
     }
@@ -530,8 +718,15 @@ impl Inner {
     }
 
     /// Reads the tail from the stream leader and completes a half-written batch.
+    ///
+    /// A tail below this handle's `since` is reported ([`NatsError::TailBehind`]) only
+    /// when it is still there after [`BEHIND_PATIENCE`] (or half the append timeout, if
+    /// shorter): in a cluster, the leader may acknowledge a message, or a replica deliver
+    /// it, a moment before the leader serves it.
     async fn refresh(&self, w: &mut Writer, deadline: Instant) -> Result<(), NatsError> {
         let mut attempt = 0;
+        let mut behind_since: Option<Instant> = None;
+        let patience = BEHIND_PATIENCE.min(self.options.append_timeout / 2);
         loop {
             match self.try_refresh(w).await {
                 Ok(()) => {
@@ -542,6 +737,15 @@ impl Inner {
                         raise(&self.since, w.tail - 1);
                     }
                     return Ok(());
+                }
+                Err(Attempt::Fatal(e @ NatsError::TailBehind { .. })) => {
+                    let first = *behind_since.get_or_insert_with(Instant::now);
+                    if first.elapsed() >= patience {
+                        tracing::error!(stream = %self.name, error = %e, "refusing to append");
+                        return Err(e);
+                    }
+                    self.back_off(deadline, &mut attempt, "refresh", &e.to_string())
+                        .await?
                 }
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Conflict) => {
@@ -563,6 +767,30 @@ impl Inner {
             .await
             .map_err(|e| Attempt::Transient(e.to_string()))?;
         let last = info.state.last_sequence;
+        if let Some(seen) = self.since.current() {
+            // `since` only ever shows stored records (acknowledged, or read from the
+            // stream): a tail below it means the stream lost them, or is a new one. But
+            // the stream's info can lag a moment behind its messages, so the message
+            // itself is asked for before concluding.
+            if last <= seen {
+                match self.stream.get_raw_message(seen + 1).await {
+                    Ok(_) => {
+                        return Err(Attempt::Transient(
+                            "the stream's info lags behind its messages".into(),
+                        ))
+                    }
+                    Err(e) if no_message(&e) => {
+                        tracing::debug!(stream = %self.name, last, seen, "the stream's tail is below a seq this handle saw stored");
+                        return Err(Attempt::Fatal(NatsError::TailBehind {
+                            stream: self.name.clone(),
+                            tail: last.checked_sub(1),
+                            seen,
+                        }));
+                    }
+                    Err(e) => return Err(Attempt::Transient(e.to_string())),
+                }
+            }
+        }
         if last == 0 {
             w.tail = 0;
             return Ok(());
@@ -678,6 +906,119 @@ impl Inner {
         Ok(acks)
     }
 
+    /// Locks the writer, waiting for this process's other appends no later than `deadline`.
+    async fn lock_writer(
+        &self,
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<tokio::sync::MutexGuard<'_, Writer>, NatsError> {
+        tokio::time::timeout_at(deadline, self.writer.lock())
+            .await
+            .map_err(|_| {
+                self.unavailable(
+                    what,
+                    "this process's other appends held the writer until the deadline",
+                )
+            })
+    }
+
+    /// Runs an append, cutting it off one request timeout after `deadline` whatever it
+    /// waits for: the documented bound of [`Options::append_timeout`] holds even if a
+    /// request outlives its own timeout. A cut-off append leaves the writer in a state
+    /// that the next write checks (every write names the tail it expects).
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        deadline: Instant,
+        append: impl std::future::Future<Output = Result<T, NatsError>>,
+    ) -> Result<T, NatsError> {
+        match tokio::time::timeout_at(deadline + self.options.request_timeout, append).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(stream = %self.name, "{what}: no answer within the append and request timeouts");
+                Err(NatsError::Unavailable {
+                    stream: self.name.clone(),
+                    what,
+                    waited: self.options.append_timeout + self.options.request_timeout,
+                    reason: "no acknowledgement or error arrived in time; the record may or may \
+                             not be stored"
+                        .into(),
+                })
+            }
+        }
+    }
+
+    /// Before each attempt of an append that started at `started`: waits while another
+    /// writer whose append has waited longer asked this one to yield (see [`Fairness`]).
+    /// Returns whether it waited.
+    async fn yield_to_others(
+        &self,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<bool, NatsError> {
+        let Some(until) = self.fairness.held_until(started) else {
+            return Ok(false);
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(until.min(deadline)) => Ok(true),
+            _ = self.closed.cancelled() => Err(NatsError::Closed),
+        }
+    }
+
+    /// After an attempt refused for a moved tail (another writer stored a message
+    /// there): asks the other writers to yield, then waits a short random time (growing
+    /// with `conflicts`) before the next attempt, or fails once the deadline has passed.
+    async fn lost_race(
+        &self,
+        deadline: Instant,
+        started: Instant,
+        conflicts: u32,
+        maybe_stored: bool,
+    ) -> Result<(), NatsError> {
+        if Instant::now() >= deadline {
+            return Err(NatsError::Contended {
+                stream: self.name.clone(),
+                waited: self.options.append_timeout,
+                conflicts,
+                maybe_stored,
+            });
+        }
+        if let Some(request) = self.fairness.request(started) {
+            let client = self.js.client();
+            if let Err(e) = client.publish(self.fairness.subject.clone(), request).await {
+                tracing::debug!(stream = %self.name, error = %e, "cannot ask the other writers to yield");
+            }
+        }
+        let ceiling = Duration::from_millis(2 << conflicts.min(5));
+        let delay = ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        tracing::trace!(stream = %self.name, conflicts, ?delay, "another writer took the tail; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay.min(deadline - Instant::now())) => Ok(()),
+            _ = self.closed.cancelled() => Err(NatsError::Closed),
+        }
+    }
+
+    /// The answer to a conditional append that found another tail: an earlier attempt of
+    /// it, if one without an answer was stored after all, else a conflict naming the
+    /// tail read from the stream leader.
+    async fn settle_conflict(
+        &self,
+        deadline: Instant,
+        expected: Option<Seq>,
+        id: &str,
+        tried: &[u64],
+    ) -> Result<u64, NatsError> {
+        let mut w = self.lock_writer(deadline, "conditional append").await?;
+        w.stale = true;
+        if let Some(sequence) = self.find_attempt(&mut w, deadline, id, tried).await? {
+            return Ok(sequence);
+        }
+        Err(NatsError::Conflict {
+            expected,
+            actual: w.tail.checked_sub(1),
+        })
+    }
+
     async fn append_one(
         &self,
         record: Bytes,
@@ -694,7 +1035,6 @@ impl Inner {
         condition: Option<Option<Seq>>,
         attempts: Attempts,
     ) -> Result<Seq, NatsError> {
-        let Attempts { id, mut tried } = attempts;
         self.check_open()?;
         let size = record.len();
         if size + HEADER_ROOM > self.max_payload {
@@ -704,11 +1044,38 @@ impl Inner {
             });
         }
         let deadline = Instant::now() + self.options.append_timeout;
+        self.bounded(
+            "append",
+            deadline,
+            self.append_one_until(record, condition, attempts, deadline),
+        )
+        .await
+    }
+
+    async fn append_one_until(
+        &self,
+        record: Bytes,
+        condition: Option<Option<Seq>>,
+        attempts: Attempts,
+        deadline: Instant,
+    ) -> Result<Seq, NatsError> {
+        let Attempts { id, mut tried } = attempts;
+        let size = record.len();
         let mut attempt = 0;
+        let mut conflicts = 0;
+        let started = deadline - self.options.append_timeout;
+        // Registered at the first lost race, for the turn-taking (see `Fairness`).
+        let mut loser = None;
         loop {
-            let (ack, generation) = {
-                let mut w = self.writer.lock().await;
+            // A conditional append never waits for others: it either holds or conflicts.
+            let waited = condition.is_none() && self.yield_to_others(deadline, started).await?;
+            let (ack, generation, tail) = {
+                let mut w = self.lock_writer(deadline, "append").await?;
                 self.check_open()?;
+                if waited {
+                    // Another writer appended in the pause: read the tail it left.
+                    w.stale = true;
+                }
                 if !tried.is_empty() {
                     if let Some(sequence) = self.find_attempt(&mut w, deadline, &id, &tried).await?
                     {
@@ -727,23 +1094,36 @@ impl Inner {
                         w.stale = true;
                     }
                 }
-                if tried.last() != Some(&w.tail) {
-                    tried.push(w.tail);
-                }
+                let tail = w.tail;
                 match self.send(&w, &id, HeaderMap::new(), record.clone()).await {
                     Ok(ack) => {
                         w.tail += 1;
                         w.last_id = Some(id.clone());
-                        (ack, w.generation)
+                        (ack, w.generation, tail)
                     }
                     Err(Attempt::Fatal(e)) => return Err(e),
                     Err(Attempt::Conflict) => {
                         w.stale = true;
                         drop(w);
+                        if let Some(expected) = condition {
+                            let sequence = self
+                                .settle_conflict(deadline, expected, &id, &tried)
+                                .await?;
+                            raise(&self.since, sequence - 1);
+                            return Ok(sequence - 1);
+                        }
+                        conflicts += 1;
+                        loser.get_or_insert_with(|| self.fairness.lost(started));
+                        self.lost_race(deadline, started, conflicts, !tried.is_empty())
+                            .await?;
                         continue;
                     }
                     Err(Attempt::Transient(reason)) => {
+                        // Perhaps sent: a retry must look for it.
                         w.stale = true;
+                        if tried.last() != Some(&tail) {
+                            tried.push(tail);
+                        }
                         drop(w);
                         self.back_off(deadline, &mut attempt, "append", &reason)
                             .await?;
@@ -751,8 +1131,10 @@ impl Inner {
                     }
                 }
             };
+            let sent = Instant::now();
             match ack.await {
                 Ok(ack) if ack.sequence > 0 => {
+                    self.fairness.acknowledged_in(sent.elapsed());
                     if ack.duplicate {
                         // An earlier attempt was stored: the writer's tail counted this one.
                         tracing::debug!(stream = %self.name, sequence = ack.sequence, "a retried append was already stored");
@@ -769,22 +1151,25 @@ impl Inner {
                 }
                 Err(e) => match classify(e, size, self.max_payload) {
                     Attempt::Conflict => {
+                        // Refused: this attempt is not stored.
                         self.mark_stale(generation).await;
                         if let Some(expected) = condition {
-                            let mut w = self.writer.lock().await;
-                            if let Some(sequence) =
-                                self.find_attempt(&mut w, deadline, &id, &tried).await?
-                            {
-                                raise(&self.since, sequence - 1);
-                                return Ok(sequence - 1);
-                            }
-                            return Err(NatsError::Conflict {
-                                expected,
-                                actual: w.tail.checked_sub(1),
-                            });
+                            let sequence = self
+                                .settle_conflict(deadline, expected, &id, &tried)
+                                .await?;
+                            raise(&self.since, sequence - 1);
+                            return Ok(sequence - 1);
                         }
+                        conflicts += 1;
+                        loser.get_or_insert_with(|| self.fairness.lost(started));
+                        self.lost_race(deadline, started, conflicts, !tried.is_empty())
+                            .await?;
                     }
                     Attempt::Transient(reason) => {
+                        // No answer: the attempt may be stored.
+                        if tried.last() != Some(&tail) {
+                            tried.push(tail);
+                        }
                         self.mark_stale(generation).await;
                         self.back_off(deadline, &mut attempt, "append", &reason)
                             .await?;
@@ -841,16 +1226,41 @@ impl Inner {
             });
         }
         let payload = format::frame(&records).map_err(|e| other("framing a batch", e))?;
-        let Attempts { id, mut tried } = attempts;
         let deadline = Instant::now() + self.options.append_timeout;
+        self.bounded(
+            "batch append",
+            deadline,
+            self.append_batch_until(n, payload, condition, attempts, deadline),
+        )
+        .await
+    }
+
+    async fn append_batch_until(
+        &self,
+        n: u64,
+        payload: Bytes,
+        condition: Option<Option<Seq>>,
+        attempts: Attempts,
+        deadline: Instant,
+    ) -> Result<Range<Seq>, NatsError> {
+        let size = payload.len();
+        let Attempts { id, mut tried } = attempts;
         let mut attempt = 0;
+        let mut conflicts = 0;
+        let started = deadline - self.options.append_timeout;
+        // Registered at the first lost race, for the turn-taking (see `Fairness`).
+        let mut loser = None;
         let mut headers = HeaderMap::new();
         headers.insert(format::BATCH, n.to_string().as_str());
         loop {
+            let waited = condition.is_none() && self.yield_to_others(deadline, started).await?;
             // The writer stays locked until the fillers are sent, so that no other append
             // of this process can take their places.
-            let mut w = self.writer.lock().await;
+            let mut w = self.lock_writer(deadline, "batch append").await?;
             self.check_open()?;
+            if waited {
+                w.stale = true;
+            }
             let found = if tried.is_empty() {
                 if w.stale {
                     self.refresh(&mut w, deadline).await?;
@@ -859,8 +1269,8 @@ impl Inner {
             } else {
                 self.find_attempt(&mut w, deadline, &id, &tried).await?
             };
-            let result = if let Some(batch) = found {
-                Ok(batch)
+            let (result, tail) = if let Some(batch) = found {
+                (Ok(batch), None)
             } else {
                 if let Some(expected) = condition {
                     let want = expected.map_or(0, |s| s.saturating_add(1));
@@ -870,16 +1280,19 @@ impl Inner {
                         w.stale = true;
                     }
                 }
-                if tried.last() != Some(&w.tail) {
-                    tried.push(w.tail);
-                }
-                match self.send(&w, &id, headers.clone(), payload.clone()).await {
+                let tail = w.tail;
+                let sent = Instant::now();
+                let result = match self.send(&w, &id, headers.clone(), payload.clone()).await {
                     Ok(ack) => ack
                         .await
                         .map(|ack| ack.sequence)
                         .map_err(|e| classify(e, size, self.max_payload)),
                     Err(e) => Err(e),
+                };
+                if result.is_ok() {
+                    self.fairness.acknowledged_in(sent.elapsed());
                 }
+                (result, Some(tail))
             };
             let batch = match result {
                 Ok(sequence) if sequence > 0 => sequence,
@@ -896,24 +1309,26 @@ impl Inner {
                     continue;
                 }
                 Err(Attempt::Conflict) => {
+                    // Refused: this attempt is not stored.
                     w.stale = true;
+                    drop(w);
                     if let Some(expected) = condition {
-                        if self
-                            .find_attempt(&mut w, deadline, &id, &tried)
-                            .await?
-                            .is_some()
-                        {
-                            // An earlier attempt was stored: let the next round finish it.
-                            continue;
-                        }
-                        return Err(NatsError::Conflict {
-                            expected,
-                            actual: w.tail.checked_sub(1),
-                        });
+                        self.settle_conflict(deadline, expected, &id, &tried)
+                            .await?;
+                        // An earlier attempt was stored: let the next round finish it.
+                        continue;
                     }
+                    conflicts += 1;
+                    loser.get_or_insert_with(|| self.fairness.lost(started));
+                    self.lost_race(deadline, started, conflicts, !tried.is_empty())
+                        .await?;
                     continue;
                 }
                 Err(Attempt::Transient(reason)) => {
+                    // No answer: the attempt may be stored.
+                    if let Some(tail) = tail.filter(|t| tried.last() != Some(t)) {
+                        tried.push(tail);
+                    }
                     w.stale = true;
                     drop(w);
                     self.back_off(deadline, &mut attempt, "batch append", &reason)
@@ -939,7 +1354,14 @@ impl Inner {
             w.tail = batch;
             w.last_id = Some(id.clone());
             let generation = w.generation;
+            // Stale until every filler is sent: if this future is dropped (or cut off)
+            // meanwhile, the next write reads the tail and completes the batch, rather
+            // than taking a filler's place.
+            w.stale = true;
             let acks = self.pipeline_fillers(&mut w, batch, n).await;
+            if acks.is_ok() {
+                w.stale = false;
+            }
             drop(w);
             let mut complete = acks.is_ok();
             if let Ok(acks) = acks {
@@ -951,8 +1373,14 @@ impl Inner {
             }
             if !complete {
                 self.mark_stale(generation).await;
-                let mut w = self.writer.lock().await;
+                let mut w = self.lock_writer(deadline, "batch append").await?;
                 while w.tail < range.end {
+                    if Instant::now() >= deadline {
+                        return Err(self.unavailable(
+                            "batch append",
+                            "the batch's fillers could not be completed",
+                        ));
+                    }
                     w.stale = true;
                     self.refresh(&mut w, deadline).await?;
                 }
@@ -1072,6 +1500,18 @@ async fn poll_tail(stream: &stream::Stream) -> Option<(Option<Seq>, u64)> {
     Some((complete, last))
 }
 
+/// Whether a message get failed because the stream has no message there.
+fn no_message(e: &async_nats::jetstream::stream::RawMessageError) -> bool {
+    if matches!(
+        e.kind(),
+        async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+    ) {
+        return true;
+    }
+    let reason = e.to_string();
+    reason.contains("no message found") || reason.contains("not found")
+}
+
 /// What a stream needs to read, without keeping the log open.
 struct Reader {
     stream: stream::Stream,
@@ -1081,6 +1521,8 @@ struct Reader {
     concurrency: usize,
     /// How long a read keeps retrying (the append timeout).
     patience: Duration,
+    /// How long the ordered consumer may deliver nothing (the progress timeout).
+    progress: Duration,
     /// The last batch read: its stream sequence and records.
     cache: Option<(u64, Arc<Vec<Bytes>>)>,
 }
@@ -1090,12 +1532,16 @@ impl Reader {
     ///
     /// A failed read ("JetStream system temporarily unavailable" during a leader
     /// election, a timeout while the leader is paused) is retried with back-off until
-    /// `patience` has passed, and then reported as [`NatsError::Unavailable`].
+    /// `patience` has passed, and then reported as [`NatsError::Unavailable`]. So is a
+    /// "no message" answer for a seq that `since` already shows: `since` may learn of a
+    /// record (from an acknowledgement, or the follower's consumer) a moment before the
+    /// stream leader serves it, and a seq shown by `since` is never reported missing.
     async fn fetch(
         stream: &stream::Stream,
         name: &str,
         patience: Duration,
         closed: &CancellationToken,
+        since: &watch::Receiver<Option<Seq>>,
         sequence: u64,
     ) -> Result<Option<Entry>, Error> {
         let deadline = Instant::now() + patience;
@@ -1107,19 +1553,20 @@ impl Reader {
         let message = loop {
             let reason = match stream.get_raw_message(sequence).await {
                 Ok(m) => break m,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
-                    ) =>
-                {
-                    return Ok(None)
+                Err(e) => {
+                    let reason = e.to_string();
+                    if !no_message(&e) {
+                        reason
+                    } else if since.borrow().is_some_and(|s| s >= sequence - 1) {
+                        format!(
+                            "the stream leader has no message at stream sequence {sequence}, \
+                             though the log's since shows it"
+                        )
+                    } else {
+                        return Ok(None);
+                    }
                 }
-                Err(e) => e.to_string(),
             };
-            if reason.contains("no message found") || reason.contains("not found") {
-                return Ok(None);
-            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(NatsError::Unavailable {
@@ -1157,7 +1604,16 @@ impl Reader {
                 return Ok(Arc::clone(records));
             }
         }
-        match Self::fetch(&self.stream, &self.name, self.patience, &self.closed, batch).await? {
+        match Self::fetch(
+            &self.stream,
+            &self.name,
+            self.patience,
+            &self.closed,
+            &self.since,
+            batch,
+        )
+        .await?
+        {
             Some(Entry::Batch(records)) if records.len() as u64 == len => {
                 let records = Arc::new(records);
                 self.cache = Some((batch, Arc::clone(&records)));
@@ -1175,10 +1631,10 @@ impl Reader {
     /// Records `first..=last` (which exist), oldest first.
     async fn read(&mut self, first: Seq, last: Seq) -> Result<Vec<RawRecord>, Error> {
         let (stream, name, closed) = (&self.stream, self.name.as_str(), &self.closed);
-        let patience = self.patience;
+        let (patience, since) = (self.patience, &self.since);
         let entries: Vec<(Seq, Option<Entry>)> = futures::stream::iter(first..=last)
             .map(|seq| async move {
-                let entry = Self::fetch(stream, name, patience, closed, seq + 1).await?;
+                let entry = Self::fetch(stream, name, patience, closed, since, seq + 1).await?;
                 Ok::<_, Error>((seq, entry))
             })
             .buffered(self.concurrency)
@@ -1206,8 +1662,9 @@ impl Reader {
     }
 
     /// Records `next..=upto` (which exist) through an ordered consumer, in order. Ends
-    /// early, without an error, if the consumer cannot be created or skips a sequence;
-    /// the caller reads the rest by message gets.
+    /// early, without an error, if the consumer cannot be created, skips a sequence or
+    /// delivers nothing for the progress timeout; the caller reads the rest by message
+    /// gets.
     fn consume(&mut self, next: Seq, upto: Seq) -> BoxStream<'_, Result<RawRecord>> {
         async_stream::stream! {
             let consumer = self
@@ -1232,7 +1689,17 @@ impl Reader {
             };
             let mut expected = next;
             while expected <= upto {
-                let message = match messages.next().await {
+                // A consumer that delivers nothing for the progress timeout (one placed on
+                // a replica that stopped applying the stream, say) is left for message
+                // gets, which go to the stream leader and fail within the read timeout.
+                let next = match tokio::time::timeout(self.progress, messages.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::warn!(stream = %self.name, seq = expected, progress = ?self.progress, "the ordered consumer delivered nothing within the progress timeout; reading by message gets");
+                        return;
+                    }
+                };
+                let message = match next {
                     Some(Ok(message)) => message,
                     Some(Err(e)) => {
                         tracing::debug!(stream = %self.name, error = %e, "ordered consumer failed; reading by message gets");
@@ -1447,6 +1914,7 @@ impl Log for NatsLog {
                 &reader.name,
                 reader.patience,
                 &reader.closed,
+                &reader.since,
                 sequence,
             )
             .await?
@@ -1624,5 +2092,35 @@ mod tests {
         assert_eq!(stored(&log).await, 4, "one batch message and two fillers");
         assert_eq!(log.append(Bytes::from("e")).await.unwrap(), 4);
         assert_eq!(log.get(3).await.unwrap(), Bytes::from("d"));
+    }
+
+    /// `since` may show a record a moment before the stream leader serves it (it learns
+    /// of it from an acknowledgement or from its follower's consumer); a get of a seq that
+    /// `since` shows waits for it rather than saying NotFound. A seq beyond `since` is
+    /// still NotFound at once.
+    #[tokio::test]
+    async fn nats_server_get_of_a_seq_shown_by_since_waits_for_it() {
+        let Some((server, log)) = log_with_one_record(
+            "nats_server_get_of_a_seq_shown_by_since_waits_for_it",
+            "early",
+        )
+        .await
+        else {
+            return;
+        };
+        let other = open(&server.url(), "early").await;
+        // What the follower does when it sees seq 1 before the leader serves it.
+        raise(&log.inner.since, 1);
+        let get = tokio::spawn({
+            let log = log.clone();
+            async move { log.get(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(other.append(Bytes::from("b")).await.unwrap(), 1);
+        assert_eq!(get.await.unwrap().unwrap(), Bytes::from("b"));
+        let started = Instant::now();
+        let e = log.get(2).await.unwrap_err();
+        assert!(matches!(e, Error::NotFound { seq: 2 }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_millis(300));
     }
 }

@@ -36,15 +36,27 @@ pub struct Options {
     /// How long one request (an acknowledgement, a read) may take before it is retried or
     /// reported. Default: 5 seconds.
     pub request_timeout: Duration,
-    /// How long an append (or a read) keeps retrying (through a leader election, say)
-    /// before it fails with [`NatsError::Unavailable`](crate::NatsError::Unavailable). Must
-    /// be shorter than the duplicate window. Default: 30 seconds.
+    /// How long an append (or a read) keeps retrying (through a leader election, or while
+    /// other writers take the tail first) before it fails with
+    /// [`NatsError::Unavailable`](crate::NatsError::Unavailable) or
+    /// [`NatsError::Contended`](crate::NatsError::Contended). Must be shorter than the
+    /// duplicate window. Default: 30 seconds.
+    ///
+    /// **The bound**: every append answers, with its seq or a typed error, within
+    /// `append_timeout + request_timeout` of its call (the last request sent before the
+    /// deadline may take up to one request timeout to be answered); a read of one record
+    /// within the same bound.
     pub append_timeout: Duration,
     /// How many reads a stream or a batch lookup keeps in flight. Default: 64.
     pub read_concurrency: usize,
     /// How often the follower (which keeps `since` up with other processes' appends) also
     /// polls the stream's state, as a safety net for its consumer. Default: 1 second.
     pub follow_interval: Duration,
+    /// How long a stream's ordered consumer (which reads long histories) may deliver
+    /// nothing before the stream gives up on it and reads on by message gets from the
+    /// stream leader, which then succeed or fail within the append timeout. Guards against
+    /// a consumer stuck on a replica that stopped applying the stream. Default: 5 seconds.
+    pub progress_timeout: Duration,
 }
 
 impl Default for Options {
@@ -66,6 +78,7 @@ impl Options {
             append_timeout: Duration::from_secs(30),
             read_concurrency: 64,
             follow_interval: Duration::from_secs(1),
+            progress_timeout: Duration::from_secs(5),
         }
     }
     /// Sets [`Options::subject`].
@@ -106,6 +119,11 @@ impl Options {
     /// Sets [`Options::follow_interval`].
     pub fn follow_interval(mut self, interval: Duration) -> Self {
         self.follow_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+    /// Sets [`Options::progress_timeout`].
+    pub fn progress_timeout(mut self, timeout: Duration) -> Self {
+        self.progress_timeout = timeout.max(Duration::from_millis(10));
         self
     }
     /// The subject the log publishes to: [`Options::subject`] or `flume.<stream>`.

@@ -129,18 +129,27 @@ async fn nats_server_cluster_leader_failover() {
     // Three writers: two appending singles on one handle, one appending batches of 5 on
     // the other. Every value is distinct.
     let acked = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    // When each acknowledgement arrived, and how long each append took: the failover time.
+    let answers = Arc::new(std::sync::Mutex::new(Vec::<(Instant, Duration)>::new()));
     let failed = Arc::new(std::sync::Mutex::new(Vec::<(u64, String)>::new()));
     let per_task = appends / 3;
     let mut tasks = Vec::new();
     for task in 0..3u64 {
         let log = if task < 2 { log1.clone() } else { log2.clone() };
         let (acked, failed) = (Arc::clone(&acked), Arc::clone(&failed));
+        let answers = Arc::clone(&answers);
         tasks.push(tokio::spawn(async move {
             let mut i = 0;
             while i < per_task {
                 if task < 2 {
                     let v = task * 1_000_000 + i;
-                    match log.append(Bytes::from(v.to_string())).await {
+                    let started = Instant::now();
+                    let result = log.append(Bytes::from(v.to_string())).await;
+                    answers
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), started.elapsed()));
+                    match result {
                         Ok(_) => acked.lock().unwrap().push(v),
                         Err(e) => failed.lock().unwrap().push((v, e.to_string())),
                     }
@@ -191,6 +200,18 @@ async fn nats_server_cluster_leader_failover() {
     assert_ne!(new_leader, old_leader);
     eprintln!(
         "appends finished {:?} after the kill; new leader {new_leader}",
+        killed_at.elapsed()
+    );
+    let mut answers: Vec<Instant> = answers.lock().unwrap().iter().map(|(at, _)| *at).collect();
+    answers.sort_unstable();
+    // The failover time: the longest stretch without any answer, from the kill on.
+    let after: Vec<Instant> = std::iter::once(killed_at)
+        .chain(answers.iter().copied().filter(|at| *at > killed_at))
+        .collect();
+    let silence = after.windows(2).map(|w| w[1] - w[0]).max();
+    eprintln!("failover time: no append was answered for {silence:?} after the leader was killed");
+    eprintln!(
+        "(all appends finished {:?} after the kill)",
         killed_at.elapsed()
     );
     cluster.node_by_name(&old_leader).unwrap().start();

@@ -476,3 +476,190 @@ async fn nats_server_reads_wait_through_a_pause() {
         .collect();
     assert_eq!(scanned, expected);
 }
+
+/// A handle refuses to append when the stream ends below a seq it already saw stored
+/// (here: the stream was deleted and recreated under it, as a replica that lost records
+/// and then became leader would look), naming both seqs, instead of giving an already
+/// acknowledged seq to another record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_append_below_a_seen_seq_is_refused() {
+    let Some(binary) = support::binary_or_skip("nats_server_append_below_a_seen_seq_is_refused")
+    else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let options = || {
+        Options::new("regress")
+            .request_timeout(Duration::from_millis(500))
+            .append_timeout(Duration::from_secs(2))
+            .duplicate_window(Duration::from_secs(10))
+    };
+    let old = NatsLog::connect(&server.url(), options()).await.unwrap();
+    for i in 0..5u64 {
+        assert_eq!(old.append(Bytes::from(format!("old{i}"))).await.unwrap(), i);
+    }
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream("regress").await.unwrap();
+    let new = NatsLog::connect(&server.url(), options()).await.unwrap();
+    assert_eq!(new.append(Bytes::from("new0")).await.unwrap(), 0);
+    assert_eq!(new.append(Bytes::from("new1")).await.unwrap(), 1);
+
+    let e = within("append below a seen seq", old.append(Bytes::from("late")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            nats_error(&e),
+            Some(NatsError::TailBehind {
+                tail: Some(1),
+                seen: 4,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    let records = vec![Bytes::from("b0"), Bytes::from("b1")];
+    let e = within("batch below a seen seq", old.append_batch(records))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(nats_error(&e), Some(NatsError::TailBehind { seen: 4, .. })),
+        "{e:?}"
+    );
+    // Nothing was stored by the refused appends.
+    let info = js
+        .get_stream("regress")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.messages, 2);
+    assert_eq!(new.get(1).await.unwrap(), Bytes::from("new1"));
+}
+
+/// A long history read through the ordered consumer does not stall silently when the
+/// consumer stops delivering (the server is paused for good here, as a replica that
+/// stopped applying the stream would stay silent): after the progress timeout the stream
+/// reads on by message gets, which fail with a typed error within the read timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_stalled_history_read_errors_instead_of_hanging() {
+    let Some(binary) =
+        support::binary_or_skip("nats_server_stalled_history_read_errors_instead_of_hanging")
+    else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let options = Options::new("stall")
+        .request_timeout(Duration::from_millis(500))
+        .append_timeout(Duration::from_secs(1))
+        .duplicate_window(Duration::from_secs(10))
+        .progress_timeout(Duration::from_millis(500));
+    let log = NatsLog::connect(&server.url(), options).await.unwrap();
+    for i in 0..6u64 {
+        let batch = (0..1000).map(|j| Bytes::from(format!("{i}.{j}"))).collect();
+        log.append_batch(batch).await.unwrap();
+    }
+    let mut records = log.stream(StreamOptions::new());
+    for seq in 0..10u64 {
+        assert_eq!(records.next().await.unwrap().unwrap().0, seq);
+    }
+    server.server.pause();
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match records.next().await {
+                Some(Ok(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    server.server.resume();
+    let outcome = outcome.expect("the stalled read hung for a minute instead of failing");
+    let e = outcome
+        .expect("the stream ended without its records")
+        .unwrap_err();
+    assert!(
+        matches!(nats_error(&e), Some(NatsError::Unavailable { .. })),
+        "{e:?}"
+    );
+    eprintln!("the stalled read failed after {:?}", started.elapsed());
+}
+
+/// An append refused for a moved tail at its deadline fails with `Contended` (nothing
+/// stored) instead of retrying past it; a conditional append that loses answers
+/// `Conflict` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_lost_races_answer_in_time() {
+    let Some(binary) = support::binary_or_skip("nats_server_lost_races_answer_in_time") else {
+        return;
+    };
+    let server = support::Single::start(binary);
+    let a = NatsLog::connect(&server.url(), Options::new("races"))
+        .await
+        .unwrap();
+    assert_eq!(a.append(Bytes::from("a0")).await.unwrap(), 0);
+    // b knows the tail at 0; a moves it on. b's next write is refused, and with an append
+    // timeout of zero, b has no time for another attempt.
+    let b = NatsLog::connect(
+        &server.url(),
+        Options::new("races").append_timeout(Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.append(Bytes::from("a1")).await.unwrap(), 1);
+    let e = within("a lost race", b.append(Bytes::from("b")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            nats_error(&e),
+            Some(NatsError::Contended {
+                conflicts: 1,
+                maybe_stored: false,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(a.append(Bytes::from("a2")).await.unwrap(), 2);
+
+    // A conditional append racing a busy writer answers promptly, never spins.
+    let busy = tokio::spawn({
+        let a = a.clone();
+        async move {
+            for i in 0..300 {
+                a.append(Bytes::from(format!("busy{i}"))).await.unwrap();
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let e = within(
+        "a conditional append",
+        a.append_if(Some(0), Bytes::from("x")),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NatsError::Conflict {
+                expected: Some(0),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    busy.await.unwrap();
+    let all: Vec<_> = a.stream(StreamOptions::new()).collect().await;
+    assert!(all.iter().all(|r| r.as_ref().unwrap().1 != "b"));
+    assert!(all.iter().all(|r| r.as_ref().unwrap().1 != "x"));
+}

@@ -1,5 +1,6 @@
-//! A first append-throughput figure, on one node and on a three-node cluster (loopback).
-//! Not run by default: `cargo test -p flumelog-nats --release --test throughput -- --ignored --nocapture`.
+//! Append throughput, and append latency under contention, on one node and on a
+//! three-node cluster (loopback). Not run by default:
+//! `cargo test -p flumelog-nats --release --test throughput -- --ignored --nocapture`.
 //! `FLUME_NATS_BENCH_APPENDS` (default 4000) sets the appends per measurement.
 
 mod support;
@@ -79,4 +80,91 @@ async fn nats_server_append_throughput() {
         }
     };
     measure("three nodes, R3", log).await;
+}
+
+/// Append latency with 1, 2 and 4 writers contending for one stream: each writer is a
+/// handle of its own (its own connection, as another process would be) running 4 tasks
+/// that append 100-byte records one after the other. Prints p50/p99/max per writer count.
+async fn contended(label: &str, url: &str, replicas: usize) {
+    let n: usize = std::env::var("FLUME_NATS_BENCH_APPENDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let record = Bytes::from(vec![b'x'; 100]);
+    for writers in [1usize, 2, 4] {
+        let stream = format!("contend{writers}");
+        let mut logs = Vec::new();
+        for _ in 0..writers {
+            let options = Options::new(stream.as_str()).replicas(replicas);
+            logs.push(NatsLog::connect(url, options).await.unwrap());
+        }
+        let per_task = n / writers / 4;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for log in &logs {
+            for _ in 0..4 {
+                let (log, record) = (log.clone(), record.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(per_task);
+                    let mut errors = 0usize;
+                    for _ in 0..per_task {
+                        let t = Instant::now();
+                        if let Err(e) = log.append(record.clone()).await {
+                            if errors == 0 {
+                                eprintln!("error: {e}");
+                            }
+                            errors += 1;
+                        }
+                        latencies.push(t.elapsed());
+                    }
+                    (latencies, errors)
+                }));
+            }
+        }
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (l, e) = t.await.unwrap();
+            latencies.extend(l);
+            errors += e;
+        }
+        let elapsed = started.elapsed();
+        latencies.sort_unstable();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        println!(
+            "{label}: {writers} writer(s) x 4 tasks, {} appends: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {:.0} appends/s, {errors} errors",
+            latencies.len(),
+            at(0.5).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+            latencies.len() as f64 / elapsed.as_secs_f64()
+        );
+        for log in logs {
+            log.close().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn nats_server_contended_append_latency() {
+    let Some(binary) = support::binary_or_skip("nats_server_contended_append_latency") else {
+        return;
+    };
+    let single = support::Single::start(binary.clone());
+    contended("one node, R1", &single.url(), 1).await;
+    drop(single);
+
+    let cluster = support::Cluster::start(binary);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match NatsLog::connect(&cluster.urls(), Options::new("warmup").replicas(3)).await {
+            Ok(log) => break log.close().await.unwrap(),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    contended("three nodes, R3", &cluster.urls(), 3).await;
 }
