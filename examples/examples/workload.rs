@@ -1,5 +1,5 @@
-//! The benchmark driver: flume-rs as one more peer of the shared harness
-//! (`../shared/bench`, "flume workload v1").
+//! The benchmark driver: flume-rs as one more peer of the team's benchmark harness
+//! ("flume workload v1", kept outside this repository; see BENCHMARKS.md).
 //!
 //! ```text
 //! workload [--write-delay-ms D] --workload W1|W2|W3|W4 --n N --dir DIR --records FILE [--writers C --count K]
