@@ -34,6 +34,9 @@ use flume_core::{Durability, Error, Log};
 use flumelog_file::{FileLog, Options};
 use rand::Rng;
 
+mod support;
+use support::{frame, segment_header};
+
 const CHILD_ENV: &str = "FLUME_CRASH_CHILD_DIR";
 const PLAN_ENV: &str = "FLUME_CRASH_PLAN";
 
@@ -120,27 +123,6 @@ impl Plan {
     fn adversarial(self) -> bool {
         matches!(self, Plan::Adversarial | Plan::AdversarialPwrite)
     }
-}
-
-/// A segment header of the log's format (`docs/format.md`), first seq `first`.
-fn segment_header(first: u64) -> Vec<u8> {
-    let mut h = b"FLUMELOG".to_vec();
-    h.extend_from_slice(&1u32.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    h.extend_from_slice(&first.to_le_bytes());
-    let crc = crc32c::crc32c(&h);
-    h.extend_from_slice(&crc.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    h
-}
-
-/// Appends a valid frame of the log's format holding `payload` to `out`.
-fn frame(out: &mut Vec<u8>, payload: &[u8], more: bool) {
-    let word = (payload.len() as u32 | if more { 1 << 31 } else { 0 }).to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&word), payload);
-    out.extend_from_slice(&word);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(payload);
 }
 
 /// The payload of item `i` of `k` of operation `n` of task `t` (`t` is unique per run).

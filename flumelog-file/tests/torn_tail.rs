@@ -8,31 +8,13 @@ use bytes::Bytes;
 use flume_core::{Durability, Error, Log};
 use flumelog_file::{FileLog, Options};
 
+mod support;
+use support::{frame, segment_header};
+
 const SEG: &str = "00000000000000000000.seg";
 
 fn record(i: u64) -> Bytes {
     Bytes::from(format!("record {i} ").repeat(1 + (i % 3) as usize))
-}
-
-/// A segment header of the log's format (`docs/format.md`), first seq `first`.
-fn segment_header(first: u64) -> Vec<u8> {
-    let mut h = b"FLUMELOG".to_vec();
-    h.extend_from_slice(&1u32.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    h.extend_from_slice(&first.to_le_bytes());
-    let crc = crc32c::crc32c(&h);
-    h.extend_from_slice(&crc.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
-    h
-}
-
-/// Appends a valid frame of the log's format holding `payload` to `out`.
-fn frame(out: &mut Vec<u8>, payload: &[u8], more: bool) {
-    let word = (payload.len() as u32 | if more { 1 << 31 } else { 0 }).to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&word), payload);
-    out.extend_from_slice(&word);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(payload);
 }
 
 /// A record that is a whole segment of this format (header, single records, a batch)
