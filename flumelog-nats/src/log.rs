@@ -116,6 +116,16 @@ struct Loser<'a> {
     key: (Instant, u64),
 }
 
+/// How one append has fared against other writers so far.
+#[derive(Default)]
+struct Race<'a> {
+    /// Attempts refused because another writer took the tail.
+    conflicts: u32,
+    /// Registered at the first lost race, for the turn-taking (see `Fairness`); dropping
+    /// it (when the append answers) leaves the queue of losers.
+    loser: Option<Loser<'a>>,
+}
+
 impl Drop for Loser<'_> {
     fn drop(&mut self) {
         Fairness::lock(&self.fairness.losers).remove(&self.key);
@@ -966,15 +976,21 @@ impl Inner {
     }
 
     /// After an attempt refused for a moved tail (another writer stored a message
-    /// there): asks the other writers to yield, then waits a short random time (growing
-    /// with `conflicts`) before the next attempt, or fails once the deadline has passed.
-    async fn lost_race(
-        &self,
+    /// there): counts the conflict, registers the append as a loser (once) for the
+    /// turn-taking, asks the other writers to yield, then waits a short random time
+    /// (growing with the conflicts) before the next attempt, or fails once the deadline
+    /// has passed.
+    async fn lost_race<'a>(
+        &'a self,
         deadline: Instant,
         started: Instant,
-        conflicts: u32,
+        race: &mut Race<'a>,
         maybe_stored: bool,
     ) -> Result<(), NatsError> {
+        race.conflicts += 1;
+        race.loser
+            .get_or_insert_with(|| self.fairness.lost(started));
+        let conflicts = race.conflicts;
         if Instant::now() >= deadline {
             return Err(NatsError::Contended {
                 stream: self.name.clone(),
@@ -1017,6 +1033,20 @@ impl Inner {
             expected,
             actual: w.tail.checked_sub(1),
         })
+    }
+
+    /// [`settle_conflict`](Self::settle_conflict) for a single record: its seq when an
+    /// earlier attempt was stored after all.
+    async fn settle_one(
+        &self,
+        deadline: Instant,
+        expected: Option<Seq>,
+        id: &str,
+        tried: &[u64],
+    ) -> Result<Seq, NatsError> {
+        let seq = self.settle_conflict(deadline, expected, id, tried).await? - 1;
+        raise(&self.since, seq);
+        Ok(seq)
     }
 
     async fn append_one(
@@ -1062,10 +1092,8 @@ impl Inner {
         let Attempts { id, mut tried } = attempts;
         let size = record.len();
         let mut attempt = 0;
-        let mut conflicts = 0;
         let started = deadline - self.options.append_timeout;
-        // Registered at the first lost race, for the turn-taking (see `Fairness`).
-        let mut loser = None;
+        let mut race = Race::default();
         loop {
             // A conditional append never waits for others: it either holds or conflicts.
             let waited = condition.is_none() && self.yield_to_others(deadline, started).await?;
@@ -1106,15 +1134,9 @@ impl Inner {
                         w.stale = true;
                         drop(w);
                         if let Some(expected) = condition {
-                            let sequence = self
-                                .settle_conflict(deadline, expected, &id, &tried)
-                                .await?;
-                            raise(&self.since, sequence - 1);
-                            return Ok(sequence - 1);
+                            return self.settle_one(deadline, expected, &id, &tried).await;
                         }
-                        conflicts += 1;
-                        loser.get_or_insert_with(|| self.fairness.lost(started));
-                        self.lost_race(deadline, started, conflicts, !tried.is_empty())
+                        self.lost_race(deadline, started, &mut race, !tried.is_empty())
                             .await?;
                         continue;
                     }
@@ -1154,15 +1176,9 @@ impl Inner {
                         // Refused: this attempt is not stored.
                         self.mark_stale(generation).await;
                         if let Some(expected) = condition {
-                            let sequence = self
-                                .settle_conflict(deadline, expected, &id, &tried)
-                                .await?;
-                            raise(&self.since, sequence - 1);
-                            return Ok(sequence - 1);
+                            return self.settle_one(deadline, expected, &id, &tried).await;
                         }
-                        conflicts += 1;
-                        loser.get_or_insert_with(|| self.fairness.lost(started));
-                        self.lost_race(deadline, started, conflicts, !tried.is_empty())
+                        self.lost_race(deadline, started, &mut race, !tried.is_empty())
                             .await?;
                     }
                     Attempt::Transient(reason) => {
@@ -1246,10 +1262,8 @@ impl Inner {
         let size = payload.len();
         let Attempts { id, mut tried } = attempts;
         let mut attempt = 0;
-        let mut conflicts = 0;
         let started = deadline - self.options.append_timeout;
-        // Registered at the first lost race, for the turn-taking (see `Fairness`).
-        let mut loser = None;
+        let mut race = Race::default();
         let mut headers = HeaderMap::new();
         headers.insert(format::BATCH, n.to_string().as_str());
         loop {
@@ -1318,9 +1332,7 @@ impl Inner {
                         // An earlier attempt was stored: let the next round finish it.
                         continue;
                     }
-                    conflicts += 1;
-                    loser.get_or_insert_with(|| self.fairness.lost(started));
-                    self.lost_race(deadline, started, conflicts, !tried.is_empty())
+                    self.lost_race(deadline, started, &mut race, !tried.is_empty())
                         .await?;
                     continue;
                 }
