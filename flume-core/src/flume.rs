@@ -85,7 +85,6 @@ struct Inner<T> {
 
 /// A view's reader as registered, for typed lookup by name.
 struct Registered {
-    waiter: Waiter,
     reader: Box<dyn Any + Send + Sync>,
     type_id: TypeId,
     type_name: &'static str,
@@ -219,10 +218,7 @@ impl<T: Send + Sync + 'static> Flume<T> {
         let name = name.into();
         let shared = ViewShared::with_damage(name.clone(), Some(self.inner.damage.clone()));
         let waiter = Waiter::new(Arc::clone(&shared), self.inner.log_since.clone());
-        let reader = view.reader(ReaderContext::new(
-            waiter.clone(),
-            self.inner.reader.clone(),
-        ));
+        let reader = view.reader(ReaderContext::new(waiter, self.inner.reader.clone()));
         {
             let mut views = self.inner.views.lock().unwrap_or_else(|p| p.into_inner());
             if views.contains_key(&name) {
@@ -243,7 +239,6 @@ impl<T: Send + Sync + 'static> Flume<T> {
             views.insert(
                 name.clone(),
                 Registered {
-                    waiter: waiter.clone(),
                     reader: Box::new(reader.clone()),
                     type_id: TypeId::of::<V::Reader>(),
                     type_name: std::any::type_name::<V::Reader>(),
@@ -402,24 +397,24 @@ impl<T: Send + Sync + 'static> Flume<T> {
     pub async fn ready(&self) -> Result<()> {
         self.check_open()?;
         let target = self.since();
-        let waiters: Vec<Waiter> = {
+        let names: Vec<String> = {
             let views = self.inner.views.lock().unwrap_or_else(|p| p.into_inner());
-            views.values().map(|r| r.waiter.clone()).collect()
+            views.keys().cloned().collect()
         };
         // The status is published before readers are woken, so it is what to watch.
         let mut status = self.status();
         let mut outcome = Ok(());
         let waited = status
             .wait_for(|s| {
-                for waiter in &waiters {
-                    let Some(view) = s.views.get(waiter.name()) else {
+                for name in &names {
+                    let Some(view) = s.views.get(name) else {
                         return false;
                     };
                     match view.state {
                         ViewState::Failed => {
                             let why = view.error.clone().unwrap_or_default();
                             outcome = Err(Error::ViewFailed {
-                                name: waiter.name().to_owned(),
+                                name: name.clone(),
                                 source: Arc::new(why.into()),
                             });
                             return true;

@@ -204,10 +204,7 @@ impl Waiter {
     /// # }
     /// ```
     pub fn capture(&self, wait: Wait) -> Wait {
-        match wait {
-            Wait::Log => self.log_since().map_or(Wait::NoWait, Wait::AtLeast),
-            other => other,
-        }
+        self.target(wait).map_or(Wait::NoWait, Wait::AtLeast)
     }
 
     /// The seq a read with `wait` waits for, if any.
@@ -328,7 +325,9 @@ impl Waiter {
                 let q = self.shared.lock();
                 self.shared.status(&q)?;
                 let reached = target.is_none_or(|t| q.since.is_some_and(|s| s >= t));
-                (reached && q.epoch >= min_epoch).then_some(q.epoch)
+                // The epoch changes under the queue lock too, so it agrees with `since`.
+                let epoch = *self.shared.epoch_tx.borrow();
+                (reached && epoch >= min_epoch).then_some(epoch)
             };
             // Otherwise a reset slipped in between the wait and the gate: wait again.
             if let Some(epoch) = epoch {
@@ -347,8 +346,6 @@ enum Life {
 
 struct Queue {
     since: Option<Seq>,
-    /// How many times the view has been reset.
-    epoch: u64,
     failed: Option<Arc<BoxError>>,
     closed: bool,
     next_id: u64,
@@ -373,6 +370,7 @@ pub(crate) struct ViewShared {
     /// Reads hold the read side while they run; a reset holds the write side while it
     /// lowers `since` and wipes the view.
     gate: RwLock<()>,
+    /// How many times the view has been reset; changed under the queue lock.
     epoch_tx: watch::Sender<u64>,
     damage: Option<mpsc::UnboundedSender<Damage>>,
     /// Whether the view has loaded its persisted state (or stopped): reads wait for it.
@@ -400,7 +398,6 @@ impl ViewShared {
             loaded: watch::Sender::new(false),
             queue: Mutex::new(Queue {
                 since: None,
-                epoch: 0,
                 failed: None,
                 closed: false,
                 next_id: 0,
@@ -499,7 +496,7 @@ impl ViewShared {
 
     /// The view's epoch: how many times it has been reset.
     pub(crate) fn epoch(&self) -> u64 {
-        self.lock().epoch
+        *self.epoch_tx.borrow()
     }
 
     /// Resets the view: under the write side of the gate (no read runs meanwhile),
@@ -510,8 +507,7 @@ impl ViewShared {
         {
             let mut q = self.lock();
             q.since = None;
-            q.epoch += 1;
-            self.epoch_tx.send_replace(q.epoch);
+            self.epoch_tx.send_modify(|e| *e += 1);
         }
         self.since_tx.send_replace(None);
         wipe()

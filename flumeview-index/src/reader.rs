@@ -276,13 +276,10 @@ impl<T: Send + Sync + 'static> Scan<T> {
     ///
     /// [`Scan::follow`] is the same stream with a marker once it has caught up.
     pub fn live(self, wait: Wait) -> BoxStream<'static, Result<Hit>> {
-        Box::pin(self.follow(wait).filter_map(|item| {
-            std::future::ready(match item {
-                Ok(Live::Item(hit)) => Some(Ok(hit)),
-                Ok(Live::Synced) => None,
-                Err(e) => Some(Err(e)),
-            })
-        }))
+        Box::pin(
+            self.follow(wait)
+                .filter_map(|item| std::future::ready(item.map(Live::item).transpose())),
+        )
     }
 
     /// [`Scan::live`] with one [`Live::Synced`] once the stream has yielded every hit of
