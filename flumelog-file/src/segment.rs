@@ -199,23 +199,32 @@ fn write_temp(
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(PathBuf, File)> {
     let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
-    let file = OpenOptions::new()
+    let file = write_synced(&tmp, write)?;
+    Ok((tmp, file))
+}
+
+/// Creates (or truncates) the file `path`, opened for reading and writing, lets `write`
+/// fill it, and syncs it.
+pub(crate) fn write_synced(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp)
+        .open(path)
         .and_then(|mut file| {
             write(&mut file)?;
             file.sync_data()?;
             Ok(file)
         })
-        .map_err(|e| Error::io(&tmp, e))?;
-    Ok((tmp, file))
+        .map_err(|e| Error::io(path, e))
 }
 
 /// Renames the synced temporary file `tmp` to `path` and syncs the directory.
-fn install(dir: &Path, tmp: &Path, path: &Path) -> Result<()> {
+pub(crate) fn install(dir: &Path, tmp: &Path, path: &Path) -> Result<()> {
     fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
     sync_dir(dir)
 }

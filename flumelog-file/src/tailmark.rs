@@ -11,7 +11,7 @@
 //! before it cuts or removes anything. It is rewritten when a segment is started, when
 //! the log is opened (after recovery) and closed, and by `revert` and `repair`.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::path::Path;
 
@@ -120,19 +120,8 @@ pub(crate) fn read(dir: &Path) -> Result<Option<TailMark>> {
 /// `TAIL`, directory synced.
 pub(crate) fn write(dir: &Path, mark: TailMark) -> Result<()> {
     let tmp = dir.join(TAIL_TMP);
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(&encode(mark))?;
-            file.sync_data()
-        })
-        .map_err(|e| Error::io(&tmp, e))?;
-    let path = dir.join(TAIL_FILE);
-    fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    segment::sync_dir(dir)
+    segment::write_synced(&tmp, |file| file.write_all(&encode(mark)))?;
+    segment::install(dir, &tmp, &dir.join(TAIL_FILE))
 }
 
 #[cfg(test)]
