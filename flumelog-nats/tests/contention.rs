@@ -4,7 +4,7 @@
 //!
 //! The second process is this test binary run again (`std::env::current_exe`) with
 //! `FLUME_NATS_CONTENTION_CHILD` set, which makes `contention_child` do its part and print
-//! its results. `FLUME_NATS_CONTENTION_APPENDS` sets the appends per task (default 750;
+//! its results. `FLUME_NATS_CONTENTION_APPENDS` sets the appends per task (default 2,000;
 //! each process runs 4 tasks).
 
 mod support;
@@ -33,7 +33,7 @@ fn appends_per_task() -> u64 {
     std::env::var("FLUME_NATS_CONTENTION_APPENDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(750)
+        .unwrap_or(2_000)
 }
 
 fn options() -> Options {
