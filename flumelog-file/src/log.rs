@@ -304,7 +304,7 @@ impl FileLog {
         &self,
         records: impl ExactSizeIterator<Item = Bytes>,
         durability: Option<Durability>,
-    ) -> Result<(Range<Seq>, Await)> {
+    ) -> Result<(Range<Seq>, Await, u64)> {
         let shared = self.shared();
         let durability = durability.unwrap_or(shared.options.durability);
         let pushed = queue::push(shared, records, durability, can_block_in_place())?;
@@ -314,7 +314,7 @@ impl FileLog {
             Then::WriteInline => {
                 let end = pushed.seqs.end;
                 match try_commit(&self.handle.writer, Inline::Write { end }) {
-                    Some(Ok(_)) => return Ok((pushed.seqs, Await::Nothing)),
+                    Some(Ok(_)) => return Ok((pushed.seqs, Await::Nothing, pushed.reverts)),
                     Some(Err(e)) => return Err(e),
                     // Someone else is writing (or a segment must be sealed): the writer
                     // thread takes over, and the append waits for it.
@@ -322,17 +322,18 @@ impl FileLog {
                 }
             }
         }
-        Ok((pushed.seqs, pushed.wait))
+        Ok((pushed.seqs, pushed.wait, pushed.reverts))
     }
 
-    /// Waits until the writer has written or synced what `wait` names.
-    async fn wait(shared: Arc<Shared>, wait: Await) -> Result<()> {
+    /// Waits until the writer has written or synced what `wait` names, for records
+    /// queued after `reverts` reverts of the queue (see [`Await::met`]).
+    async fn wait(shared: Arc<Shared>, wait: Await, reverts: u64) -> Result<()> {
         let mut waiter = shared.progress.subscribe();
         let progress = waiter
-            .wait_for(|p| wait.met(p) || p.poisoned.is_some() || p.closed)
+            .wait_for(|p| wait.met(p, reverts) || p.poisoned.is_some() || p.closed)
             .await
             .map_err(|_| Error::Closed)?;
-        if wait.met(&progress) {
+        if wait.met(&progress, reverts) {
             Ok(())
         } else if progress.poisoned.is_some() {
             Err(poisoned_error(progress.poisoned.as_ref()))
@@ -362,8 +363,8 @@ impl FileLog {
     ) -> BoxFuture<'static, Result<Range<Seq>>> {
         match self.enqueue(records, durability) {
             Err(e) => Box::pin(futures::future::ready(Err(e))),
-            Ok((range, Await::Nothing)) => Box::pin(futures::future::ready(Ok(range))),
-            Ok((range, Await::SyncInline(end))) => {
+            Ok((range, Await::Nothing, _)) => Box::pin(futures::future::ready(Ok(range))),
+            Ok((range, Await::SyncInline(end), reverts)) => {
                 let shared = Arc::clone(self.shared());
                 let writer = Arc::clone(&self.handle.writer);
                 Box::pin(async move {
@@ -374,20 +375,25 @@ impl FileLog {
                         None => {
                             // `sync_upto` may already cover `end` (set when the append
                             // was queued): the writer thread must be woken all the same.
-                            let notify = shared.tail().ask_sync(end, true);
+                            // Unless a revert came in between: it settles the record
+                            // (see `Await::met`), and `end` may be past the log's end.
+                            let notify = {
+                                let mut tail = shared.tail();
+                                tail.queue.reverts == reverts && tail.ask_sync(end, true)
+                            };
                             if notify {
                                 shared.wake.notify_one();
                             }
-                            FileLog::wait(shared, Await::Durable(end)).await?;
+                            FileLog::wait(shared, Await::Durable(end), reverts).await?;
                         }
                     }
                     Ok(range)
                 })
             }
-            Ok((range, wait)) => {
+            Ok((range, wait, reverts)) => {
                 let shared = Arc::clone(self.shared());
                 Box::pin(async move {
-                    FileLog::wait(shared, wait).await?;
+                    FileLog::wait(shared, wait, reverts).await?;
                     Ok(range)
                 })
             }
@@ -474,19 +480,20 @@ impl Log for FileLog {
     /// Dropping the future stops waiting; the sync still happens.
     fn sync(&self) -> BoxFuture<'_, Result<()>> {
         let shared = Arc::clone(self.shared());
-        let target = {
+        let (target, reverts) = {
             let mut tail = shared.tail();
             if let Err(e) = shared.check_open(&tail) {
                 return Box::pin(futures::future::ready(Err(e)));
             }
             let target = tail.queue.next_seq;
+            let reverts = tail.queue.reverts;
             if shared.progress.durable() < target && tail.ask_sync(target, false) {
                 drop(tail);
                 shared.wake.notify_one();
             }
-            target
+            (target, reverts)
         };
-        Box::pin(FileLog::wait(shared, Await::Durable(target)))
+        Box::pin(FileLog::wait(shared, Await::Durable(target), reverts))
     }
 
     /// Drops every record after `last` (every record for `None`), truncating the segment

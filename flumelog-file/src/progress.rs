@@ -76,6 +76,10 @@ pub(crate) struct Snapshot {
     pub(crate) poisoned: Option<Arc<Failure>>,
     /// The writer finished: nothing more is written, the directory is unlocked.
     pub(crate) closed: bool,
+    /// Reverts finished. Every record queued before the `n`th revert began is settled
+    /// once `reverts >= n`: reverted, or kept and durable. A waiter for records queued
+    /// while `reverts` was below `n` waits no longer than that.
+    pub(crate) reverts: u64,
 }
 
 /// See the module docs.
@@ -87,6 +91,8 @@ pub(crate) struct Progress {
     durable: AtomicU64,
     poisoned: OnceLock<Arc<Failure>>,
     closed: AtomicBool,
+    /// Reverts finished (see [`Snapshot::reverts`]).
+    reverts: AtomicU64,
     /// The public `durable` watch (last durable seq), kept in step with `durable`.
     durable_tx: watch::Sender<Option<Seq>>,
     /// Rung after a change someone may wait for.
@@ -104,6 +110,7 @@ impl Progress {
             durable: AtomicU64::new(records),
             poisoned: OnceLock::new(),
             closed: AtomicBool::new(false),
+            reverts: AtomicU64::new(0),
             durable_tx,
             bell,
         };
@@ -142,6 +149,7 @@ impl Progress {
             durable: self.durable(),
             poisoned: self.poisoned().cloned(),
             closed: self.closed(),
+            reverts: self.reverts.load(Ordering::Acquire),
         }
     }
 
@@ -149,6 +157,12 @@ impl Progress {
     /// indexes. Does not ring: the writer rings once per round ([`ring`](Self::ring)).
     pub(crate) fn set_written(&self, n: u64) {
         self.written.store(n, Ordering::Release);
+    }
+
+    /// The `n`th revert of the queue ([`Queue::reverts`](crate::writer::queue::Queue::reverts))
+    /// finished. Does not ring: the revert moves `durable` next, which rings.
+    pub(crate) fn set_reverts(&self, n: u64) {
+        self.reverts.store(n, Ordering::Release);
     }
 
     /// Moves `durable` to `n` (updating the public watch if it changed) and rings.

@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, watch};
 use super::schedule::Schedule;
 use super::SINCE_INTERVAL;
 use crate::format::{self, HEADER_LEN};
+use crate::progress::Snapshot;
 use crate::shared::Shared;
 
 /// Whether the log accepts calls. Once it is closed (the writer finished), that is
@@ -55,6 +56,9 @@ pub(crate) struct Queue {
     /// Framed bytes in `pending` that the writer has not taken yet.
     pub(crate) pending_bytes: usize,
     pub(crate) commands: Vec<Command>,
+    /// Reverts that lowered the queue so far; appends remember it, and stop waiting
+    /// once a later revert finished ([`Snapshot::reverts`]).
+    pub(crate) reverts: u64,
 }
 
 impl Queue {
@@ -244,6 +248,7 @@ impl Tail {
                 pending: VecDeque::new(),
                 pending_bytes: 0,
                 commands: Vec::new(),
+                reverts: 0,
             },
             since: Since::new(since_tx),
             schedule: Schedule::new(),
@@ -277,7 +282,7 @@ impl Tail {
     }
 }
 
-/// What an append waits for before it returns.
+/// What an append waits for before it returns (see [`Await::met`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Await {
     Nothing,
@@ -290,8 +295,13 @@ pub(crate) enum Await {
 }
 
 impl Await {
-    /// Whether `progress` meets it.
-    pub(crate) fn met(self, progress: &crate::progress::Snapshot) -> bool {
+    /// Whether `progress` meets it, for records queued when the queue had been
+    /// reverted `reverts` times: they need not wait past a later revert, which writes
+    /// them and then drops them or makes them durable.
+    pub(crate) fn met(self, progress: &Snapshot, reverts: u64) -> bool {
+        if progress.reverts > reverts {
+            return true;
+        }
         match self {
             Await::Nothing => true,
             Await::Written(n) => progress.written >= n,
@@ -305,6 +315,8 @@ impl Await {
 pub(crate) struct Pushed {
     pub(crate) seqs: Range<Seq>,
     pub(crate) wait: Await,
+    /// [`Queue::reverts`] when they were queued.
+    pub(crate) reverts: u64,
     pub(crate) then: Then,
 }
 
@@ -335,10 +347,12 @@ pub(crate) fn push(
     shared.check_open(&tail)?;
     let queue = &mut tail.queue;
     let first = queue.next_seq;
+    let reverts = queue.reverts;
     if n == 0 {
         return Ok(Pushed {
             seqs: first..first,
             wait: Await::Nothing,
+            reverts,
             then: Then::Wait,
         });
     }
@@ -416,6 +430,7 @@ pub(crate) fn push(
     Ok(Pushed {
         seqs: first..end,
         wait,
+        reverts,
         then,
     })
 }

@@ -96,13 +96,13 @@ impl Writer {
     /// without the writer lock. Then, with no lock but the writer lock, the files are
     /// changed and synced; last, the kept records are marked durable.
     pub(super) fn revert(&mut self, keep: u64) -> Result<()> {
-        if !self.lower_queue(keep)? {
-            return Ok(());
-        }
         #[cfg(test)]
-        if let Some(pause) = &self.revert_pause {
-            pause.wait();
-        }
+        self.pause(Step::Start);
+        let Some(reverts) = self.lower_queue(keep)? else {
+            return Ok(());
+        };
+        #[cfg(test)]
+        self.pause(Step::Files);
         let io_err = |p: &PathBuf| {
             let p = p.clone();
             move |e| Error::io(p, e)
@@ -193,7 +193,9 @@ impl Writer {
         .map_err(io_err(&target.path))?;
         self.set_ahead();
         // Everything kept is durable: the earlier segments were synced when sealed, the
-        // new file and the directory just now.
+        // new file and the directory just now. Appends queued before the revert are
+        // settled (kept and durable, or dropped): their waiters stop waiting.
+        self.shared.progress.set_reverts(reverts);
         self.shared.progress.set_durable(keep);
         tracing::info!(
             kept = keep,
@@ -206,15 +208,18 @@ impl Writer {
     /// The first step of [`revert`](Self::revert): writes what was queued before it
     /// (appends may have raced it), then, under the same tail lock that finds the queue
     /// empty, lowers the queue, `since`, `written` and `durable` to `keep` records.
-    /// `false`: nothing to revert (the log holds no more than `keep` records).
-    fn lower_queue(&mut self, keep: u64) -> Result<bool> {
+    /// Returns the revert's number ([`Queue::reverts`](super::queue::Queue::reverts)),
+    /// or `None` when there is nothing to revert (the log holds no more than `keep`
+    /// records).
+    fn lower_queue(&mut self, keep: u64) -> Result<Option<u64>> {
         let mut entries = Vec::new();
         loop {
             let mut tail = self.shared.tail();
             if tail.queue.pending.is_empty() {
                 if keep >= tail.queue.next_seq {
-                    return Ok(false);
+                    return Ok(None);
                 }
+                tail.queue.reverts += 1;
                 tail.queue.next_seq = keep;
                 tail.queue.pending_first = keep;
                 tail.queue.pending_bytes = 0;
@@ -227,7 +232,7 @@ impl Writer {
                 if progress.durable() > keep {
                     progress.set_durable(keep);
                 }
-                return Ok(true);
+                return Ok(Some(tail.queue.reverts));
             }
             entries.clear();
             let first = tail.queue.take(&mut entries);
@@ -240,20 +245,33 @@ impl Writer {
     }
 }
 
-/// Test builds: stops a revert once its queue was lowered, before it touches a file
-/// (see [`Writer::revert_pause`]): tells `reached`, then waits for `release`.
+/// Test builds: stops a revert at step `at` (see [`Writer::revert_pause`]): tells
+/// `reached`, then waits for `release`.
 #[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct Pause {
+    pub(crate) at: Step,
     pub(crate) reached: std::sync::mpsc::Sender<()>,
     pub(crate) release: std::sync::mpsc::Receiver<()>,
 }
 
+/// Where a revert stops in tests.
 #[cfg(test)]
-impl Pause {
-    fn wait(&self) {
-        let _ = self.reached.send(());
-        let _ = self.release.recv();
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Before it writes what was queued and lowers the queue.
+    Start,
+    /// Once it lowered the queue, before it touches a file.
+    Files,
+}
+
+#[cfg(test)]
+impl Writer {
+    fn pause(&self, at: Step) {
+        if let Some(pause) = self.revert_pause.as_ref().filter(|p| p.at == at) {
+            let _ = pause.reached.send(());
+            let _ = pause.release.recv();
+        }
     }
 }
 
@@ -263,9 +281,9 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use flume_core::Log;
+    use flume_core::{Durability, Error, Log};
 
-    use super::Pause;
+    use super::{Pause, Step};
     use crate::writer::lock;
     use crate::{FileLog, Options};
 
@@ -302,6 +320,7 @@ mod tests {
         let (reached_tx, reached) = mpsc::channel();
         let (release, release_rx) = mpsc::channel();
         lock(log.writer()).revert_pause = Some(Pause {
+            at: Step::Files,
             reached: reached_tx,
             release: release_rx,
         });
@@ -329,7 +348,7 @@ mod tests {
         assert_eq!(rt.block_on(log.get(9)).unwrap(), record(9));
         assert!(matches!(
             rt.block_on(log.get(11)),
-            Err(flume_core::Error::NotFound { seq: 11 })
+            Err(Error::NotFound { seq: 11 })
         ));
 
         release.send(()).unwrap();
@@ -345,5 +364,59 @@ mod tests {
             assert_eq!(rt.block_on(log.get(i)).unwrap(), record(i));
         }
         assert_eq!(rt.block_on(log.get(10)).unwrap(), record(1000));
+    }
+
+    /// A synced append queued after the writer took a revert on, but before the revert
+    /// lowered the queue, is written, then reverted. Its waiter returns once the revert
+    /// finished, instead of waiting for a sync of records that no longer exist.
+    #[test]
+    fn a_synced_append_reverted_by_a_racing_revert_returns() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileLog::open_blocking(dir.path(), Options::default()).unwrap();
+        for i in 0..10 {
+            rt.block_on(log.append(record(i))).unwrap();
+        }
+        rt.block_on(log.sync()).unwrap();
+        let (reached_tx, reached) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        lock(log.writer()).revert_pause = Some(Pause {
+            at: Step::Start,
+            reached: reached_tx,
+            release: release_rx,
+        });
+
+        let revert = log.revert(Some(3));
+        reached
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the revert started");
+        // Queued (on a current-thread runtime: for the writer thread to sync).
+        let append = log.append_with(record(99), Some(Durability::Synced));
+        assert_eq!(*log.since().borrow(), Some(10));
+        release.send(()).unwrap();
+        rt.block_on(revert).unwrap();
+        let seq = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), append).await })
+            .expect("the reverted append's waiter returned");
+        assert_eq!(seq.unwrap(), 10);
+        lock(log.writer()).revert_pause = None;
+        assert_eq!(*log.since().borrow(), Some(3));
+        assert_eq!(*log.durable().borrow(), Some(3));
+        for seq in [4, 10] {
+            assert!(matches!(
+                rt.block_on(log.get(seq)),
+                Err(Error::NotFound { seq: s }) if s == seq
+            ));
+        }
+        // The log goes on from the kept records.
+        let seq = rt
+            .block_on(log.append_with(record(100), Some(Durability::Synced)))
+            .unwrap();
+        assert_eq!(seq, 4);
+        assert_eq!(*log.durable().borrow(), Some(4));
+        rt.block_on(log.close()).unwrap();
     }
 }
