@@ -307,7 +307,9 @@ impl FileLog {
     ) -> Result<(Range<Seq>, Await, u64)> {
         let shared = self.shared();
         let durability = durability.unwrap_or(shared.options.durability);
-        let pushed = queue::push(shared, records, durability, can_block_in_place())?;
+        // (Only a synced append asks the runtime: the question costs a thread-local.)
+        let sync_inline_ok = durability == Durability::Synced && can_block_in_place();
+        let pushed = queue::push(shared, records, durability, sync_inline_ok)?;
         match pushed.then {
             Then::Wait => {}
             Then::Notify => shared.wake.notify_one(),
@@ -328,6 +330,9 @@ impl FileLog {
     /// Waits until the writer has written or synced what `wait` names, for records
     /// queued after `reverts` reverts of the queue (see [`Await::met`]).
     async fn wait(shared: Arc<Shared>, wait: Await, reverts: u64) -> Result<()> {
+        if wait.met(&shared.progress.snapshot(), reverts) {
+            return Ok(());
+        }
         let mut waiter = shared.progress.subscribe();
         let progress = waiter
             .wait_for(|p| wait.met(p, reverts) || p.poisoned.is_some() || p.closed)
