@@ -127,6 +127,7 @@ mod io;
 mod log;
 mod mmap;
 mod options;
+mod progress;
 mod recovery;
 mod segment;
 mod shared;

@@ -1,10 +1,8 @@
 //! [`FileLog`]: the handle, and its [`Log`] implementation.
 
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -15,10 +13,11 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::{oneshot, watch};
 
-use crate::format::{self, HEADER_LEN};
+use crate::progress::{poisoned_error, Progress};
 use crate::recovery::{self, OnCorrupt, RecoveryReport, RepairReport};
-use crate::shared::{Command, Progress, Shared, State, Tail};
-use crate::writer::{poisoned, Active, Writer};
+use crate::shared::Shared;
+use crate::writer::queue::{self, Await, Command, Then};
+use crate::writer::{can_block_in_place, try_commit, Active, Inline, Tail, Writer};
 use crate::Options;
 
 /// A durable, segmented, append-only log in a directory. Cheap to clone (an `Arc`
@@ -48,41 +47,26 @@ pub struct FileLog {
     handle: Arc<Handle>,
 }
 
-/// Owns the writer thread; dropping the last handle closes the log.
+/// Owns the writer thread; dropping the last handle closes the log. Its two locks
+/// are in the crate's lock order (see [`shared`](crate::shared)).
 #[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
-    /// Shared with the writer thread; appenders that find it free write inline.
+    /// The writer lock, shared with the writer thread; appenders that find it free
+    /// commit on their own thread ([`try_commit`]).
     writer: Arc<Mutex<Writer>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        {
-            let mut tail = self.shared.tail();
-            if tail.state == State::Open {
-                tail.state = State::Closing { sync: false };
-            }
-        }
+        self.shared.tail().close(false);
         self.shared.wake.notify_all();
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
-}
-
-/// What an append waits for before it returns.
-#[derive(Debug, Clone, Copy)]
-enum Await {
-    Nothing,
-    /// `progress.written >= n`.
-    Written(u64),
-    /// `progress.durable >= n`.
-    Durable(u64),
-    /// `progress.durable >= n`, syncing on the appender's own thread if it can.
-    SyncInline(u64),
 }
 
 impl FileLog {
@@ -141,45 +125,13 @@ impl FileLog {
         let next_seq = opened.next_seq;
         let last = next_seq.checked_sub(1);
         let (since_tx, since_rx) = watch::channel(last);
-        let (durable_tx, durable_rx) = watch::channel(last);
-        let (progress, _) = watch::channel(Progress {
-            written: next_seq,
-            durable: next_seq,
-            poisoned: None,
-            closed: false,
-        });
+        let (progress, durable_rx) = Progress::new(next_seq);
         let active_seg = Arc::clone(&opened.segments[opened.segments.len() - 1]);
         let segment_count = opened.segments.len();
         let shared = Arc::new(Shared {
             dir: dir.clone(),
-            tail: Mutex::new(Tail {
-                state: State::Open,
-                poisoned: None,
-                next_seq,
-                pending_first: next_seq,
-                pending: VecDeque::new(),
-                pending_bytes: 0,
-                sync_upto: 0,
-                write_upto: 0,
-                commands: Vec::new(),
-                writer_idle: false,
-                writer_asleep: false,
-                since_unannounced: false,
-                since_quiet_until: None,
-                since_announce_at: None,
-                since_tx: Some(since_tx),
-                ahead: None,
-                last_group: 0,
-                groups_of_one: true,
-                group_avg16: 16,
-                last_sync: std::time::Duration::ZERO,
-                sync_asked_at: None,
-                sync_asks: 0,
-                sync_last_ask: None,
-            }),
+            tail: Mutex::new(Tail::new(next_seq, since_tx)),
             wake: Condvar::new(),
-            written: AtomicU64::new(next_seq),
-            closed: AtomicBool::new(false),
             segments: std::sync::RwLock::new(opened.segments),
             progress,
             since_rx,
@@ -201,7 +153,7 @@ impl FileLog {
             shared.options.reserve > 0,
         )
         .map_err(|e| Error::io(active_path, e))?;
-        let writer = Writer::new(Arc::clone(&shared), active, durable_tx, next_seq);
+        let writer = Writer::new(Arc::clone(&shared), active);
         writer.set_ahead();
         let writer = Arc::new(Mutex::new(writer));
         let thread = std::thread::Builder::new()
@@ -334,158 +286,62 @@ impl FileLog {
     /// # }
     /// ```
     pub fn poisoned(&self) -> Option<String> {
-        self.shared()
-            .tail()
-            .poisoned
-            .as_deref()
-            .map(|f| f.reason.clone())
+        self.shared().progress.poisoned().map(|f| f.reason.clone())
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
     }
 
-    /// Validates and enqueues records; returns their seqs and what to wait for.
+    /// The writer lock (tests stop the writer with it).
+    #[cfg(test)]
+    pub(crate) fn writer(&self) -> &Mutex<Writer> {
+        &self.handle.writer
+    }
+
+    /// Validates and queues records; returns their seqs and what to wait for.
     fn enqueue(
         &self,
         records: impl ExactSizeIterator<Item = Bytes>,
         durability: Option<Durability>,
-    ) -> Result<(Range<Seq>, Await)> {
+    ) -> Result<(Range<Seq>, Await, u64)> {
         let shared = self.shared();
-        let n = records.len();
         let durability = durability.unwrap_or(shared.options.durability);
-        let max = shared.options.max_record_size;
-        let mut tail = shared.tail();
-        match tail.state {
-            State::Open => {}
-            _ => return Err(Error::Closed),
-        }
-        if tail.poisoned.is_some() {
-            return Err(poisoned(&tail.poisoned));
-        }
-        let first = tail.next_seq;
-        if n == 0 {
-            return Ok((first..first, Await::Nothing));
-        }
-        let mut bytes = 0u64;
-        let start_len = tail.pending.len();
-        for (i, record) in records.enumerate() {
-            let size = record.len() as u64;
-            if size > max {
-                tail.pending.truncate(start_len);
-                return Err(Error::RecordTooLarge { size, max });
-            }
-            bytes += format::framed_len(record.len()) as u64;
-            tail.pending.push_back((record, i + 1 < n));
-        }
-        let batch_max = u64::from(u32::MAX) - HEADER_LEN as u64;
-        if bytes > batch_max {
-            tail.pending.truncate(start_len);
-            return Err(Error::RecordTooLarge {
-                size: bytes,
-                max: batch_max,
-            });
-        }
-        let end = first + n as u64;
-        tail.next_seq = end;
-        let before = tail.pending_bytes;
-        tail.pending_bytes += bytes as usize;
-        // A synced append syncs on its own thread if it finds the writer free and synced
-        // appends are not arriving in groups (see `append_many`); it asks the writer
-        // thread otherwise.
-        let sync_inline =
-            durability == Durability::Synced && tail.groups_of_one && can_block_in_place();
-        let wait = match durability {
-            Durability::Synced if sync_inline => {
-                // Marked for syncing now: a writer thread that happens to be awake may
-                // take the record before its appender does, and must then sync it.
-                tail.sync_upto = tail.sync_upto.max(end);
-                Await::SyncInline(end)
-            }
-            Durability::Synced => {
-                tail.sync_upto = tail.sync_upto.max(end);
-                tail.sync_asks += 1;
-                let now = std::time::Instant::now();
-                tail.sync_asked_at.get_or_insert(now);
-                tail.sync_last_ask = Some(now);
-                Await::Durable(end)
-            }
-            // Backpressure: appenders outrunning the disk wait for the writer.
-            _ if shared.options.max_write_delay.is_zero()
-                || tail.pending_bytes >= shared.options.write_buffer_size.saturating_mul(16) =>
-            {
-                tail.write_upto = tail.write_upto.max(end);
-                Await::Written(end)
-            }
-            _ => Await::Nothing,
-        };
-        // `since` moves now (a read after this append returns sees the record). A bulk
-        // append (nothing to wait for) leaves waking the channel's watchers to the
-        // writer's next round, at most `max_write_delay` away: one wake-up per write
-        // instead of one per append.
-        let announce = !matches!(wait, Await::Nothing);
-        if let Some(tx) = &tail.since_tx {
-            tx.send_if_modified(|since| {
-                *since = Some(end - 1);
-                announce
-            });
-        }
-        tail.since_unannounced = !announce;
-        // A buffered append that must reach the OS before it returns is written by the
-        // appender itself when no one else is writing (no thread hand-off).
-        let inline = durability == Durability::Buffered && matches!(wait, Await::Written(_));
-        let threshold = shared.options.write_buffer_size;
-        let notify = !inline
-            && !sync_inline
-            && (!matches!(wait, Await::Nothing)
-                || tail.writer_idle
-                || (before < threshold && tail.pending_bytes >= threshold));
-        if notify {
-            tail.writer_idle = false;
-        }
-        // A writer that is not asleep looks at the tail before it sleeps again: a
-        // notification would be a wasted system call.
-        let notify = notify && tail.writer_asleep;
-        drop(tail);
-        if inline {
-            let writer = match self.handle.writer.try_lock() {
-                Ok(writer) => Some(writer),
-                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                Err(TryLockError::WouldBlock) => None,
-            };
-            if let Some(mut writer) = writer {
-                if writer.write_inline(end) {
-                    return Ok((first..end, Await::Nothing));
+        // (Only a synced append asks the runtime: the question costs a thread-local.)
+        let sync_inline_ok = durability == Durability::Synced && can_block_in_place();
+        let pushed = queue::push(shared, records, durability, sync_inline_ok)?;
+        match pushed.then {
+            Then::Wait => {}
+            Then::Notify => shared.wake.notify_one(),
+            Then::WriteInline => {
+                let end = pushed.seqs.end;
+                match try_commit(&self.handle.writer, Inline::Write { end }) {
+                    Some(Ok(_)) => return Ok((pushed.seqs, Await::Nothing, pushed.reverts)),
+                    Some(Err(e)) => return Err(e),
+                    // Someone else is writing (or a segment must be sealed): the writer
+                    // thread takes over, and the append waits for it.
+                    None => shared.wake.notify_one(),
                 }
             }
-            // Someone else is writing (or a segment must be sealed): the writer thread
-            // takes over, and the append waits for it.
-            shared.wake.notify_one();
-        } else if notify {
-            shared.wake.notify_one();
         }
-        Ok((first..end, wait))
+        Ok((pushed.seqs, pushed.wait, pushed.reverts))
     }
 
-    /// Waits until the writer has written or synced what `wait` names.
-    async fn wait(shared: Arc<Shared>, wait: Await) -> Result<()> {
-        let met = |p: &Progress| match wait {
-            Await::Nothing => true,
-            Await::Written(n) => p.written >= n,
-            Await::Durable(n) | Await::SyncInline(n) => p.durable >= n,
-        };
-        if met(&shared.progress.borrow()) {
+    /// Waits until the writer has written or synced what `wait` names, for records
+    /// queued after `reverts` reverts of the queue (see [`Await::met`]).
+    async fn wait(shared: Arc<Shared>, wait: Await, reverts: u64) -> Result<()> {
+        if wait.met(&shared.progress.snapshot(), reverts) {
             return Ok(());
         }
-        let mut rx = shared.progress.subscribe();
-        let progress = rx
-            .wait_for(|p| met(p) || p.poisoned.is_some() || p.closed)
+        let mut waiter = shared.progress.subscribe();
+        let progress = waiter
+            .wait_for(|p| wait.met(p, reverts) || p.poisoned.is_some() || p.closed)
             .await
             .map_err(|_| Error::Closed)?;
-        if met(&progress) {
+        if wait.met(&progress, reverts) {
             Ok(())
         } else if progress.poisoned.is_some() {
-            Err(poisoned(&progress.poisoned))
+            Err(poisoned_error(progress.poisoned.as_ref()))
         } else {
             Err(Error::Closed)
         }
@@ -493,7 +349,7 @@ impl FileLog {
 
     /// The fast path of a buffered append of one record, when the log writes buffered
     /// appends before acknowledging them (`max_write_delay` zero): see
-    /// [`Writer::append_one`]. `None`: take the general path.
+    /// [`Inline::Record`]. `None`: take the general path.
     fn append_inline(&self, record: &Bytes, durability: Option<Durability>) -> Option<Result<Seq>> {
         let options = &self.shared().options;
         if durability.unwrap_or(options.durability) != Durability::Buffered
@@ -502,12 +358,7 @@ impl FileLog {
         {
             return None;
         }
-        let mut writer = match self.handle.writer.try_lock() {
-            Ok(writer) => writer,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        writer.append_one(record)
+        try_commit(&self.handle.writer, Inline::Record(record))
     }
 
     fn append_many(
@@ -517,34 +368,37 @@ impl FileLog {
     ) -> BoxFuture<'static, Result<Range<Seq>>> {
         match self.enqueue(records, durability) {
             Err(e) => Box::pin(futures::future::ready(Err(e))),
-            Ok((range, Await::Nothing)) => Box::pin(futures::future::ready(Ok(range))),
-            Ok((range, Await::SyncInline(end))) => {
+            Ok((range, Await::Nothing, _)) => Box::pin(futures::future::ready(Ok(range))),
+            Ok((range, Await::SyncInline(end), reverts)) => {
                 let shared = Arc::clone(self.shared());
                 let writer = Arc::clone(&self.handle.writer);
                 Box::pin(async move {
-                    // (Polled off a multi-thread runtime after all: the writer thread syncs.)
-                    let synced = can_block_in_place()
-                        && match writer.try_lock() {
-                            Ok(mut w) => {
-                                tokio::task::block_in_place(|| w.sync_inline(range.start, end))
+                    let first = range.start;
+                    match try_commit(&writer, Inline::Sync { first, end }) {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(e),
+                        None => {
+                            // `sync_upto` may already cover `end` (set when the append
+                            // was queued): the writer thread must be woken all the same.
+                            // Unless a revert came in between: it settles the record
+                            // (see `Await::met`), and `end` may be past the log's end.
+                            let notify = {
+                                let mut tail = shared.tail();
+                                tail.queue.reverts == reverts && tail.ask_sync(end, true)
+                            };
+                            if notify {
+                                shared.wake.notify_one();
                             }
-                            Err(TryLockError::Poisoned(p)) => {
-                                let mut w = p.into_inner();
-                                tokio::task::block_in_place(|| w.sync_inline(range.start, end))
-                            }
-                            Err(TryLockError::WouldBlock) => false,
-                        };
-                    if !synced {
-                        request_sync(&shared, end);
-                        FileLog::wait(shared, Await::Durable(end)).await?;
+                            FileLog::wait(shared, Await::Durable(end), reverts).await?;
+                        }
                     }
                     Ok(range)
                 })
             }
-            Ok((range, wait)) => {
+            Ok((range, wait, reverts)) => {
                 let shared = Arc::clone(self.shared());
                 Box::pin(async move {
-                    FileLog::wait(shared, wait).await?;
+                    FileLog::wait(shared, wait, reverts).await?;
                     Ok(range)
                 })
             }
@@ -597,7 +451,7 @@ impl Log for FileLog {
 
     fn stream(&self, opts: StreamOptions) -> BoxStream<'static, Result<RawRecord>> {
         let shared = self.shared();
-        if shared.closed.load(Ordering::Acquire) || shared.tail().state != State::Open {
+        if !shared.accepting() {
             return futures::stream::once(futures::future::ready(Err(Error::Closed))).boxed();
         }
         flume_core::range_stream(Arc::clone(shared), shared.since_rx.clone(), opts)
@@ -610,7 +464,7 @@ impl Log for FileLog {
         max: usize,
     ) -> BoxStream<'static, Result<Vec<RawRecord>>> {
         let shared = self.shared();
-        if shared.closed.load(Ordering::Acquire) || shared.tail().state != State::Open {
+        if !shared.accepting() {
             return futures::stream::once(futures::future::ready(Err(Error::Closed))).boxed();
         }
         flume_core::range_chunks(Arc::clone(shared), shared.since_rx.clone(), opts, max)
@@ -631,24 +485,20 @@ impl Log for FileLog {
     /// Dropping the future stops waiting; the sync still happens.
     fn sync(&self) -> BoxFuture<'_, Result<()>> {
         let shared = Arc::clone(self.shared());
-        let target = {
+        let (target, reverts) = {
             let mut tail = shared.tail();
-            if tail.state != State::Open {
-                return Box::pin(futures::future::ready(Err(Error::Closed)));
+            if let Err(e) = shared.check_open(&tail) {
+                return Box::pin(futures::future::ready(Err(e)));
             }
-            if tail.poisoned.is_some() {
-                return Box::pin(futures::future::ready(Err(poisoned(&tail.poisoned))));
-            }
-            let target = tail.next_seq;
-            if shared.progress.borrow().durable < target {
-                tail.sync_upto = tail.sync_upto.max(target);
-                tail.writer_idle = false;
+            let target = tail.queue.next_seq;
+            let reverts = tail.queue.reverts;
+            if shared.progress.durable() < target && tail.ask_sync(target, false) {
                 drop(tail);
                 shared.wake.notify_one();
             }
-            target
+            (target, reverts)
         };
-        Box::pin(FileLog::wait(shared, Await::Durable(target)))
+        Box::pin(FileLog::wait(shared, Await::Durable(target), reverts))
     }
 
     /// Drops every record after `last` (every record for `None`), truncating the segment
@@ -664,28 +514,25 @@ impl Log for FileLog {
     fn revert(&self, last: Option<Seq>) -> BoxFuture<'_, Result<()>> {
         let shared = Arc::clone(self.shared());
         let keep = last.map_or(0, |l| l.saturating_add(1));
-        let rx = {
+        let (rx, notify) = {
             let mut tail = shared.tail();
-            if tail.state != State::Open {
-                return Box::pin(futures::future::ready(Err(Error::Closed)));
+            if let Err(e) = shared.check_open(&tail) {
+                return Box::pin(futures::future::ready(Err(e)));
             }
-            if tail.poisoned.is_some() {
-                return Box::pin(futures::future::ready(Err(poisoned(&tail.poisoned))));
-            }
-            if let Some(seq) = last.filter(|_| keep > tail.next_seq) {
+            if let Some(seq) = last.filter(|_| keep > tail.queue.next_seq) {
                 // As the trait says: a seq the log never assigned (reverting to it
                 // would leave a gap).
                 return Box::pin(futures::future::ready(Err(Error::NotFound { seq })));
             }
-            if keep == tail.next_seq {
+            if keep == tail.queue.next_seq {
                 return Box::pin(futures::future::ready(Ok(())));
             }
             let (reply, rx) = oneshot::channel();
-            tail.commands.push(Command::Revert { keep, reply });
-            tail.writer_idle = false;
-            rx
+            (rx, tail.push_command(Command::Revert { keep, reply }))
         };
-        shared.wake.notify_one();
+        if notify {
+            shared.wake.notify_one();
+        }
         Box::pin(async move { rx.await.map_err(|_| Error::Closed)? })
     }
 
@@ -699,51 +546,20 @@ impl Log for FileLog {
     /// Dropping the future stops waiting; the log still closes.
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         let shared = Arc::clone(self.shared());
-        {
-            let mut tail = shared.tail();
-            if tail.state != State::Open {
-                return Box::pin(futures::future::ready(Err(Error::Closed)));
-            }
-            tail.state = State::Closing { sync: true };
-            tail.writer_idle = false;
+        if !shared.tail().close(true) {
+            return Box::pin(futures::future::ready(Err(Error::Closed)));
         }
         shared.wake.notify_all();
         Box::pin(async move {
-            let mut rx = shared.progress.subscribe();
-            let progress = rx
+            let mut waiter = shared.progress.subscribe();
+            let progress = waiter
                 .wait_for(|p| p.closed)
                 .await
-                .map_err(|_| Error::Closed)?
-                .clone();
+                .map_err(|_| Error::Closed)?;
             match progress.poisoned {
-                Some(_) => Err(poisoned(&progress.poisoned)),
+                Some(failure) => Err(failure.to_error()),
                 None => Ok(()),
             }
         })
-    }
-}
-
-/// Whether the calling thread may block for an fsync with `block_in_place` (a worker of a
-/// multi-thread tokio runtime).
-fn can_block_in_place() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-}
-
-/// Asks the writer thread to sync everything up to `end` (a count).
-fn request_sync(shared: &Shared, end: u64) {
-    let mut tail = shared.tail();
-    // `sync_upto` may already cover `end` (set when the append was queued for an inline
-    // sync): the writer thread must be woken all the same.
-    tail.sync_upto = tail.sync_upto.max(end);
-    tail.sync_asks += 1;
-    let now = std::time::Instant::now();
-    tail.sync_asked_at.get_or_insert(now);
-    tail.sync_last_ask = Some(now);
-    tail.writer_idle = false;
-    let asleep = tail.writer_asleep;
-    drop(tail);
-    if asleep {
-        shared.wake.notify_one();
     }
 }
