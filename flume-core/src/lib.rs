@@ -80,7 +80,9 @@ pub use crate::live::Live;
 pub use crate::log::{Durability, Log, RawRecord, StreamOptions};
 pub use crate::reader::{LogReader, ReaderContext};
 pub use crate::status::{LogStatus, Status, ViewState, ViewStatus};
-pub use crate::stream::{range_chunks, range_stream, ReadRange};
+pub use crate::stream::{
+    async_range_chunks, range_chunks, range_stream, AsyncReadRange, ReadRange,
+};
 pub use crate::view::{Checkpoint, CheckpointPolicy, Mapper, Record, Records, View};
 pub use crate::wait::{Wait, Waiter};
 

@@ -37,6 +37,8 @@
 //! Use one type per tuple position: a `u32` and a `u64` part do not compare with each
 //! other, and neither do a plain [`string`] key and a one-part tuple.
 
+use std::ops::Bound;
+
 /// The key of a string: its UTF-8 bytes, as they are (no copy).
 ///
 /// ```
@@ -315,6 +317,33 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// A key's first 8 bytes as a big-endian number (zero-padded): orders like the key
+/// whenever it differs, so sorted tables and run indexes compare it first.
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// Whether `key` is at or above the lower bound.
+pub(crate) fn above_lo(key: &[u8], lo: &Bound<Vec<u8>>) -> bool {
+    match lo {
+        Bound::Included(b) => key >= b.as_slice(),
+        Bound::Excluded(b) => key > b.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
+/// Whether `key` is at or below the upper bound.
+pub(crate) fn below_hi(key: &[u8], hi: &Bound<Vec<u8>>) -> bool {
+    match hi {
+        Bound::Included(b) => key <= b.as_slice(),
+        Bound::Excluded(b) => key < b.as_slice(),
+        Bound::Unbounded => true,
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@
     unreachable_pub
 )]
 
+mod bloom;
+mod coding;
 mod compactor;
 mod emit;
 mod entry;

@@ -26,7 +26,7 @@ use std::ops::{Bound, Range};
 use flume_core::Seq;
 
 use crate::entry::{newer, Entry, Kind};
-use crate::run::{above_lo, below_hi};
+use crate::key::{above_lo, below_hi, key_prefix};
 
 /// One entry: where its key is in `keys`, the key's first bytes (for fast comparisons),
 /// its seq and kind.
@@ -39,14 +39,6 @@ struct Slot {
     len: usize,
     seq: Seq,
     kind: Kind,
-}
-
-/// A key's first 8 bytes as a big-endian number (zero-padded).
-pub(crate) fn key_prefix(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(b)
 }
 
 fn key_of<'k>(keys: &'k [u8], s: &Slot) -> &'k [u8] {

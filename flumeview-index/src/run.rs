@@ -17,17 +17,22 @@
 //! ```
 //! All integers are little-endian.
 
+mod cursor;
+mod writer;
+
 use std::fs::File;
-use std::io::{self, Write};
-use std::ops::{Bound, Range};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use flume_core::{Error, Result, Seq};
 use memmap2::Mmap;
 
-use crate::entry::{Entry, Kind};
-use crate::memtable::key_prefix;
+pub(crate) use self::cursor::RunCursor;
+pub(crate) use self::writer::{RunParams, RunWriter};
+use crate::bloom::{self, BLOOM_BLOCK};
+use crate::coding::{get_varint, u16_at, u32_at, u64_at};
+use crate::entry::Kind;
+use crate::key::key_prefix;
 
 /// The first four bytes of a run file, and the four before its footer's CRC.
 pub(crate) const MAGIC: [u8; 4] = *b"FVIX";
@@ -44,103 +49,6 @@ const BLOCK_TRAILER: usize = 8;
 /// The smallest entry: kind, seq, a one-byte key length.
 const MIN_ENTRY: usize = 10;
 
-/// Appends `n` as LEB128: 7 bits per byte, low bits first, high bit set on all but the
-/// last byte.
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// Reads a LEB128 number at `*at`, advancing it. `None` when it runs past the end or
-/// does not fit in 64 bits.
-pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut n: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        let bits = u64::from(b & 0x7f);
-        if shift == 63 && bits > 1 {
-            return None;
-        }
-        n |= bits << shift;
-        if b & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-/// Bytes of one bloom filter block: a cache line, 512 bits.
-pub(crate) const BLOOM_BLOCK: usize = 64;
-/// At most this many bloom blocks per run (2^35 bits).
-const MAX_BLOOM_BLOCKS: u64 = 1 << 26;
-const GOLDEN32: u32 = 0x9e37_79b9;
-
-/// The bloom filter hash of a key, computed once per lookup for every run: the key in
-/// 8-byte little-endian words (the last one zero-padded), each folded in as
-/// `h = (rotl(h, 5) ^ word) * 0x9e3779b97f4a7c15` starting from the key length, then
-/// the SplitMix64 finalizer.
-pub(crate) fn key_hash(key: &[u8]) -> u64 {
-    const M: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = key.len() as u64;
-    let mut words = key.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(M);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut b = [0u8; 8];
-        b[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(M);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
-/// The block of a hash in a filter of `blocks` blocks: the high 32 bits scaled to the
-/// block count.
-fn bloom_block(hash: u64, blocks: usize) -> usize {
-    (((hash >> 32) * blocks as u64) >> 32) as usize
-}
-
-/// The `k` bit positions (0..512) of a hash within its block: the top 9 bits of the low
-/// 32 bits `x`, then of `x * 0x9e3779b9`, `x * 0x9e3779b9²`, ... (wrapping).
-fn bloom_bits(hash: u64, k: u32) -> impl Iterator<Item = usize> {
-    let mut x = hash as u32;
-    (0..k).map(move |_| {
-        let bit = (x >> 23) as usize;
-        x = x.wrapping_mul(GOLDEN32);
-        bit
-    })
-}
-
-/// How a run's blocks and bloom filter are sized.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RunParams {
-    pub(crate) block_bytes: usize,
-    pub(crate) bloom_bits_per_key: u32,
-}
-
 /// What a written run holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RunStats {
@@ -152,169 +60,6 @@ pub(crate) struct RunStats {
 }
 
 /// Writes a run, entry by entry, in storage order.
-pub(crate) struct RunWriter<W: Write> {
-    out: W,
-    pos: u64,
-    params: RunParams,
-    block: Vec<u8>,
-    block_entries: u32,
-    /// Where each entry of the current block starts.
-    offsets: Vec<u32>,
-    blocks: u32,
-    index: Vec<u8>,
-    bloom: Vec<u8>,
-    bloom_k: u32,
-    last_key: Vec<u8>,
-    entries: u64,
-    keys: u64,
-    min_seq: Seq,
-    max_seq: Seq,
-}
-
-impl<W: Write> RunWriter<W> {
-    /// Starts a run for at most `max_keys` distinct keys (sizes the bloom filter).
-    pub(crate) fn new(mut out: W, params: RunParams, max_keys: u64) -> io::Result<Self> {
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(&MAGIC);
-        header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        header.extend_from_slice(&0u16.to_le_bytes());
-        out.write_all(&header)?;
-        let per_key = u64::from(params.bloom_bits_per_key.max(1));
-        let blocks = max_keys
-            .saturating_mul(per_key)
-            .div_ceil(BLOOM_BLOCK as u64 * 8)
-            .clamp(1, MAX_BLOOM_BLOCKS);
-        let bloom_k = ((f64::from(params.bloom_bits_per_key.max(1)) * std::f64::consts::LN_2)
-            .round() as u32)
-            .clamp(1, 30);
-        Ok(RunWriter {
-            out,
-            pos: HEADER_LEN as u64,
-            params,
-            block: Vec::with_capacity(params.block_bytes + 256),
-            block_entries: 0,
-            offsets: Vec::new(),
-            blocks: 0,
-            index: Vec::new(),
-            bloom: vec![0; blocks as usize * BLOOM_BLOCK],
-            bloom_k,
-            last_key: Vec::new(),
-            entries: 0,
-            keys: 0,
-            min_seq: Seq::MAX,
-            max_seq: 0,
-        })
-    }
-
-    /// Adds the next entry; entries must come in storage order, without duplicates.
-    pub(crate) fn add(&mut self, key: &[u8], seq: Seq, kind: Kind) -> io::Result<()> {
-        if self.entries == 0 || self.last_key != key {
-            self.keys += 1;
-            let hash = key_hash(key);
-            let at = bloom_block(hash, self.bloom.len() / BLOOM_BLOCK) * BLOOM_BLOCK;
-            let block = &mut self.bloom[at..at + BLOOM_BLOCK];
-            for bit in bloom_bits(hash, self.bloom_k) {
-                block[bit / 8] |= 1 << (bit % 8);
-            }
-            self.last_key.clear();
-            self.last_key.extend_from_slice(key);
-        }
-        self.offsets.push(self.block.len() as u32);
-        self.block.push(kind as u8);
-        self.block.extend_from_slice(&seq.to_le_bytes());
-        put_varint(&mut self.block, key.len() as u64);
-        self.block.extend_from_slice(key);
-        self.block_entries += 1;
-        self.entries += 1;
-        self.min_seq = self.min_seq.min(seq);
-        self.max_seq = self.max_seq.max(seq);
-        if self.block.len() + 4 * self.offsets.len() >= self.params.block_bytes
-            || self.block.len() >= u32::MAX as usize / 2
-        {
-            self.finish_block()?;
-        }
-        Ok(())
-    }
-
-    fn finish_block(&mut self) -> io::Result<()> {
-        if self.block_entries == 0 {
-            return Ok(());
-        }
-        for offset in &self.offsets {
-            self.block.extend_from_slice(&offset.to_le_bytes());
-        }
-        self.offsets.clear();
-        self.block
-            .extend_from_slice(&self.block_entries.to_le_bytes());
-        let crc = crc32c::crc32c(&self.block);
-        self.block.extend_from_slice(&crc.to_le_bytes());
-        self.out.write_all(&self.block)?;
-        self.index.extend_from_slice(&self.pos.to_le_bytes());
-        self.index
-            .extend_from_slice(&(self.block.len() as u32).to_le_bytes());
-        put_varint(&mut self.index, self.last_key.len() as u64);
-        self.index.extend_from_slice(&self.last_key);
-        self.pos += self.block.len() as u64;
-        self.blocks += 1;
-        self.block.clear();
-        self.block_entries = 0;
-        Ok(())
-    }
-
-    /// How many entries were added.
-    pub(crate) fn entries(&self) -> u64 {
-        self.entries
-    }
-
-    /// Writes the index, the bloom filter and the footer. Returns the sink and what the
-    /// run holds. A run must hold at least one entry.
-    pub(crate) fn finish(mut self) -> io::Result<(W, RunStats)> {
-        self.finish_block()?;
-        let index_offset = self.pos;
-        let crc = crc32c::crc32c(&self.index);
-        self.index.extend_from_slice(&crc.to_le_bytes());
-        self.out.write_all(&self.index)?;
-        let index_len = self.index.len() as u64;
-        // The bloom filter starts at a multiple of 64 bytes: with the file mapped at a
-        // page boundary, each of its blocks is one cache line.
-        let index_end = index_offset + index_len;
-        let bloom_offset = index_end.next_multiple_of(BLOOM_BLOCK as u64);
-        self.out
-            .write_all(&[0u8; BLOOM_BLOCK][..(bloom_offset - index_end) as usize])?;
-        let crc = crc32c::crc32c(&self.bloom);
-        self.bloom.extend_from_slice(&crc.to_le_bytes());
-        self.out.write_all(&self.bloom)?;
-        let bloom_len = self.bloom.len() as u64;
-        let mut footer = Vec::with_capacity(FOOTER_LEN);
-        footer.extend_from_slice(&index_offset.to_le_bytes());
-        footer.extend_from_slice(&index_len.to_le_bytes());
-        footer.extend_from_slice(&bloom_offset.to_le_bytes());
-        footer.extend_from_slice(&bloom_len.to_le_bytes());
-        footer.extend_from_slice(&self.bloom_k.to_le_bytes());
-        footer.extend_from_slice(&self.blocks.to_le_bytes());
-        footer.extend_from_slice(&self.entries.to_le_bytes());
-        footer.extend_from_slice(&self.keys.to_le_bytes());
-        footer.extend_from_slice(&self.min_seq.to_le_bytes());
-        footer.extend_from_slice(&self.max_seq.to_le_bytes());
-        footer.extend_from_slice(&MAGIC);
-        let crc = crc32c::crc32c(&footer);
-        footer.extend_from_slice(&crc.to_le_bytes());
-        self.out.write_all(&footer)?;
-        self.out.flush()?;
-        let bytes = bloom_offset + bloom_len + FOOTER_LEN as u64;
-        Ok((
-            self.out,
-            RunStats {
-                entries: self.entries,
-                keys: self.keys,
-                min_seq: self.min_seq,
-                max_seq: self.max_seq,
-                bytes,
-            },
-        ))
-    }
-}
-
 /// Where a run's bytes live.
 enum Data {
     Mapped(Mmap),
@@ -433,7 +178,7 @@ impl Run {
                 "not a flumeview-index run file (wrong magic bytes)".into(),
             ));
         }
-        let format = u16::from_le_bytes([bytes[4], bytes[5]]);
+        let format = u16_at(bytes, 4);
         if format != FORMAT_VERSION {
             return Err(corrupt(
                 4,
@@ -471,9 +216,8 @@ impl Run {
                 == Some(bloom_at)
             && bloom_len >= (BLOOM_BLOCK + 4) as u64
             && (bloom_len - 4).is_multiple_of(BLOOM_BLOCK as u64)
-            && (bloom_len - 4) / (BLOOM_BLOCK as u64) <= MAX_BLOOM_BLOCKS
+            && bloom::valid_layout((bloom_len - 4) / BLOOM_BLOCK as u64, bloom_k)
             && bloom_at.checked_add(bloom_len) == Some(f as u64)
-            && (1..=30).contains(&bloom_k)
             && block_count >= 1
             && stats.entries >= u64::from(block_count)
             && stats.keys >= 1
@@ -586,15 +330,14 @@ impl Run {
     /// Whether the run may hold `key` (false: it certainly does not).
     #[cfg(test)]
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
-        self.may_contain_hash(key_hash(key))
+        self.may_contain_hash(bloom::key_hash(key))
     }
 
-    /// Whether the run may hold the key whose [`key_hash`] is `hash`: reads one
+    /// Whether the run may hold the key whose [`bloom::key_hash`] is `hash`: reads one
     /// 64-byte block of the filter.
     pub(crate) fn may_contain_hash(&self, hash: u64) -> bool {
-        let at = self.bloom_at + bloom_block(hash, self.bloom_len / BLOOM_BLOCK) * BLOOM_BLOCK;
-        let block = &self.bytes()[at..at + BLOOM_BLOCK];
-        bloom_bits(hash, self.bloom_k).all(|bit| block[bit / 8] & (1 << (bit % 8)) != 0)
+        let filter = &self.bytes()[self.bloom_at..self.bloom_at + self.bloom_len];
+        bloom::may_contain(filter, hash, self.bloom_k)
     }
 
     /// Where block `i` starts, and its length.
@@ -806,151 +549,14 @@ fn load_lines(bytes: &[u8]) {
     std::hint::black_box(acc);
 }
 
-/// Whether `key` is at or above the lower bound.
-pub(crate) fn above_lo(key: &[u8], lo: &Bound<Vec<u8>>) -> bool {
-    match lo {
-        Bound::Included(b) => key >= b.as_slice(),
-        Bound::Excluded(b) => key > b.as_slice(),
-        Bound::Unbounded => true,
-    }
-}
-
-/// Whether `key` is at or below the upper bound.
-pub(crate) fn below_hi(key: &[u8], hi: &Bound<Vec<u8>>) -> bool {
-    match hi {
-        Bound::Included(b) => key <= b.as_slice(),
-        Bound::Excluded(b) => key < b.as_slice(),
-        Bound::Unbounded => true,
-    }
-}
-
-/// Walks a run's entries within key bounds, forward or in reverse.
-pub(crate) struct RunCursor {
-    run: Arc<Run>,
-    reverse: bool,
-    lo: Bound<Vec<u8>>,
-    hi: Bound<Vec<u8>>,
-    /// The block loaded in `entries`.
-    block: usize,
-    entries: Vec<RawEntry>,
-    /// Forward: the next entry to yield. Reverse: one past it.
-    pos: usize,
-    started: bool,
-    done: bool,
-}
-
-impl RunCursor {
-    pub(crate) fn new(
-        run: Arc<Run>,
-        lo: Bound<Vec<u8>>,
-        hi: Bound<Vec<u8>>,
-        reverse: bool,
-    ) -> Self {
-        RunCursor {
-            run,
-            reverse,
-            lo,
-            hi,
-            block: 0,
-            entries: Vec::new(),
-            pos: 0,
-            started: false,
-            done: false,
-        }
-    }
-
-    fn start(&mut self) -> Result<()> {
-        self.started = true;
-        let run = &self.run;
-        let n = run.block_count();
-        if self.reverse {
-            let first_past = match &self.hi {
-                Bound::Included(h) => run.first_block_not(|k| k <= h.as_slice()),
-                Bound::Excluded(h) => run.first_block_not(|k| k < h.as_slice()),
-                Bound::Unbounded => n - 1,
-            };
-            self.block = first_past.min(n - 1);
-            self.run.block(self.block, &mut self.entries)?;
-            let run = &self.run;
-            let hi = &self.hi;
-            self.pos = self.entries.partition_point(|e| below_hi(run.key(e), hi));
-        } else {
-            let first = match &self.lo {
-                Bound::Included(l) => run.first_block_not(|k| k < l.as_slice()),
-                Bound::Excluded(l) => run.first_block_not(|k| k <= l.as_slice()),
-                Bound::Unbounded => 0,
-            };
-            if first >= n {
-                self.done = true;
-                return Ok(());
-            }
-            self.block = first;
-            self.run.block(self.block, &mut self.entries)?;
-            let run = &self.run;
-            let lo = &self.lo;
-            self.pos = self.entries.partition_point(|e| !above_lo(run.key(e), lo));
-        }
-        Ok(())
-    }
-
-    /// The next entry within bounds.
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] when a block is damaged.
-    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>> {
-        if !self.started {
-            self.start()?;
-        }
-        loop {
-            if self.done {
-                return Ok(None);
-            }
-            if self.reverse {
-                if self.pos == 0 {
-                    if self.block == 0 {
-                        self.done = true;
-                        continue;
-                    }
-                    self.block -= 1;
-                    self.run.block(self.block, &mut self.entries)?;
-                    self.pos = self.entries.len();
-                    continue;
-                }
-                self.pos -= 1;
-                let e = self.entries[self.pos];
-                let key = self.run.key(&e);
-                if !above_lo(key, &self.lo) {
-                    self.done = true;
-                    continue;
-                }
-                return Ok(Some(Entry::new(key, e.seq, e.kind)));
-            } else {
-                if self.pos >= self.entries.len() {
-                    if self.block + 1 >= self.run.block_count() {
-                        self.done = true;
-                        continue;
-                    }
-                    self.block += 1;
-                    self.run.block(self.block, &mut self.entries)?;
-                    self.pos = 0;
-                    continue;
-                }
-                let e = self.entries[self.pos];
-                self.pos += 1;
-                let key = self.run.key(&e);
-                if !below_hi(key, &self.hi) {
-                    self.done = true;
-                    continue;
-                }
-                return Ok(Some(Entry::new(key, e.seq, e.kind)));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::ops::Bound;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::entry::Entry;
+    use crate::key::{above_lo, below_hi};
     use flume_core::testing::hexdump;
     use proptest::prelude::*;
 
@@ -989,22 +595,6 @@ pub(crate) mod tests {
         };
         insta::assert_snapshot!(hexdump(&build(&entries, params)));
     }
-
-    #[test]
-    fn varints_round_trip_and_reject_overflow() {
-        for n in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
-            let mut v = Vec::new();
-            put_varint(&mut v, n);
-            let mut at = 0;
-            assert_eq!(get_varint(&v, &mut at), Some(n));
-            assert_eq!(at, v.len());
-        }
-        let mut at = 0;
-        assert_eq!(get_varint(&[0xff; 11], &mut at), None);
-        let mut at = 0;
-        assert_eq!(get_varint(&[0x80], &mut at), None);
-    }
-
     fn sorted_entries() -> impl Strategy<Value = Vec<Entry>> {
         proptest::collection::btree_set(
             (
@@ -1230,9 +820,6 @@ pub(crate) mod tests {
             .count();
         let rate = false_positives as f64 / probes as f64;
         assert!(rate < 0.02, "false positive rate {rate}");
-        // Every key sets its bits in a single 64-byte block.
-        let hash = key_hash(b"x");
-        assert!(bloom_bits(hash, 30).all(|bit| bit < BLOOM_BLOCK * 8));
     }
 
     #[test]

@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 
 use flume_core::{Checkpoint, Error, Result, Seq};
 
+use crate::bloom::key_hash;
 use crate::emit::OpBuf;
 use crate::entry::{newer, Kind};
 use crate::files::{self, Faults};
 use crate::manifest::{Manifest, RunRef};
 use crate::memtable::Memtable;
 use crate::merge::{live_pairs, Compacted, Merge, Pair, Source};
-use crate::run::{key_hash, Run, RunCursor, RunParams, RunWriter};
+use crate::run::{Run, RunCursor, RunParams, RunWriter};
 use crate::Options;
 
 /// A run merged from others, and those (oldest first).

@@ -49,7 +49,7 @@ impl Model {
     fn pairs(&self, lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Vec<(Vec<u8>, Seq)> {
         self.0
             .iter()
-            .filter(|(k, _)| crate::run::above_lo(k, lo) && crate::run::below_hi(k, hi))
+            .filter(|(k, _)| crate::key::above_lo(k, lo) && crate::key::below_hi(k, hi))
             .flat_map(|(k, seqs)| seqs.iter().map(move |s| (k.clone(), *s)))
             .collect()
     }
