@@ -561,6 +561,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
                 let start = batch.records.partition_point(|r| r.0 < slot.fed);
                 slot.push(Arc::clone(&batch), start);
                 slot.fed = last + 1;
+                if slot.left_behind() {
+                    tracing::debug!(view = %slot.name, fed = slot.fed, job = ?slot.job, "the scan goes on without a busy view");
+                }
             }
         }
         match failure {

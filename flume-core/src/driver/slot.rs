@@ -109,7 +109,7 @@ impl<T> Slot<T> {
 
     /// Whether the view is busy with its own I/O and holds as many records as it may
     /// meanwhile: the scan leaves it behind.
-    fn left_behind(&self) -> bool {
+    pub(super) fn left_behind(&self) -> bool {
         self.job.is_some_and(Job::is_io) && self.queued >= BUSY_QUEUE_RECORDS
     }
 
