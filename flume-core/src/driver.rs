@@ -6,67 +6,46 @@
 //! and decoded lazily: at most once per record, not at all when no view asks for values.
 //!
 //! ```text
-//!   log ──stream──▶ driver ──batch──▶ [queue v1] ──▶ apply on a blocking thread ──┐
-//!                     ▲       └─────▶ [queue v2] ──▶ apply on a blocking thread ──┤
-//!                     └──────────────── applied(since) / failed ◀─────────────────┘
+//!   log ──stream──▶ driver ──batch──▶ [queue v1] ──▶ job of v1 on a blocking thread ──┐
+//!                     ▲       └─────▶ [queue v2] ──▶ job of v2 on a blocking thread ──┤
+//!                     └────────── loaded / applied / checkpointed / reset ◀──────────┘
 //! ```
 //!
+//! Everything a view does runs as a job of its own ([`job`]): its `load`, each `apply`,
+//! each `checkpoint` and each `reset`, one at a time per view, on a blocking thread.
+//! The driver's loop never waits for a view: it starts jobs and takes their results as
+//! they come, so one view's slow I/O (an index merging runs and fsyncing) never holds
+//! back the scan, the other views, their readers or `close`.
+//!
 //! Each view applies one batch at a time, in order, while the driver reads ahead; the
-//! scan pauses only when the slowest view has `QUEUE_DEPTH` batches waiting, so a slow
-//! view holds back the others by at most that much. Resets, checkpoints and loads run
-//! only while a view has no batch in flight. Views that fail are reset and rebuilt once,
-//! then marked failed; the others keep running.
+//! scan pauses only when a view that is applying has `QUEUE_DEPTH` batches waiting, so a
+//! slow view holds back the others by at most that much. A view busy with its own I/O
+//! does not pause the scan: batches wait for it (up to `BUSY_QUEUE_RECORDS` records, then
+//! the scan leaves it behind and comes back for it once its job is done). Views that
+//! fail are reset and rebuilt once, then marked failed; the others keep running.
+//!
+//! A view's `since` lives in one watch ([`ViewShared`]); the driver is its only writer,
+//! and publishes the status together with it, so the status never shows less than a read
+//! has seen.
+
+mod job;
+mod slot;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+pub(crate) use self::job::BoxView;
+use self::job::{Batch, Done, Job, Running, SharedView};
+use self::slot::Slot;
 use crate::status::{LogStatus, Status, ViewState, ViewStatus};
 use crate::view::{self, Decoder};
 use crate::wait::{Damage, ViewShared};
-use crate::{
-    BoxError, Checkpoint, CheckpointPolicy, Error, Log, RawRecord, Records, Result, Seq,
-    StreamOptions, View,
-};
-
-/// The object-safe part of [`View`] the driver needs.
-pub(crate) trait DynView<T>: Send {
-    fn version(&self) -> u32;
-    fn load(&mut self) -> Result<Option<Checkpoint>, BoxError>;
-    fn apply(&mut self, records: Records<'_, T>) -> Result<(), BoxError>;
-    fn checkpoint(&mut self, since: Seq) -> Result<(), BoxError>;
-    fn reset(&mut self) -> Result<(), BoxError>;
-    fn checkpoint_policy(&self) -> CheckpointPolicy;
-}
-
-impl<T, V: View<T>> DynView<T> for V {
-    fn version(&self) -> u32 {
-        View::version(self)
-    }
-    fn load(&mut self) -> Result<Option<Checkpoint>, BoxError> {
-        View::load(self)
-    }
-    fn apply(&mut self, records: Records<'_, T>) -> Result<(), BoxError> {
-        View::apply(self, records)
-    }
-    fn checkpoint(&mut self, since: Seq) -> Result<(), BoxError> {
-        View::checkpoint(self, since)
-    }
-    fn reset(&mut self) -> Result<(), BoxError> {
-        View::reset(self)
-    }
-    fn checkpoint_policy(&self) -> CheckpointPolicy {
-        View::checkpoint_policy(self)
-    }
-}
-
-pub(crate) type BoxView<T> = Box<dyn DynView<T>>;
-type SharedView<T> = Arc<std::sync::Mutex<BoxView<T>>>;
+use crate::{BoxError, Checkpoint, Error, Log, RawRecord, Result, Seq, StreamOptions};
 
 /// Requests from `Flume` handles to the driver.
 pub(crate) enum Command<T> {
@@ -93,67 +72,15 @@ pub(crate) struct DriverOptions {
     pub(crate) batch: usize,
 }
 
-/// How many batches may wait for a view beyond the one it is applying. The scan pauses
-/// while the slowest view's queue is full; faster views run ahead by up to this much.
-const QUEUE_DEPTH: usize = 4;
-
-/// Records read from the log once and shared by every view that needs them.
-type Batch<T> = Arc<view::Batch<T>>;
-
-/// A finished `apply`, reported back to the driver.
-struct Applied {
-    index: usize,
-    result: Result<(), BoxError>,
-    last: Seq,
-    count: u64,
-}
-
-struct Slot<T> {
-    name: String,
-    view: SharedView<T>,
-    shared: Arc<ViewShared>,
-    state: ViewState,
-    /// The last seq the view has applied.
-    since: Option<Seq>,
-    /// The first seq not yet applied, in flight or queued for this view.
-    fed: Seq,
-    /// Batches waiting for this view, with the index of the first entry it needs.
-    queue: VecDeque<(Batch<T>, usize)>,
-    /// The last seq of the batch being applied right now, if any.
-    in_flight: Option<Seq>,
-    /// A reset asked for while a batch was in flight; done when it returns.
-    reset_pending: Option<String>,
-    /// The view was reset after a failure and has not caught up since.
-    retried: bool,
-    policy: CheckpointPolicy,
-    /// Records applied since the last checkpoint, and when the first of them was applied.
-    unsaved: u64,
-    dirty_at: Option<Instant>,
-    error: Option<String>,
-}
-
-impl<T> Slot<T> {
-    fn active(&self) -> bool {
-        !matches!(
-            self.state,
-            ViewState::Failed | ViewState::Closed | ViewState::Loading
-        )
-    }
-    /// Whether the scan must feed this view.
-    fn fed_by_scan(&self) -> bool {
-        self.active() && self.reset_pending.is_none()
-    }
-    fn idle(&self) -> bool {
-        self.in_flight.is_none()
-    }
-    fn refeed(&mut self) {
-        self.queue.clear();
-        self.fed = self.in_flight.or(self.since).map_or(0, |s| s + 1);
-    }
-}
-
 struct PendingRebuild {
     target: Option<Seq>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// A revert waits for the checkpoints running when it was asked for, so that no view
+/// persists a state the log no longer holds.
+struct PendingRevert {
+    last: Option<Seq>,
     done: oneshot::Sender<Result<()>>,
 }
 
@@ -172,11 +99,13 @@ pub(crate) struct Driver<T> {
     slots: Vec<Slot<T>>,
     /// The open log stream and the next seq it will yield.
     stream: Option<(LogStream, Seq)>,
-    applying: FuturesUnordered<BoxFuture<'static, Applied>>,
+    /// Every view's job in flight (at most one per view).
+    jobs: FuturesUnordered<Running>,
     /// After a stream error, do not reopen before this instant.
     retry_at: Option<Instant>,
     backoff: Duration,
     rebuilds: Vec<PendingRebuild>,
+    reverts: VecDeque<PendingRevert>,
     syncing: Option<tokio::task::JoinHandle<()>>,
     /// Whether the log's durable channel still has a sender.
     durable_open: bool,
@@ -213,10 +142,11 @@ impl<T: Send + Sync + 'static> Driver<T> {
             options,
             slots: Vec::new(),
             stream: None,
-            applying: FuturesUnordered::new(),
+            jobs: FuturesUnordered::new(),
             retry_at: None,
             backoff: MIN_BACKOFF,
             rebuilds: Vec::new(),
+            reverts: VecDeque::new(),
             syncing: None,
             durable_open: true,
             tail_quiet_until: None,
@@ -226,10 +156,11 @@ impl<T: Send + Sync + 'static> Driver<T> {
 
     pub(crate) async fn run(mut self) {
         loop {
+            self.join_loaded();
             self.position_stream();
             let deadline = self.next_deadline();
             let can_read = self.stream.is_some() && self.has_room();
-            let applying = !self.applying.is_empty();
+            let working = !self.jobs.is_empty();
             tokio::select! {
                 biased;
                 command = self.commands.recv() => {
@@ -248,12 +179,12 @@ impl<T: Send + Sync + 'static> Driver<T> {
                             let _ = done.send(self.shutdown().await);
                             return;
                         }
-                        self.handle(command).await;
+                        self.handle(command);
                         next = self.commands.try_recv().ok();
                     }
                 }
-                Some(applied) = self.applying.next(), if applying => self.applied(applied).await,
-                Some(damage) = self.damage.recv() => self.damaged(damage).await,
+                Some(done) = self.jobs.next(), if working => self.finished(done),
+                Some(damage) = self.damage.recv() => self.damaged(damage),
                 batch = next_batch(&mut self.stream), if can_read => match batch {
                     Some(batch) => self.read(batch),
                     None => {
@@ -271,7 +202,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
                     // status and for truncations) at most every TAIL_INTERVAL, so that
                     // appends do not wake the driver one by one.
                     self.tail_quiet_until = Some(Instant::now() + TAIL_INTERVAL);
-                    self.follow_tail().await;
+                    self.follow_tail();
                 }
                 changed = self.durable.changed(), if self.durable_open => {
                     self.durable_open = changed.is_ok();
@@ -286,10 +217,24 @@ impl<T: Send + Sync + 'static> Driver<T> {
                     }
                 }
             }
+            self.run_reverts().await;
             self.pump();
-            self.checkpoint_due(false).await;
+            self.checkpoint_due(false);
             self.finish_rebuilds();
             self.refresh_status();
+        }
+    }
+
+    /// Lets the views that have loaded join the scan, once no view is loading: views
+    /// added together load in parallel and then share one scan of the log.
+    fn join_loaded(&mut self) {
+        if self.slots.iter().all(|s| s.joined)
+            || self.slots.iter().any(|s| s.state == ViewState::Loading)
+        {
+            return;
+        }
+        for slot in &mut self.slots {
+            slot.joined = true;
         }
     }
 
@@ -323,13 +268,18 @@ impl<T: Send + Sync + 'static> Driver<T> {
         self.slots
             .iter()
             .filter(|s| s.fed_by_scan())
-            .all(|s| s.queue.len() < QUEUE_DEPTH)
+            .all(|s| s.has_room())
     }
 
+    /// When the loop must wake up by itself: for a checkpoint that comes due, a stream to
+    /// reopen, the tail to look at. A view with a job in flight, or whose checkpoint waits
+    /// for the log to be durable, wakes the loop when that is over.
     fn next_deadline(&self) -> Option<Instant> {
+        let durable = *self.durable.borrow();
         let checkpoints = self
             .slots
             .iter()
+            .filter(|s| s.idle() && s.active() && durable >= s.since())
             .filter_map(|s| s.dirty_at.map(|t| t + s.policy.interval));
         checkpoints
             .chain(self.retry_at)
@@ -337,9 +287,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
             .min()
     }
 
-    async fn handle(&mut self, command: Command<T>) {
+    fn handle(&mut self, command: Command<T>) {
         match command {
-            Command::AddView { name, view, shared } => self.add_view(name, view, shared).await,
+            Command::AddView { name, view, shared } => self.add_view(name, view, shared),
             Command::Rebuild { done } => {
                 let target = *self.log_since.borrow();
                 for index in 0..self.slots.len() {
@@ -350,34 +300,48 @@ impl<T: Send + Sync + 'static> Driver<T> {
                     if slot.state == ViewState::Failed {
                         slot.state = ViewState::Rebuilding;
                     }
-                    self.reset(index, "rebuild requested".into()).await;
+                    self.reset(index, "rebuild requested".into());
                 }
                 self.rebuilds.push(PendingRebuild { target, done });
             }
-            Command::Revert { last, done } => {
-                let result = self.log.revert(last).await;
-                if result.is_ok() {
-                    self.cut_above(last, "the log was reverted below the view")
-                        .await;
-                }
-                let _ = done.send(result);
-            }
+            Command::Revert { last, done } => self.reverts.push_back(PendingRevert { last, done }),
             Command::Close { .. } => unreachable!("close is handled by run"),
+        }
+    }
+
+    /// Reverts the log as asked, once no checkpoint runs (none starts while a revert
+    /// waits), and rebuilds every view that had applied records beyond the new tail.
+    async fn run_reverts(&mut self) {
+        while !self.reverts.is_empty() {
+            let checkpointing = self
+                .slots
+                .iter()
+                .any(|s| matches!(s.job, Some(Job::Checkpoint { .. })));
+            if checkpointing {
+                return;
+            }
+            let Some(PendingRevert { last, done }) = self.reverts.pop_front() else {
+                return;
+            };
+            let result = self.log.revert(last).await;
+            if result.is_ok() {
+                self.cut_above(last, "the log was reverted below the view");
+            }
+            let _ = done.send(result);
         }
     }
 
     /// The log's tail moved. If it moved below a view (the log was truncated without
     /// `Flume::revert`, say by another handle), that view is rebuilt.
-    async fn follow_tail(&mut self) {
+    fn follow_tail(&mut self) {
         let tail = *self.log_since.borrow();
-        self.cut_above(tail, "the log's tail moved below the view")
-            .await;
+        self.cut_above(tail, "the log's tail moved below the view");
     }
 
     /// The log now ends at `tail`: rebuild every view that applied (or is applying)
     /// records beyond it, and drop every batch read before the cut.
-    async fn cut_above(&mut self, tail: Option<Seq>, reason: &str) {
-        let beyond = |s: &Slot<T>| s.active() && (s.since > tail || s.in_flight > tail);
+    fn cut_above(&mut self, tail: Option<Seq>, reason: &str) {
+        let beyond = |s: &Slot<T>| s.active() && (s.since() > tail || s.applying() > tail);
         let queued_beyond = |s: &Slot<T>| s.fed > tail.map_or(0, |t| t + 1);
         if !self.slots.iter().any(|s| beyond(s) || queued_beyond(s)) {
             return;
@@ -387,102 +351,168 @@ impl<T: Send + Sync + 'static> Driver<T> {
             let reset = beyond(slot);
             slot.refeed();
             if reset {
-                self.reset(index, reason.into()).await;
+                self.reset(index, reason.into());
             }
         }
         // The stream may have read records that no longer exist.
         self.stream = None;
     }
 
-    async fn add_view(&mut self, name: String, view: BoxView<T>, shared: Arc<ViewShared>) {
+    /// Registers a view and starts its load. Reads wait for the load; the view joins the
+    /// scan once it (and every other view loading) has loaded.
+    fn add_view(&mut self, name: String, view: BoxView<T>, shared: Arc<ViewShared>) {
         let policy = view.checkpoint_policy();
         let version = view.version();
-        let view = Arc::new(std::sync::Mutex::new(view));
+        let view: SharedView<T> = Arc::new(std::sync::Mutex::new(view));
         let index = self.slots.len();
-        self.slots.push(Slot {
-            name: name.clone(),
-            view: Arc::clone(&view),
-            shared,
-            state: ViewState::Loading,
-            since: None,
-            fed: 0,
-            queue: VecDeque::new(),
-            in_flight: None,
-            reset_pending: None,
-            retried: false,
-            policy,
-            unsaved: 0,
-            dirty_at: None,
-            error: None,
-        });
+        self.jobs.push(job::load(index, &view));
+        self.slots
+            .push(Slot::loading(name, view, shared, version, policy));
         self.refresh_status();
-        let loaded = blocking(&view, |v| v.load()).await;
+    }
+
+    /// A view's job returned: take its result, then see what the view does next.
+    fn finished(&mut self, done: Done) {
+        let Done { index, result } = done;
+        let slot = &mut self.slots[index];
+        let Some(job) = slot.job.take() else {
+            tracing::error!(view = %slot.name, "a job returned for a view that ran none");
+            return;
+        };
+        match job {
+            Job::Load => self.loaded(index, result),
+            Job::Apply { last, count } => self.applied(index, last, count, result.map(drop)),
+            Job::Checkpoint { since } => self.checkpointed(index, since, result.map(drop)),
+            Job::Reset => self.was_reset(index, result.map(drop)),
+        }
+    }
+
+    fn loaded(&mut self, index: usize, loaded: Result<Option<Checkpoint>, BoxError>) {
         let log_since = *self.log_since.borrow();
-        let reason = match loaded {
-            Err(e) => Some(format!("its stored state could not be loaded: {e}")),
-            Ok(None) => None,
-            Ok(Some(c)) if c.version != version => Some(format!(
+        let slot = &mut self.slots[index];
+        slot.state = ViewState::CatchingUp;
+        let version = slot.version;
+        // A reset asked for while the view loaded (a rebuild) replaces what it loaded.
+        let reason = match (slot.reset_pending.take(), loaded) {
+            (Some(reason), _) => Err(reason),
+            (None, Err(e)) => Err(format!("its stored state could not be loaded: {e}")),
+            (None, Ok(None)) => Ok(None),
+            (None, Ok(Some(c))) if c.version != version => Err(format!(
                 "its stored version {} differs from the current {version}",
                 c.version
             )),
-            Ok(Some(c)) if c.since > log_since => Some(format!(
+            (None, Ok(Some(c))) if c.since > log_since => Err(format!(
                 "its stored since {:?} is ahead of the log's {:?}",
                 c.since, log_since
             )),
-            Ok(Some(c)) => {
-                self.slots[index].since = c.since;
-                None
-            }
+            (None, Ok(Some(c))) => Ok(c.since),
         };
-        let slot = &mut self.slots[index];
-        slot.state = ViewState::CatchingUp;
-        slot.refeed();
         match reason {
-            Some(reason) => self.reset(index, reason).await,
-            None => {
-                self.refresh_status();
-                let slot = &self.slots[index];
-                slot.shared.advance(slot.since);
-                tracing::debug!(view = %name, since = ?slot.since, "view loaded");
+            // The reset marks the view loaded when it is done.
+            Err(reason) => self.reset(index, reason),
+            Ok(since) => {
+                self.publish(index, since);
+                let slot = &mut self.slots[index];
+                slot.refeed();
+                // Reads wait for this: none answers from the state the view had before.
+                slot.shared.mark_loaded();
+                tracing::debug!(view = %slot.name, ?since, "view loaded");
             }
         }
-        // Reads wait for this: none answers from the state the view had before loading.
-        self.slots[index].shared.mark_loaded();
     }
 
-    /// Wipes a view and starts it over from the beginning of the log, now if it is idle,
-    /// else as soon as its batch in flight returns.
-    async fn reset(&mut self, index: usize, reason: String) {
+    fn applied(&mut self, index: usize, last: Seq, count: u64, result: Result<(), BoxError>) {
         let slot = &mut self.slots[index];
-        if !matches!(slot.state, ViewState::Failed | ViewState::Closed) {
-            slot.state = ViewState::Rebuilding;
+        if let Some(reason) = slot.reset_pending.take() {
+            self.reset(index, reason);
+            return;
         }
-        slot.queue.clear();
-        if !slot.idle() {
+        match result {
+            Ok(()) => {
+                slot.unsaved += count;
+                slot.dirty_at.get_or_insert_with(Instant::now);
+                self.publish(index, Some(last));
+            }
+            Err(e) if !slot.retried => {
+                slot.retried = true;
+                self.reset(index, format!("apply failed: {e}"));
+            }
+            Err(e) => self.fail(index, e),
+        }
+    }
+
+    fn checkpointed(&mut self, index: usize, since: Seq, result: Result<(), BoxError>) {
+        let slot = &mut self.slots[index];
+        match result {
+            Ok(()) => {
+                slot.unsaved = 0;
+                slot.dirty_at = None;
+                tracing::debug!(view = %slot.name, since, "view checkpointed");
+            }
+            Err(e) => {
+                // Try again after another interval.
+                slot.dirty_at = Some(Instant::now());
+                tracing::warn!(view = %slot.name, error = %e, "view checkpoint failed");
+            }
+        }
+        if let Some(reason) = slot.reset_pending.take() {
+            self.reset(index, reason);
+        }
+    }
+
+    fn was_reset(&mut self, index: usize, result: Result<(), BoxError>) {
+        match result {
+            Err(e) => self.fail(index, e),
+            // A view reset instead of loaded is loaded now (with nothing).
+            Ok(()) => self.slots[index].shared.mark_loaded(),
+        }
+    }
+
+    /// Sets the view's `since` and completes the readers waiting for it, with the status
+    /// published first: whatever a woken reader sees, the status shows already.
+    fn publish(&mut self, index: usize, since: Option<Seq>) {
+        let shared = Arc::clone(&self.slots[index].shared);
+        shared.advance(since, || self.refresh_status());
+    }
+
+    /// Wipes a view and starts it over from the beginning of the log: now if it is idle,
+    /// else as soon as its job returns.
+    fn reset(&mut self, index: usize, reason: String) {
+        let slot = &mut self.slots[index];
+        if slot.state == ViewState::Loading {
+            // Reset when the load returns, instead of taking what it loaded.
             slot.reset_pending = Some(reason);
             return;
         }
+        if !matches!(slot.state, ViewState::Failed | ViewState::Closed) {
+            slot.state = ViewState::Rebuilding;
+        }
+        slot.clear_queue();
+        match slot.job {
+            // Already wiping: the view starts over from nothing anyway.
+            Some(Job::Reset) => return,
+            Some(_) => {
+                slot.reset_pending = Some(reason);
+                return;
+            }
+            None => {}
+        }
         tracing::info!(view = %slot.name, reason, "resetting view");
-        slot.since = None;
-        slot.refeed();
         slot.unsaved = 0;
         slot.dirty_at = None;
-        // Status first, then the view: a reader that finds the view wiped finds the
-        // status saying so already.
-        self.refresh_status();
-        let slot = &self.slots[index];
+        slot.job = Some(Job::Reset);
         let shared = Arc::clone(&slot.shared);
-        // The view's since is lowered and the view wiped with no read running: a read
-        // either ran before (on the old state) or waits for the rebuild.
-        let result = blocking(&slot.view, move |v| shared.reset_with(|| v.reset())).await;
-        if let Err(e) = result {
-            self.fail(index, e);
-        }
+        // Since first (with the status), then the wipe: a read that starts now waits for
+        // the rebuild, and one still running on the old state holds the wipe back.
+        shared.lower(|| self.refresh_status());
+        let slot = &mut self.slots[index];
+        slot.refeed();
+        self.jobs.push(job::reset(index, &slot.view, shared));
     }
 
     /// A read found a view's data damaged: reset the view, unless it has been reset
     /// since that read (several readers report the same damage) or no longer runs.
-    async fn damaged(&mut self, damage: Damage) {
+    fn damaged(&mut self, damage: Damage) {
         let Some(index) = self.slots.iter().position(|s| s.name == damage.name) else {
             return;
         };
@@ -490,7 +520,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
         if !slot.active() || slot.shared.epoch() != damage.epoch || slot.reset_pending.is_some() {
             return;
         }
-        self.reset(index, damage.reason).await;
+        self.reset(index, damage.reason);
     }
 
     fn fail(&mut self, index: usize, error: BoxError) {
@@ -498,7 +528,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
         tracing::error!(view = %slot.name, error = %error, "view failed");
         slot.state = ViewState::Failed;
         slot.error = Some(error.to_string());
-        slot.queue.clear();
+        slot.clear_queue();
         slot.unsaved = 0;
         slot.dirty_at = None;
         // Status first: a reader told the view failed finds the status saying so.
@@ -529,8 +559,11 @@ impl<T: Send + Sync + 'static> Driver<T> {
                     break;
                 }
                 let start = batch.records.partition_point(|r| r.0 < slot.fed);
-                slot.queue.push_back((Arc::clone(&batch), start));
+                slot.push(Arc::clone(&batch), start);
                 slot.fed = last + 1;
+                if slot.left_behind() {
+                    tracing::debug!(view = %slot.name, fed = slot.fed, job = ?slot.job, "the scan goes on without a busy view");
+                }
             }
         }
         match failure {
@@ -544,103 +577,51 @@ impl<T: Send + Sync + 'static> Driver<T> {
         }
     }
 
-    /// Starts an `apply` on a blocking thread for every idle view with a queued batch.
+    /// Starts an `apply` for every idle view with a queued batch.
     fn pump(&mut self) {
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !slot.idle() || !slot.active() {
                 continue;
             }
-            let Some((batch, start)) = slot.queue.pop_front() else {
+            let Some((batch, start)) = slot.pop() else {
                 continue;
             };
             let last = batch.last_seq().unwrap_or(0);
             let count = (batch.records.len() - start) as u64;
-            slot.in_flight = Some(last);
+            slot.job = Some(Job::Apply { last, count });
             let decoder = Arc::clone(&self.decoder);
-            let view = Arc::clone(&slot.view);
-            self.applying.push(Box::pin(async move {
-                let result = blocking(&view, move |v| {
-                    v.apply(Records::new(&batch, start, &decoder))
-                })
-                .await;
-                Applied {
-                    index,
-                    result,
-                    last,
-                    count,
-                }
-            }));
+            self.jobs
+                .push(job::apply(index, &slot.view, batch, start, decoder));
         }
     }
 
-    async fn applied(&mut self, applied: Applied) {
-        let Applied {
-            index,
-            result,
-            last,
-            count,
-        } = applied;
-        let slot = &mut self.slots[index];
-        slot.in_flight = None;
-        if let Some(reason) = slot.reset_pending.take() {
-            self.reset(index, reason).await;
+    /// Starts a checkpoint for every idle view that is due (every idle view with unsaved
+    /// records, when `all`), as far as the log is durable. Asks the log to sync when a
+    /// due checkpoint waits for durability. None starts while a revert waits.
+    fn checkpoint_due(&mut self, all: bool) {
+        if !self.reverts.is_empty() {
             return;
         }
-        match result {
-            Ok(()) => {
-                slot.since = Some(last);
-                slot.unsaved += count;
-                slot.dirty_at.get_or_insert_with(Instant::now);
-                // Status first: whatever a woken reader sees, the status shows already.
-                self.refresh_status();
-                let slot = &self.slots[index];
-                slot.shared.advance(slot.since);
-            }
-            Err(e) if !slot.retried => {
-                slot.retried = true;
-                self.reset(index, format!("apply failed: {e}")).await;
-            }
-            Err(e) => self.fail(index, e),
-        }
-    }
-
-    /// Checkpoints every idle view that is due (every idle view with unsaved records,
-    /// when `all`), as far as the log is durable. Asks the log to sync when a due
-    /// checkpoint waits for durability.
-    async fn checkpoint_due(&mut self, all: bool) {
         let durable = *self.durable.borrow();
         let now = Instant::now();
         let mut needs_sync = false;
-        for index in 0..self.slots.len() {
-            let slot = &self.slots[index];
+        for (index, slot) in self.slots.iter_mut().enumerate() {
             let due = slot.unsaved > 0
                 && (all
                     || slot.unsaved >= slot.policy.records
                     || slot
                         .dirty_at
                         .is_some_and(|t| t + slot.policy.interval <= now));
-            let Some(since) = slot.since else { continue };
             if !due || !slot.active() || !slot.idle() || slot.reset_pending.is_some() {
                 continue;
             }
+            let Some(since) = slot.since() else { continue };
             if durable < Some(since) {
                 needs_sync = true;
                 continue;
             }
-            let result = blocking(&slot.view, move |v| v.checkpoint(since)).await;
-            let slot = &mut self.slots[index];
-            match result {
-                Ok(()) => {
-                    slot.unsaved = 0;
-                    slot.dirty_at = None;
-                    tracing::debug!(view = %slot.name, since, "view checkpointed");
-                }
-                Err(e) => {
-                    // Try again after another interval.
-                    slot.dirty_at = Some(now);
-                    tracing::warn!(view = %slot.name, error = %e, "view checkpoint failed");
-                }
-            }
+            slot.job = Some(Job::Checkpoint { since });
+            self.jobs.push(job::checkpoint(index, &slot.view, since));
         }
         if needs_sync && !all && self.syncing.as_ref().is_none_or(|h| h.is_finished()) {
             let log = Arc::clone(&self.log);
@@ -661,7 +642,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
         for rebuild in pending {
             let caught_up = slots.iter().all(|s| {
                 s.state == ViewState::Failed
-                    || (s.since >= rebuild.target && s.reset_pending.is_none())
+                    || (s.state != ViewState::Loading
+                        && !s.resetting()
+                        && s.since() >= rebuild.target)
             });
             if !caught_up {
                 self.rebuilds.push(rebuild);
@@ -687,8 +670,8 @@ impl<T: Send + Sync + 'static> Driver<T> {
         let durable = *self.durable.borrow();
         let log = LogStatus { since, durable };
         for slot in &mut self.slots {
-            if slot.active() && slot.reset_pending.is_none() {
-                if slot.since >= log.since {
+            if slot.active() && !slot.resetting() {
+                if slot.since() >= log.since {
                     slot.state = ViewState::Ready;
                     slot.retried = false;
                 } else if slot.state == ViewState::Ready {
@@ -701,15 +684,16 @@ impl<T: Send + Sync + 'static> Driver<T> {
             let mut changed = current.log != log;
             current.log = log;
             for slot in slots {
+                let since = slot.since();
                 let progress = match (slot.state, log.since) {
                     (ViewState::Ready, _) | (_, None) => 1.0,
                     (_, Some(tail)) => {
-                        (slot.since.map_or(0, |s| s + 1) as f64 / (tail as f64 + 1.0)).min(1.0)
+                        (since.map_or(0, |s| s + 1) as f64 / (tail as f64 + 1.0)).min(1.0)
                     }
                 };
                 let view = current.views.get_mut(&slot.name);
                 let same = view.as_ref().is_some_and(|v| {
-                    v.since == slot.since
+                    v.since == since
                         && v.state == slot.state
                         && v.progress == progress
                         && v.error == slot.error
@@ -719,7 +703,7 @@ impl<T: Send + Sync + 'static> Driver<T> {
                 }
                 changed = true;
                 let status = ViewStatus {
-                    since: slot.since,
+                    since,
                     state: slot.state,
                     progress,
                     error: slot.error.clone(),
@@ -735,16 +719,20 @@ impl<T: Send + Sync + 'static> Driver<T> {
         });
     }
 
-    /// Close: stop reading, let the applies in flight finish, make the log durable,
-    /// checkpoint every view, fail pending readers with `Closed`, close the log.
+    /// Close: stop reading, let the jobs in flight finish (a checkpoint included), run
+    /// the reverts asked for, make the log durable, checkpoint every view, fail pending
+    /// readers with `Closed`, close the log.
     async fn shutdown(&mut self) -> Result<()> {
         self.stream = None;
+        self.drain().await;
+        self.run_reverts().await;
         self.drain().await;
         let synced = self.log.sync().await;
         if let Err(e) = &synced {
             tracing::warn!(error = %e, "syncing the log at close failed; views checkpoint only what is durable");
         }
-        self.checkpoint_due(true).await;
+        self.checkpoint_due(true);
+        self.drain().await;
         self.stop(Error::Closed).await;
         let closed = self.log.close().await;
         match (synced, closed) {
@@ -753,15 +741,16 @@ impl<T: Send + Sync + 'static> Driver<T> {
         }
     }
 
-    /// Waits for the applies in flight and drops every queued batch.
+    /// Waits for every job in flight, and for the jobs they lead to (a reset after a
+    /// load or a failure), starting no apply, and drops every queued batch.
     async fn drain(&mut self) {
         for slot in &mut self.slots {
-            slot.queue.clear();
+            slot.clear_queue();
         }
-        while let Some(applied) = self.applying.next().await {
-            self.applied(applied).await;
+        while let Some(done) = self.jobs.next().await {
+            self.finished(done);
             for slot in &mut self.slots {
-                slot.queue.clear();
+                slot.clear_queue();
             }
         }
     }
@@ -778,6 +767,9 @@ impl<T: Send + Sync + 'static> Driver<T> {
             slot.shared.close();
         }
         for pending in self.rebuilds.drain(..) {
+            let _ = pending.done.send(Err(error.duplicate()));
+        }
+        for pending in self.reverts.drain(..) {
             let _ = pending.done.send(Err(error.duplicate()));
         }
         self.commands.close();
@@ -807,7 +799,9 @@ impl<T> Drop for Driver<T> {
     /// before the driver's own close finished). Best effort, on the dropping thread
     /// (which is tearing the runtime down, not running tasks): sync the log through a
     /// helper thread, waiting at most `DROP_SYNC_WAIT`, then checkpoint every idle view
-    /// whose state the log holds durably, so that the next open resumes from there.
+    /// whose state the log holds durably, so that the next open resumes from there. A
+    /// view with a job in flight is left alone: its state is not the one `since` says
+    /// (an apply), or it is checkpointing already.
     fn drop(&mut self) {
         if self.stopped {
             return;
@@ -816,7 +810,7 @@ impl<T> Drop for Driver<T> {
             .slots
             .iter()
             .filter(|s| s.unsaved > 0 && s.active() && s.idle() && s.reset_pending.is_none())
-            .filter_map(|s| Some((Arc::clone(&s.view), s.since?, s.name.clone())))
+            .filter_map(|s| Some((Arc::clone(&s.view), s.since()?, s.name.clone())))
             .collect();
         if due.is_empty() {
             return;
@@ -846,10 +840,7 @@ impl<T> Drop for Driver<T> {
                 continue;
             }
             let mut guard = view.lock().unwrap_or_else(|p| p.into_inner());
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.checkpoint(since)))
-                    .unwrap_or_else(|panic| Err(panic_message(&*panic).into()));
-            match result {
+            match job::catch(|| guard.checkpoint(since)) {
                 Ok(()) => tracing::debug!(view = %name, since, "dropped view checkpointed"),
                 Err(e) => {
                     tracing::warn!(view = %name, error = %e, "checkpointing a dropped view failed")
@@ -872,34 +863,4 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
-}
-
-/// Runs `f` on the view on a blocking thread, turning a panic into an error.
-async fn blocking<T, R, F>(view: &SharedView<T>, f: F) -> Result<R, BoxError>
-where
-    T: 'static,
-    R: Send + 'static,
-    F: FnOnce(&mut BoxView<T>) -> Result<R, BoxError> + Send + 'static,
-{
-    let view = Arc::clone(view);
-    let task = tokio::task::spawn_blocking(move || {
-        // Only this task locks the view while it runs; a panic is caught inside the
-        // guard's scope, so the lock is never poisoned by the view's own code.
-        let mut guard = view.lock().unwrap_or_else(|p| p.into_inner());
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut guard)))
-            .unwrap_or_else(|panic| Err(panic_message(&*panic).into()))
-    });
-    match task.await {
-        Ok(result) => result,
-        Err(e) => Err(format!("the view's task did not finish: {e}").into()),
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)");
-    format!("the view panicked: {text}")
 }

@@ -469,9 +469,10 @@ impl<T: Send + Sync + 'static> Flume<T> {
     /// Stops the view driver, syncs the log, checkpoints every view and closes the log.
     /// Pending reads fail with [`Error::Closed`], and so does every later call.
     ///
-    /// Close is prompt: it lets the batches views are applying finish but does not wait
-    /// for views to catch up with the log; they resume from their checkpoint at the next
-    /// open. Read a view with [`Wait::Log`](crate::Wait::Log) first to close caught up.
+    /// Close is prompt: it lets what views are doing finish (a batch being applied, a
+    /// load, a checkpoint) but does not wait for views to catch up with the log; they
+    /// resume from their checkpoint at the next open. Read a view with
+    /// [`Wait::Log`](crate::Wait::Log) first to close caught up.
     ///
     /// Dropping the last handle without calling `close` closes the database the same
     /// way, in the background: the driver stops, syncs the log and checkpoints every

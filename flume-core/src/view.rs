@@ -45,7 +45,9 @@ impl Default for CheckpointPolicy {
 /// has not applied yet, in order and in batches, on a blocking thread (so `apply` may do
 /// CPU-heavy or blocking work), asks it to checkpoint now and then, and resets it when
 /// its version changed, when it is ahead of the log, or after a failure. Views never
-/// read the log themselves.
+/// read the log themselves. `load`, `checkpoint` and `reset` run on a blocking thread
+/// too, one call at a time per view (never during an `apply`), and may take their time:
+/// the other views and their readers go on meanwhile.
 ///
 /// Reads go through the view's [`Reader`](View::Reader), made from a [`ReaderContext`]:
 /// its [`Waiter`](crate::Waiter) runs every read of the view's state, through

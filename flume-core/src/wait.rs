@@ -115,7 +115,7 @@ impl Waiter {
 
     /// The last seq the view has applied (`None`: nothing).
     pub fn since(&self) -> Option<Seq> {
-        *self.shared.since_tx.borrow()
+        self.shared.since()
     }
 
     /// A watch of the view's `since`.
@@ -239,7 +239,7 @@ impl Waiter {
     /// Dropping the future stops the wait; `read` is not called.
     pub async fn read<R>(&self, wait: Wait, read: impl FnOnce() -> R) -> Result<R> {
         let target = self.target(wait);
-        let (_gate, _) = self.enter(target, 0).await?;
+        let _entered = self.enter(target, 0).await?;
         Ok(read())
     }
 
@@ -280,13 +280,17 @@ impl Waiter {
         let mut min_epoch = 0;
         let mut healing = false;
         loop {
-            let (gate, epoch) = self.enter(target, min_epoch).await?;
+            let entered = self.enter(target, min_epoch).await?;
             let source = match read() {
                 Err(Error::ViewDamaged { source, .. }) => source,
                 other => return other,
             };
-            let since = self.since();
-            drop(gate);
+            // Where the view was when the damage was found. A reset may lower `since`
+            // already (it waits for the gate only to wipe): then it was where the read
+            // found it.
+            let since = self.since().max(entered.since);
+            let epoch = entered.epoch;
+            drop(entered);
             if healing {
                 return Err(Error::ViewDamaged {
                     name: self.shared.name.clone(),
@@ -309,32 +313,42 @@ impl Waiter {
 
     /// Waits until the view has applied `target` (if any) and has been reset at least
     /// up to `min_epoch`, then takes the read side of the view's reset gate, and returns
-    /// it with the view's epoch, once both still hold under it.
-    async fn enter(
-        &self,
-        target: Option<Seq>,
-        min_epoch: u64,
-    ) -> Result<(tokio::sync::RwLockReadGuard<'_, ()>, u64)> {
+    /// it with the view's epoch and `since`, once both still hold under it.
+    async fn enter(&self, target: Option<Seq>, min_epoch: u64) -> Result<Entered<'_>> {
         loop {
             if min_epoch > 0 {
                 self.shared.wait_epoch(min_epoch).await?;
             }
             self.wait_target(target).await?;
             let gate = self.shared.gate.read().await;
-            let epoch = {
+            let entered = {
                 let q = self.shared.lock();
                 self.shared.status(&q)?;
-                let reached = target.is_none_or(|t| q.since.is_some_and(|s| s >= t));
+                let since = self.shared.since();
+                let reached = target.is_none_or(|t| since.is_some_and(|s| s >= t));
                 // The epoch changes under the queue lock too, so it agrees with `since`.
                 let epoch = *self.shared.epoch_tx.borrow();
-                (reached && epoch >= min_epoch).then_some(epoch)
+                (reached && epoch >= min_epoch).then_some((epoch, since))
             };
             // Otherwise a reset slipped in between the wait and the gate: wait again.
-            if let Some(epoch) = epoch {
-                return Ok((gate, epoch));
+            if let Some((epoch, since)) = entered {
+                return Ok(Entered {
+                    _gate: gate,
+                    epoch,
+                    since,
+                });
             }
         }
     }
+}
+
+/// A read let in by [`Waiter::enter`]: it holds the read side of the reset gate.
+struct Entered<'a> {
+    _gate: tokio::sync::RwLockReadGuard<'a, ()>,
+    /// The view's epoch when the read was let in.
+    epoch: u64,
+    /// The view's `since` when the read was let in (at or beyond the read's target).
+    since: Option<Seq>,
 }
 
 /// Whether a view serves reads.
@@ -345,7 +359,6 @@ enum Life {
 }
 
 struct Queue {
-    since: Option<Seq>,
     failed: Option<Arc<BoxError>>,
     closed: bool,
     next_id: u64,
@@ -362,13 +375,19 @@ pub(crate) struct Damage {
 }
 
 /// The state a view shares between its driver and its readers.
+///
+/// The view's `since` lives in one place, `since_tx`. Only the driver writes it
+/// ([`ViewShared::advance`], [`ViewShared::lower`]), and always under the queue lock,
+/// together with the database's status; readers compare it with their target under the
+/// same lock. So a reader never misses an advance, and never sees a `since` the status
+/// does not show yet.
 pub(crate) struct ViewShared {
     pub(crate) name: String,
     since_tx: watch::Sender<Option<Seq>>,
     life: watch::Sender<Life>,
     queue: Mutex<Queue>,
-    /// Reads hold the read side while they run; a reset holds the write side while it
-    /// lowers `since` and wipes the view.
+    /// Reads hold the read side while they run; a reset lowers `since`, then holds the
+    /// write side while it wipes the view.
     gate: RwLock<()>,
     /// How many times the view has been reset; changed under the queue lock.
     epoch_tx: watch::Sender<u64>,
@@ -397,7 +416,6 @@ impl ViewShared {
             damage,
             loaded: watch::Sender::new(false),
             queue: Mutex::new(Queue {
-                since: None,
                 failed: None,
                 closed: false,
                 next_id: 0,
@@ -425,6 +443,11 @@ impl ViewShared {
         }
     }
 
+    /// The last seq the view has applied (`None`: nothing).
+    pub(crate) fn since(&self) -> Option<Seq> {
+        *self.since_tx.borrow()
+    }
+
     fn check(&self) -> Result<()> {
         let q = self.lock();
         self.status(&q)
@@ -433,7 +456,8 @@ impl ViewShared {
     /// Records that the view has loaded its persisted state (or was reset instead), and
     /// lets the reads waiting for that go on.
     pub(crate) fn mark_loaded(&self) {
-        self.loaded.send_replace(true);
+        self.loaded
+            .send_if_modified(|loaded| !std::mem::replace(loaded, true));
     }
 
     async fn until_loaded(&self) {
@@ -449,7 +473,7 @@ impl ViewShared {
         let (id, rx) = {
             let mut q = self.lock();
             self.status(&q)?;
-            if q.since.is_some_and(|s| s >= target) {
+            if self.since().is_some_and(|s| s >= target) {
                 return Ok(());
             }
             let id = q.next_id;
@@ -499,26 +523,33 @@ impl ViewShared {
         *self.epoch_tx.borrow()
     }
 
-    /// Resets the view: under the write side of the gate (no read runs meanwhile),
-    /// lowers `since` to nothing, so that every later read waits for the rebuild, then
-    /// runs `wipe`. Blocks: call it on a blocking thread.
-    pub(crate) fn reset_with<R>(&self, wipe: impl FnOnce() -> R) -> R {
-        let _gate = self.gate.blocking_write();
-        {
-            let mut q = self.lock();
-            q.since = None;
-            self.epoch_tx.send_modify(|e| *e += 1);
-        }
+    /// Lowers the view's `since` to nothing and counts one more reset, before the view is
+    /// wiped: every read that starts from now on waits for the rebuild, and a read that
+    /// already runs holds the gate that [`ViewShared::wipe_with`] waits for. `publish` runs
+    /// once `since` is lowered, before any reader can see it (the driver publishes its
+    /// status there).
+    pub(crate) fn lower(&self, publish: impl FnOnce()) {
+        let _q = self.lock();
         self.since_tx.send_replace(None);
+        self.epoch_tx.send_modify(|e| *e += 1);
+        publish();
+    }
+
+    /// Runs `wipe` under the write side of the gate: no read runs meanwhile. Call it after
+    /// [`ViewShared::lower`]. Blocks: call it on a blocking thread.
+    pub(crate) fn wipe_with<R>(&self, wipe: impl FnOnce() -> R) -> R {
+        let _gate = self.gate.blocking_write();
         wipe()
     }
 
-    /// Records that the view applied everything up to `since`, and completes the readers
-    /// waiting for it.
-    pub(crate) fn advance(&self, since: Option<Seq>) {
+    /// Records that the view applied everything up to `since`, runs `publish` (before any
+    /// reader can see the new `since`: the driver publishes its status there), then
+    /// completes the readers waiting for it.
+    pub(crate) fn advance(&self, since: Option<Seq>, publish: impl FnOnce()) {
         let ready = {
             let mut q = self.lock();
-            q.since = since;
+            self.since_tx.send_replace(since);
+            publish();
             match since.and_then(|s| s.checked_add(1)) {
                 Some(above) => {
                     let rest = q.waiting.split_off(&(above, 0));
@@ -528,7 +559,6 @@ impl ViewShared {
                 None => BTreeMap::new(),
             }
         };
-        self.since_tx.send_replace(since);
         for (_, tx) in ready {
             let _ = tx.send(Ok(()));
         }
@@ -617,13 +647,13 @@ mod tests {
         while shared.waiting() < 5 {
             tokio::task::yield_now().await;
         }
-        shared.advance(Some(3));
+        shared.advance(Some(3), || {});
         for h in handles.drain(1..) {
             let (_, r) = h.await.unwrap();
             r.unwrap();
         }
         assert_eq!(shared.waiting(), 1);
-        shared.advance(Some(5));
+        shared.advance(Some(5), || {});
         let (t, r) = handles.pop().unwrap().await.unwrap();
         assert_eq!(t, 5);
         r.unwrap();

@@ -31,8 +31,9 @@ async fn views_behind_share_one_scan_and_one_decode() {
     }));
     let streams_before = log.streams.load(Ordering::SeqCst);
     let streamed_before = log.streamed.load(Ordering::SeqCst);
-    // Hold the driver in the first view's load until every view is registered, as an
-    // application registering views at start-up would (and without racing the driver).
+    // Hold the first view's load until every view is registered: views that load
+    // together join the scan together, as an application registering views at start-up
+    // would (and without racing the driver).
     let (release, gate) = std::sync::mpsc::channel::<()>();
     let db = Flume::<u64>::builder(log.clone(), decodes.clone())
         .build()
@@ -101,7 +102,7 @@ async fn a_view_added_later_catches_up_from_its_own_since() {
     db.close().await.unwrap();
 }
 
-/// A view whose `load` waits for a signal: it holds the driver while a test registers
+/// A view whose `load` waits for a signal: it holds the scan while a test registers
 /// more views. It needs no values.
 struct HoldLoad(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
 
