@@ -16,6 +16,7 @@
 
 use std::path::Path;
 
+use flume_core::durable::Reader;
 use flume_core::{Error, Result, Seq};
 
 /// The first four bytes of a manifest.
@@ -93,9 +94,19 @@ impl Manifest {
                 ),
             ));
         }
-        let mut count = [0u8; 4];
-        count.copy_from_slice(&bytes[20..24]);
-        let count = u64::from(u32::from_le_bytes(count));
+        // Every field lies inside the length checked above; a read that found otherwise
+        // would still be an error, not a panic.
+        let u32_at = |at: usize| {
+            Reader::at(bytes, at)
+                .u32()
+                .map_err(|e| corrupt(at, e.to_string()))
+        };
+        let u64_at = |at: usize| {
+            Reader::at(bytes, at)
+                .u64()
+                .map_err(|e| corrupt(at, e.to_string()))
+        };
+        let count = u64::from(u32_at(20)?);
         if (HEADER_LEN as u64 + 4).checked_add(count * RUN_LEN as u64) != Some(len as u64) {
             return Err(corrupt(
                 20,
@@ -103,9 +114,7 @@ impl Manifest {
             ));
         }
         let body = len - 4;
-        let mut crc = [0u8; 4];
-        crc.copy_from_slice(&bytes[body..]);
-        let stored = u32::from_le_bytes(crc);
+        let stored = u32_at(body)?;
         let computed = crc32c::crc32c(&bytes[..body]);
         if stored != computed {
             return Err(corrupt(
@@ -113,20 +122,10 @@ impl Manifest {
                 format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"),
             ));
         }
-        let u64_at = |at: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_le_bytes(a)
-        };
-        let u32_at = |at: usize| {
-            let mut a = [0u8; 4];
-            a.copy_from_slice(&bytes[at..at + 4]);
-            u32::from_le_bytes(a)
-        };
         if bytes[7] != 0 {
             return Err(corrupt(7, "reserved byte is not zero".into()));
         }
-        let raw_since = u64_at(12);
+        let raw_since = u64_at(12)?;
         let since = match bytes[6] {
             0 if raw_since == 0 => None,
             0 => return Err(corrupt(12, "since is set but its flag says absent".into())),
@@ -137,10 +136,10 @@ impl Manifest {
         for i in 0..count as usize {
             let at = HEADER_LEN + i * RUN_LEN;
             let run = RunRef {
-                id: u64_at(at),
-                level: u32_at(at + 8),
+                id: u64_at(at)?,
+                level: u32_at(at + 8)?,
             };
-            if u32_at(at + 12) != 0 {
+            if u32_at(at + 12)? != 0 {
                 return Err(corrupt(at + 12, "reserved field is not zero".into()));
             }
             if runs.iter().any(|r: &RunRef| r.id == run.id) {
@@ -149,7 +148,7 @@ impl Manifest {
             runs.push(run);
         }
         Ok(Manifest {
-            version: u32_at(8),
+            version: u32_at(8)?,
             since,
             runs,
         })
@@ -159,7 +158,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flume_core::testing::hexdump;
+    use flume_core::durable::hexdump;
     use proptest::prelude::*;
 
     fn sample() -> Manifest {
