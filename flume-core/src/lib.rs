@@ -52,6 +52,9 @@
 //!   [`ReaderContext`]); see the example on the trait.
 //! - Wait for a database to be usable after opening it: [`Flume::ready`]. Close it with
 //!   [`Flume::close`] (dropping the last handle also closes it, best effort).
+//! - Keep a view's state in files: [`durable`] has a versioned, checksummed state file
+//!   that a view saves and loads in a line each, a directory lock, atomic file
+//!   replacement and the coding helpers the workspace's own file formats use.
 //! - Write a log backend: implement [`Log`] (or [`ReadRange`] plus [`range_stream`]) and
 //!   run the conformance suite in `testing` (feature `testing`).
 #![warn(
@@ -63,6 +66,7 @@
 
 mod codec;
 mod driver;
+pub mod durable;
 mod error;
 mod flume;
 mod live;

@@ -1,22 +1,19 @@
 //! Fault injection: a failed write (short write, full disk) or a failed fsync poisons
 //! the log; nothing unacknowledged is reported durable; reopening recovers.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
 use bytes::Bytes;
 use flume_core::{Durability, Error, Log};
 
-use crate::io::FaultPlan;
 use crate::{FileLog, Options};
+use flume_core::durable::Faults;
 
 fn record(i: u64) -> Bytes {
     Bytes::from(format!("record {i} ").repeat(3))
 }
 
-fn faulty(plan: &Arc<FaultPlan>) -> Options {
+fn faulty(plan: &Faults) -> Options {
     let mut options = Options::default().segment_size(2048);
-    options.faults = Some(Arc::clone(plan));
+    options.faults = plan.clone();
     options
 }
 
@@ -24,9 +21,9 @@ fn faulty(plan: &Arc<FaultPlan>) -> Options {
 /// with the plan and `options` applied to the faulty options.
 async fn open_faulty(
     options: impl FnOnce(Options) -> Options,
-) -> (tempfile::TempDir, Arc<FaultPlan>, FileLog) {
+) -> (tempfile::TempDir, Faults, FileLog) {
     let dir = tempfile::tempdir().unwrap();
-    let plan = FaultPlan::new();
+    let plan = Faults::new();
     let log = FileLog::open(dir.path(), options(faulty(&plan)))
         .await
         .unwrap();
@@ -76,7 +73,7 @@ async fn a_short_write_on_a_full_disk_poisons() {
             .unwrap();
     }
     // The next write gets 20 bytes through, then ENOSPC.
-    plan.write_budget.store(20, Ordering::SeqCst);
+    plan.set_write_budget(20);
     assert_poisoned(
         "the synced append whose write failed",
         log.append_with(record(10), Some(Durability::Synced)).await,
@@ -135,16 +132,16 @@ async fn a_full_disk_is_poisoned_with_storage_full() {
         }
         let failed = match path {
             "pwrite" => {
-                plan.write_budget.store(5, Ordering::SeqCst);
+                plan.set_write_budget(5);
                 log.append_with(record(3), Some(Durability::Synced)).await
             }
             "mapped" => {
-                plan.write_budget.store(5, Ordering::SeqCst);
+                plan.set_write_budget(5);
                 log.append(record(3)).await
             }
             _ => {
                 // Fill the segment's reservation, then the next segment's fails.
-                plan.reserve_budget.store(0, Ordering::SeqCst);
+                plan.set_reserve_budget(0);
                 let mut next = 3;
                 loop {
                     match log.append(record(next)).await {
@@ -173,7 +170,7 @@ async fn a_failed_buffered_write_poisons_later_appends() {
         open_faulty(|o| o.max_write_delay(std::time::Duration::from_millis(2))).await;
     log.append(record(0)).await.unwrap();
     log.sync().await.unwrap();
-    plan.write_budget.store(0, Ordering::SeqCst);
+    plan.set_write_budget(0);
     log.append(record(1)).await.unwrap(); // acknowledged before the writer runs
     let mut since = log.since();
     assert_eq!(*since.borrow_and_update(), Some(1));
@@ -187,7 +184,7 @@ async fn a_failed_buffered_write_poisons_later_appends() {
 async fn by_default_a_failed_write_fails_the_buffered_append_itself() {
     let (dir, plan, log) = open_faulty(|o| o).await;
     log.append(record(0)).await.unwrap();
-    plan.write_budget.store(0, Ordering::SeqCst);
+    plan.set_write_budget(0);
     // Nothing is acknowledged that did not reach the OS.
     assert_poisoned("the append whose write failed", log.append(record(1)).await);
     assert_poisoned("the next append", log.append(record(2)).await);
@@ -203,7 +200,7 @@ async fn a_failed_fsync_poisons_and_is_never_retried() {
             .await
             .unwrap();
     }
-    plan.sync_budget.store(0, Ordering::SeqCst);
+    plan.set_sync_budget(0);
     // Several synced appenders share the failing fsync; all of them learn about it.
     let tasks: Vec<_> = (5..9)
         .map(|i| {
@@ -215,7 +212,7 @@ async fn a_failed_fsync_poisons_and_is_never_retried() {
         assert_poisoned("a synced append sharing the failed fsync", t.await.unwrap());
     }
     assert_eq!(*log.durable().borrow(), Some(4));
-    plan.sync_budget.store(u64::MAX, Ordering::SeqCst);
+    plan.set_sync_budget(u64::MAX);
     assert_poisoned(
         "sync after a failed fsync, even once the disk is fine",
         log.sync().await,
@@ -230,7 +227,7 @@ async fn a_failed_fsync_poisons_and_is_never_retried() {
 async fn a_failed_fsync_while_sealing_a_segment_poisons() {
     let (dir, plan, log) =
         open_faulty(|o| o.max_write_delay(std::time::Duration::from_millis(2))).await;
-    plan.sync_budget.store(0, Ordering::SeqCst);
+    plan.set_sync_budget(0);
     // Buffered appends need no fsync, until the writer seals the full segment.
     for i in 0..100 {
         log.append(record(i)).await.unwrap();
@@ -257,15 +254,12 @@ async fn buffered_appends_are_copied_into_the_mapping_and_synced_ones_written() 
     for i in 0..20 {
         log.append(record(i)).await.unwrap();
     }
-    assert!(plan.mapped_writes.load(Ordering::SeqCst) >= 20);
-    assert_eq!(plan.plain_writes.load(Ordering::SeqCst), 0, "no pwrite");
+    assert!(plan.counted("mapped_writes") >= 20);
+    assert_eq!(plan.counted("plain_writes"), 0, "no pwrite");
     log.append_with(record(20), Some(Durability::Synced))
         .await
         .unwrap();
-    assert!(
-        plan.plain_writes.load(Ordering::SeqCst) > 0,
-        "synced rounds pwrite"
-    );
+    assert!(plan.counted("plain_writes") > 0, "synced rounds pwrite");
     log.close().await.unwrap();
     check_reopen(dir.path(), 21).await;
 }
@@ -284,8 +278,8 @@ async fn a_lone_synced_append_syncs_on_its_own_thread() {
             .unwrap();
         assert_eq!(*log.durable().borrow(), Some(seq));
     }
-    assert_eq!(plan.other_thread_syncs.load(Ordering::SeqCst), 10);
-    assert_eq!(plan.writer_thread_syncs.load(Ordering::SeqCst), 0);
+    assert_eq!(plan.counted("other_thread_syncs"), 10);
+    assert_eq!(plan.counted("writer_thread_syncs"), 0);
     // Buffered appends between synced ones do not count as a group of synced
     // appenders: the next synced appends still sync on their own thread.
     for i in 10..60 {
@@ -297,8 +291,8 @@ async fn a_lone_synced_append_syncs_on_its_own_thread() {
             .await
             .unwrap();
     }
-    assert_eq!(plan.other_thread_syncs.load(Ordering::SeqCst), 13);
-    assert_eq!(plan.writer_thread_syncs.load(Ordering::SeqCst), 0);
+    assert_eq!(plan.counted("other_thread_syncs"), 13);
+    assert_eq!(plan.counted("writer_thread_syncs"), 0);
     log.close().await.unwrap();
     check_reopen(dir.path(), 63).await;
 }
@@ -318,8 +312,8 @@ fn on_a_current_thread_runtime_the_writer_thread_syncs() {
                 .unwrap();
             assert_eq!(*log.durable().borrow(), Some(seq));
         }
-        assert_eq!(plan.other_thread_syncs.load(Ordering::SeqCst), 0);
-        assert!(plan.writer_thread_syncs.load(Ordering::SeqCst) >= 10);
+        assert_eq!(plan.counted("other_thread_syncs"), 0);
+        assert!(plan.counted("writer_thread_syncs") >= 10);
         log.close().await.unwrap();
     });
 }
@@ -333,12 +327,12 @@ async fn a_failed_inline_fsync_poisons() {
     log.append_with(record(0), Some(Durability::Synced))
         .await
         .unwrap();
-    plan.sync_budget.store(0, Ordering::SeqCst);
+    plan.set_sync_budget(0);
     assert_poisoned(
         "a lone synced append whose fsync fails",
         log.append_with(record(1), Some(Durability::Synced)).await,
     );
-    assert!(plan.other_thread_syncs.load(Ordering::SeqCst) >= 2);
+    assert!(plan.counted("other_thread_syncs") >= 2);
     assert_eq!(*log.durable().borrow(), Some(0));
     assert_poisoned("a later append", log.append(record(2)).await);
     drop(log);
@@ -355,7 +349,7 @@ async fn a_failed_reservation_poisons() {
         acked += 1;
     }
     // The disk is full: the next segment cannot reserve anything.
-    plan.reserve_budget.store(0, Ordering::SeqCst);
+    plan.set_reserve_budget(0);
     let failed = loop {
         match log.append(record(acked)).await {
             Ok(seq) => {
@@ -380,9 +374,9 @@ async fn a_failed_reservation_poisons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nearly_full_disk_reserves_only_what_each_write_needs() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = FaultPlan::new();
+    let plan = Faults::new();
     // Room for a few records past the header, not for a whole reservation step.
-    plan.reserve_budget.store(200, Ordering::SeqCst);
+    plan.set_reserve_budget(200);
     let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
     let mut acked = 0;
     while log.append(record(acked)).await.is_ok() {
@@ -391,7 +385,7 @@ async fn a_nearly_full_disk_reserves_only_what_each_write_needs() {
     }
     // Each record is 8 + 30 bytes: five fit in 200 bytes.
     assert_eq!(acked, 5);
-    assert_eq!(plan.plain_writes.load(Ordering::SeqCst), 0);
+    assert_eq!(plan.counted("plain_writes"), 0);
     assert!(log.poisoned().unwrap().contains("reserving space in"));
     drop(log);
     assert_eq!(check_reopen(dir.path(), acked).await, acked);
@@ -400,14 +394,14 @@ async fn a_nearly_full_disk_reserves_only_what_each_write_needs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_fallocate_buffered_appends_fall_back_to_pwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = FaultPlan::new();
-    plan.reserve_unsupported.store(true, Ordering::SeqCst);
+    let plan = Faults::new();
+    plan.set_reserve_unsupported(true);
     let log = FileLog::open(dir.path(), faulty(&plan)).await.unwrap();
     for i in 0..200 {
         log.append(record(i)).await.unwrap();
     }
-    assert_eq!(plan.mapped_writes.load(Ordering::SeqCst), 0);
-    assert!(plan.plain_writes.load(Ordering::SeqCst) >= 200);
+    assert_eq!(plan.counted("mapped_writes"), 0);
+    assert!(plan.counted("plain_writes") >= 200);
     assert!(log.segments().len() > 2, "rotated");
     assert_eq!(log.poisoned(), None);
     log.close().await.unwrap();

@@ -288,31 +288,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A classic hex dump: offset, 16 bytes in hex, printable ASCII.
-    pub(crate) fn hexdump(bytes: &[u8]) -> String {
-        let mut out = String::new();
-        for (i, chunk) in bytes.chunks(16).enumerate() {
-            let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-            let ascii: String = chunk
-                .iter()
-                .map(|&b| {
-                    if b.is_ascii_graphic() || b == b' ' {
-                        b as char
-                    } else {
-                        '.'
-                    }
-                })
-                .collect();
-            out.push_str(&format!(
-                "{:08x}  {:<47}  |{}|\n",
-                i * 16,
-                hex.join(" "),
-                ascii
-            ));
-        }
-        out
-    }
+    use flume_core::durable::hexdump;
 
     fn sample_segment() -> Vec<u8> {
         let mut seg = encode_header(7).to_vec();

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use flume_core::durable::Faults;
 use flume_core::{Durability, Error, Result};
 
 use crate::format::MAX_PAYLOAD;
@@ -22,7 +23,7 @@ use crate::format::MAX_PAYLOAD;
 ///     .max_write_delay(Duration::from_millis(2));
 /// assert_eq!(options.segment_size, 8 << 20);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
     /// Size in bytes at which the active segment is sealed and a new one started.
@@ -91,8 +92,9 @@ pub struct Options {
     /// mapping, where `pwrite` would return `EIO`. Readers of the log have always read
     /// through mappings and share that exposure; set `0` where it matters.
     pub reserve: u64,
-    #[cfg(test)]
-    pub(crate) faults: Option<std::sync::Arc<crate::io::FaultPlan>>,
+    /// The fault plan segment files are written through: inactive (and free) unless a
+    /// test of this crate sets one.
+    pub(crate) faults: Faults,
 }
 
 impl Default for Options {
@@ -105,9 +107,22 @@ impl Default for Options {
             write_buffer_size: 1 << 20,
             preallocate: 1 << 20,
             reserve: 16 << 20,
-            #[cfg(test)]
-            faults: None,
+            faults: Faults::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("segment_size", &self.segment_size)
+            .field("durability", &self.durability)
+            .field("max_record_size", &self.max_record_size)
+            .field("max_write_delay", &self.max_write_delay)
+            .field("write_buffer_size", &self.write_buffer_size)
+            .field("preallocate", &self.preallocate)
+            .field("reserve", &self.reserve)
+            .finish_non_exhaustive()
     }
 }
 

@@ -4,7 +4,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use flume_core::durable::{self, DirLock};
 use flume_core::{Error, Result, Seq};
 
 use crate::format::{self, HEADER_LEN};
@@ -12,9 +14,6 @@ use crate::mmap;
 use crate::segment::{self, SegState, Segment, TMP_SUFFIX};
 use crate::tailmark::{self, TailMark};
 use crate::Options;
-
-/// Name of the lock file inside a log directory.
-pub(crate) const LOCK_FILE: &str = "LOCK";
 
 /// What opening found and cut at the end of the log: a torn tail, the partly written
 /// last record or batch of a crash. Returned by [`FileLog::recovery`](crate::FileLog::recovery).
@@ -133,22 +132,8 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
             ),
         ));
     }
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let lock_path = dir.join(LOCK_FILE);
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|e| Error::io(&lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path: dir.to_path_buf(),
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io(lock_path, e)),
-    }
+    // No waiting: a second open of an open log fails at once.
+    DirLock::acquire(dir, Duration::ZERO).map(DirLock::into_file)
 }
 
 /// The segment files of `dir`, sorted by first seq; removes leftovers of interrupted
@@ -220,7 +205,7 @@ impl Fixes {
             fs::rename(path, &to)
         };
         moved.map_err(|e| Error::io(&to, e))?;
-        segment::sync_dir(dir)?;
+        durable::sync_dir(dir)?;
         tracing::warn!(
             file = %path.display(),
             moved_to = %to.display(),

@@ -1,11 +1,13 @@
 //! One segment file: its mapping, its seq → offset index, and reads from it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
+use flume_core::durable::TempFile;
 use flume_core::{Error, RawRecord, Result, Seq};
 use memmap2::Mmap;
 
@@ -13,7 +15,8 @@ use crate::format;
 
 /// Suffix of segment files: `00000000000000000000.seg`.
 pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
-/// Suffix of a segment being created (removed at open if a crash left one).
+/// Suffix of a segment being created or rewritten (`durable::TempFile`'s name for it;
+/// removed at open if a crash left one).
 pub(crate) const TMP_SUFFIX: &str = ".seg.tmp";
 
 /// The file name of the segment whose first record has `first_seq`.
@@ -142,12 +145,12 @@ impl SegState {
     }
 }
 
-/// Replaces the segment file at `path` (first record `first_seq`) with one holding `data`
-/// (its kept prefix), with `patch` (an offset and 8 bytes) written over it: written to a
-/// temporary file, synced, renamed over the old file, directory synced. A crash leaves
-/// either the old file or the new one (and perhaps a temporary file, removed at open).
-/// The old file is never modified, so mappings of it stay valid. Returns the new file,
-/// opened for reading and writing.
+/// Replaces the segment file at `path` (first record `first_seq`, in `dir`) with one
+/// holding `data` (its kept prefix), with `patch` (an offset and 8 bytes) written over it:
+/// written to a temporary file, synced, renamed over the old file, directory synced
+/// (`durable::TempFile`). A crash leaves either the old file or the new one (and perhaps
+/// a temporary file, removed at open). The old file is never modified, so mappings of it
+/// stay valid. Returns the new file, opened for reading and writing.
 pub(crate) fn rewrite_segment(
     dir: &Path,
     first_seq: Seq,
@@ -155,28 +158,26 @@ pub(crate) fn rewrite_segment(
     data: &[u8],
     patch: Option<(u64, [u8; 8])>,
 ) -> Result<File> {
-    let (tmp, file) = write_temp(dir, first_seq, |file| {
-        file.write_all(data)?;
-        if let Some((at, bytes)) = patch {
-            use std::os::unix::fs::FileExt;
-            file.write_all_at(&bytes, at)?;
-        }
-        Ok(())
-    })?;
-    install(dir, &tmp, path)?;
-    Ok(file)
+    debug_assert_eq!(path, dir.join(segment_name(first_seq)));
+    let mut tmp = TempFile::create(path)?;
+    let written = tmp.file().write_all(data).and_then(|()| match patch {
+        Some((at, bytes)) => tmp.file().write_all_at(&bytes, at),
+        None => Ok(()),
+    });
+    written.map_err(|e| Error::io(tmp.tmp_path(), e))?;
+    tmp.persist()
 }
 
 /// Creates a new, empty segment atomically: header written to a temporary file, synced,
 /// renamed into place, directory synced. Returns the file opened for reading and writing.
 pub(crate) fn create_segment(dir: &Path, first_seq: Seq) -> Result<(PathBuf, File)> {
     let path = dir.join(segment_name(first_seq));
-    let (tmp, file) = write_temp(dir, first_seq, |file| {
-        file.write_all(&format::encode_header(first_seq))
-    })?;
+    let mut tmp = TempFile::create(&path)?;
+    tmp.write_all(&format::encode_header(first_seq))
+        .map_err(|e| Error::io(tmp.tmp_path(), e))?;
     if path.exists() {
         // Never overwrite an existing segment.
-        let _ = fs::remove_file(&tmp);
+        let _ = tmp.discard();
         return Err(Error::Corrupt {
             path,
             offset: 0,
@@ -187,53 +188,8 @@ pub(crate) fn create_segment(dir: &Path, first_seq: Seq) -> Result<(PathBuf, Fil
             ),
         });
     }
-    install(dir, &tmp, &path)?;
+    let file = tmp.persist()?;
     Ok((path, file))
-}
-
-/// Creates (or truncates) the temporary file of segment `first_seq`, opened for reading
-/// and writing, lets `write` fill it, and syncs it. Returns its path and the file.
-fn write_temp(
-    dir: &Path,
-    first_seq: Seq,
-    write: impl FnOnce(&mut File) -> std::io::Result<()>,
-) -> Result<(PathBuf, File)> {
-    let tmp = dir.join(format!("{first_seq:020}{TMP_SUFFIX}"));
-    let file = write_synced(&tmp, write)?;
-    Ok((tmp, file))
-}
-
-/// Creates (or truncates) the file `path`, opened for reading and writing, lets `write`
-/// fill it, and syncs it.
-pub(crate) fn write_synced(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> std::io::Result<()>,
-) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .and_then(|mut file| {
-            write(&mut file)?;
-            file.sync_data()?;
-            Ok(file)
-        })
-        .map_err(|e| Error::io(path, e))
-}
-
-/// Renames the synced temporary file `tmp` to `path` and syncs the directory.
-pub(crate) fn install(dir: &Path, tmp: &Path, path: &Path) -> Result<()> {
-    fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
-    sync_dir(dir)
-}
-
-/// `fsync` on a directory, so that created, renamed and removed entries are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 /// The mapping length for the active segment: room to grow to `segment_size` without

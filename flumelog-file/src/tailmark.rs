@@ -12,16 +12,15 @@
 //! the log is opened (after recovery) and closed, and by `revert` and `repair`.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
+use flume_core::durable::{self, Reader};
 use flume_core::{Error, Result, Seq};
-
-use crate::segment;
 
 /// Name of the marker file inside a log directory.
 pub(crate) const TAIL_FILE: &str = "TAIL";
-/// Name of a marker being written (removed at open if a crash left one).
+/// Name of a marker being written (`durable::replace`'s temporary name; removed at open
+/// if a crash left one).
 pub(crate) const TAIL_TMP: &str = "TAIL.tmp";
 /// The first 8 bytes of the marker.
 const MAGIC: [u8; 8] = *b"FLUMETAL";
@@ -71,12 +70,15 @@ pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<TailMark, (u64, String
             "bad magic: this is not a flumelog-file tail marker".into(),
         ));
     }
-    let crc = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]);
-    if crc != crc32c::crc32c(&bytes[0..32]) {
+    // The length is checked above: these reads cannot run short.
+    let field =
+        |r: std::result::Result<u64, durable::DecodeError>| r.map_err(|e| (0, e.to_string()));
+    let crc = field(Reader::at(bytes, 32).u32().map(u64::from))?;
+    if crc != u64::from(crc32c::crc32c(&bytes[0..32])) {
         return Err((32, "tail marker checksum mismatch".into()));
     }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != VERSION {
+    let version = field(Reader::at(bytes, 8).u32().map(u64::from))?;
+    if version != u64::from(VERSION) {
         return Err((
             8,
             format!("unsupported tail marker version {version} (this build reads {VERSION})"),
@@ -85,13 +87,9 @@ pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<TailMark, (u64, String
     if bytes[12..16] != [0; 4] || bytes[36..40] != [0; 4] {
         return Err((12, "reserved tail marker bytes are not zero".into()));
     }
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&bytes[16..24]);
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&bytes[24..32]);
     Ok(TailMark {
-        segment: u64::from_le_bytes(seq),
-        durable_len: u64::from_le_bytes(len),
+        segment: field(Reader::at(bytes, 16).u64())?,
+        durable_len: field(Reader::at(bytes, 24).u64())?,
     })
 }
 
@@ -119,9 +117,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<TailMark>> {
 /// Replaces the marker of `dir` atomically: written to `TAIL.tmp`, synced, renamed over
 /// `TAIL`, directory synced.
 pub(crate) fn write(dir: &Path, mark: TailMark) -> Result<()> {
-    let tmp = dir.join(TAIL_TMP);
-    segment::write_synced(&tmp, |file| file.write_all(&encode(mark)))?;
-    segment::install(dir, &tmp, &dir.join(TAIL_FILE))
+    durable::replace(&dir.join(TAIL_FILE), &encode(mark))
 }
 
 #[cfg(test)]

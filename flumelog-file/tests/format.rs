@@ -2,31 +2,9 @@
 //! `docs/format.md` explains every byte of this dump.
 
 use bytes::Bytes;
+use flume_core::durable::hexdump;
 use flume_core::Log;
 use flumelog_file::{FileLog, Options};
-
-fn hexdump(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for (i, chunk) in bytes.chunks(16).enumerate() {
-        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-        let ascii: String = chunk
-            .iter()
-            .map(|&b| {
-                if b.is_ascii_graphic() || b == b' ' {
-                    b as char
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        out.push_str(&format!(
-            "{:08x}  {:<47}  |{ascii}|\n",
-            i * 16,
-            hex.join(" ")
-        ));
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn written_segments_are_pinned() {

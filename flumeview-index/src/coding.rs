@@ -1,55 +1,40 @@
 //! Little-endian integers and LEB128 varints, as the run files and the manifest store
-//! them (see `docs/format.md`, section "flumeview-index files").
+//! them (see `docs/format.md`, section "flumeview-index files"): thin shims over
+//! [`flume_core::durable`]'s coding, in the shapes the hot lookup paths want.
 //!
 //! Readers of fixed-width integers take a position that the caller has checked to be in
 //! bounds (they panic otherwise); the varint reader checks for itself.
 
-/// Appends `n` as LEB128: 7 bits per byte, low bits first, high bit set on all but the
-/// last byte.
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
+use flume_core::durable::Reader;
+
+pub(crate) use flume_core::durable::put_varint;
 
 /// Reads a LEB128 number at `*at`, advancing it. `None` when it runs past the end or
 /// does not fit in 64 bits.
+#[inline]
 pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut n: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        let bits = u64::from(b & 0x7f);
-        if shift == 63 && bits > 1 {
-            return None;
-        }
-        n |= bits << shift;
-        if b & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
+    let mut reader = Reader::at(bytes, *at);
+    let n = reader.varint().ok()?;
+    *at = reader.position();
+    Some(n)
 }
 
-/// The little-endian `u16` at `at`.
+/// The little-endian `u16` at `at`, which the caller checked to be in bounds.
+#[inline]
 pub(crate) fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+    Reader::at(bytes, at).u16().expect("the caller checks the bounds")
 }
 
-/// The little-endian `u32` at `at`.
+/// The little-endian `u32` at `at`, which the caller checked to be in bounds.
+#[inline]
 pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(a)
+    Reader::at(bytes, at).u32().expect("the caller checks the bounds")
 }
 
-/// The little-endian `u64` at `at`.
+/// The little-endian `u64` at `at`, which the caller checked to be in bounds.
+#[inline]
 pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(a)
+    Reader::at(bytes, at).u64().expect("the caller checks the bounds")
 }
 
 #[cfg(test)]

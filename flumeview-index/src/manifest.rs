@@ -147,7 +147,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flume_core::testing::hexdump;
+    use flume_core::durable::hexdump;
     use proptest::prelude::*;
 
     fn sample() -> Manifest {

@@ -557,7 +557,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::entry::Entry;
     use crate::key::{above_lo, below_hi};
-    use flume_core::testing::hexdump;
+    use flume_core::durable::hexdump;
     use proptest::prelude::*;
 
     pub(crate) const SMALL: RunParams = RunParams {

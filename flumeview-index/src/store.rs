@@ -9,19 +9,20 @@
 //! result under both, briefly; the old run files are deleted only after the manifest
 //! that no longer names them is durable.
 
-use std::fs::{self, File};
-use std::io::BufWriter;
+use std::fs;
+use std::io::{BufWriter, Write};
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use flume_core::durable::{self, Faults, TempFile};
 use flume_core::{Checkpoint, Error, Result, Seq};
 
 use crate::bloom::key_hash;
 use crate::emit::OpBuf;
 use crate::entry::{newer, Kind};
-use crate::files::{self, Faults};
+use crate::files;
 use crate::manifest::{Manifest, RunRef};
 use crate::memtable::Memtable;
 use crate::merge::{live_pairs, Compacted, Merge, Pair, Source};
@@ -125,7 +126,12 @@ impl Store {
             next_id: AtomicU64::new(1),
             generation: AtomicU64::new(0),
             compacting: Mutex::new(()),
-            faults: Faults::default(),
+            // Tests arm crash points on it; elsewhere it is inactive and free.
+            faults: if cfg!(test) {
+                Faults::new()
+            } else {
+                Faults::default()
+            },
         }
     }
 
@@ -351,22 +357,23 @@ impl Store {
             return Ok(Some(Arc::new(Run::from_vec(bytes, id, level)?)));
         };
         let path = dir.join(files::run_name(id));
-        let tmp = dir.join(format!("{}{}", files::run_name(id), files::TMP_SUFFIX));
+        let tmp = TempFile::create(&path)?.with_faults(&self.faults, step);
+        let tmp_path = tmp.tmp_path().to_path_buf();
         let result = (|| -> Result<Option<()>> {
-            let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let mut tmp = tmp;
             let mut writer = RunWriter::new(
-                BufWriter::with_capacity(256 << 10, file),
+                BufWriter::with_capacity(256 << 10, tmp.file()),
                 self.params,
                 max_keys,
             )
-            .map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| Error::io(&tmp_path, e))?;
             for entry in entries {
                 let Some((key, seq, kind)) = entry? else {
                     break;
                 };
                 writer
                     .add(key.as_ref(), seq, kind)
-                    .map_err(|e| Error::io(&tmp, e))?;
+                    .map_err(|e| Error::io(&tmp_path, e))?;
                 if writer.entries() % 4096 == 0 && cancelled() {
                     return Ok(None);
                 }
@@ -375,21 +382,19 @@ impl Store {
                 return Ok(None);
             }
             self.faults.check(&format!("{step}.write"))?;
-            let (buffered, _) = writer.finish().map_err(|e| Error::io(&tmp, e))?;
-            let file = buffered
+            let (buffered, _) = writer.finish().map_err(|e| Error::io(&tmp_path, e))?;
+            buffered
                 .into_inner()
-                .map_err(|e| Error::io(&tmp, e.into_error()))?;
-            self.faults.check(&format!("{step}.sync"))?;
-            file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-            drop(file);
-            self.faults.check(&format!("{step}.rename"))?;
-            fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+                .map_err(|e| Error::io(&tmp_path, e.into_error()))?;
+            // Fsynced and renamed; the directory is synced with the manifest that will
+            // name the run.
+            tmp.rename()?;
             Ok(Some(()))
         })();
         match result {
             Ok(Some(())) => Ok(Some(Arc::new(Run::open(&path, id, level)?))),
             Ok(None) => {
-                files::remove_if_present(&tmp)?;
+                durable::remove_if_present(&tmp_path)?;
                 Ok(None)
             }
             Err(e) => {
@@ -398,7 +403,7 @@ impl Store {
                     // A simulated crash leaves the files as they are.
                     return Err(e);
                 }
-                let _ = files::remove_if_present(&tmp);
+                let _ = durable::remove_if_present(&tmp_path);
                 Err(e)
             }
         }
@@ -409,15 +414,19 @@ impl Store {
             return Ok(());
         };
         let bytes = manifest.encode();
-        files::write_file(
-            &self.faults,
-            &dir.join(files::MANIFEST_TMP),
-            &dir.join(files::MANIFEST),
-            &bytes,
-            "manifest",
-        )?;
-        self.faults.check("manifest.dir_sync")?;
-        files::sync_dir(dir)
+        let mut tmp =
+            TempFile::create(dir.join(files::MANIFEST))?.with_faults(&self.faults, "manifest");
+        // Half, then a crash point: a torn temporary file is one of the states a crash
+        // can leave.
+        let (first, second) = bytes.split_at(bytes.len() / 2);
+        tmp.write_all(first)
+            .map_err(|e| Error::io(tmp.tmp_path(), e))?;
+        self.faults.check("manifest.write")?;
+        tmp.write_all(second)
+            .map_err(|e| Error::io(tmp.tmp_path(), e))?;
+        // Fsync, rename over the manifest, fsync the directory (which also makes the
+        // renames of the runs it names durable).
+        tmp.persist().map(drop)
     }
 
     fn manifest_of(&self, since: Option<Seq>, runs: &[Arc<Run>]) -> Manifest {
@@ -587,7 +596,7 @@ impl Store {
         self.next_id.fetch_max(highest + 1, Ordering::Relaxed);
         for tmp in &listing.temporary {
             tracing::debug!(path = %tmp.display(), "removing a file left by an interrupted write");
-            files::remove_if_present(tmp)?;
+            durable::remove_if_present(tmp)?;
         }
         let path = dir.join(files::MANIFEST);
         let bytes = match fs::read(&path) {
@@ -643,13 +652,13 @@ impl Store {
         let mut removed = 0;
         for (id, path) in &listing.runs {
             if !keep.iter().any(|r| r.id == *id) {
-                files::remove_if_present(path)?;
+                durable::remove_if_present(path)?;
                 removed += 1;
             }
         }
         if removed > 0 || !listing.temporary.is_empty() {
             if let Some(dir) = &self.dir {
-                files::sync_dir(dir)?;
+                durable::sync_dir(dir)?;
             }
             tracing::info!(
                 removed,
@@ -674,14 +683,14 @@ impl Store {
             // The manifest first: a crash part way leaves no manifest, so the next open
             // rebuilds and removes the leftover runs.
             let manifest = dir.join(files::MANIFEST);
-            if files::remove_if_present(&manifest)? {
-                files::sync_dir(dir)?;
+            if durable::remove_if_present(&manifest)? {
+                durable::sync_dir(dir)?;
             }
             self.faults.check("reset.remove")?;
             let listing = files::list(dir)?;
             self.remove_unlisted(&listing, &[])?;
             for tmp in &listing.temporary {
-                files::remove_if_present(tmp)?;
+                durable::remove_if_present(tmp)?;
             }
             tracing::debug!(dir = %dir.display(), "reset index");
         }
@@ -796,7 +805,7 @@ fn splice_ids(runs: &mut Vec<Arc<Run>>, replaced: &[Arc<Run>], run: &Arc<Run>) {
 
 fn remove_run_file(run: &Run) {
     if let Some(path) = &run.path {
-        if let Err(e) = files::remove_if_present(path) {
+        if let Err(e) = durable::remove_if_present(path) {
             tracing::warn!(error = %e, "could not delete a compacted index run; it is removed at the next open");
         }
     }

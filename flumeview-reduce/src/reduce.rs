@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{decode_state, encode_state};
-use crate::file::{self, Header, Paths};
+use crate::file;
 use crate::{ReduceReader, StateCodec};
 
 /// The reducer every constructor compiles down to: it sees the raw record.
@@ -44,7 +44,8 @@ fn write<S>(shared: &RwLock<Current<S>>) -> RwLockWriteGuard<'_, Current<S>> {
 
 /// How a persisted view stores its state.
 struct Persistence<S> {
-    paths: Paths,
+    /// The directory of the state file.
+    dir: PathBuf,
     encode: fn(StateCodec, &S) -> Result<Bytes, BoxError>,
     decode: fn(StateCodec, &Bytes) -> Result<S, BoxError>,
     /// The `since` of the file on disk, when it matches the state in memory.
@@ -95,7 +96,7 @@ impl<T, S> fmt::Debug for Reduce<T, S> {
             .field("version", &self.version)
             .field("since", &read(&self.current).since)
             .field("filters", &self.filters.len())
-            .field("dir", &self.persistence.as_ref().map(|p| &p.paths.dir))
+            .field("dir", &self.persistence.as_ref().map(|p| &p.dir))
             .field("codec", &self.codec)
             .field("policy", &self.policy)
             .finish_non_exhaustive()
@@ -240,7 +241,7 @@ impl<T: 'static, S: Clone + Send + Sync + 'static> Reduce<T, S> {
         S: Serialize + DeserializeOwned,
     {
         self.persistence = Some(Persistence {
-            paths: Paths::new(dir.into()),
+            dir: dir.into(),
             encode: encode_state::<S>,
             decode: decode_state::<S>,
             saved: None,
@@ -272,7 +273,7 @@ impl<T: 'static, S: Clone + Send + Sync + 'static> Reduce<T, S> {
 
     /// The directory the state is persisted in, if any.
     pub fn dir(&self) -> Option<&Path> {
-        self.persistence.as_ref().map(|p| p.paths.dir.as_path())
+        self.persistence.as_ref().map(|p| p.dir.as_path())
     }
 }
 
@@ -330,45 +331,43 @@ impl<T: 'static, S: Clone + Send + Sync + 'static> View<T> for Reduce<T, S> {
         let Some(persistence) = &mut self.persistence else {
             return Ok(None);
         };
-        let paths = &persistence.paths;
-        if paths.remove_tmp()? {
-            tracing::debug!(path = %paths.tmp.display(), "removed the temporary file of an interrupted checkpoint");
+        let state_file = file::state_file(&persistence.dir, self.version, self.codec);
+        if state_file.remove_tmp()? {
+            tracing::debug!(path = %state_file.tmp_path().display(), "removed the temporary file of an interrupted checkpoint");
         }
-        let Some(bytes) = paths.read()? else {
-            tracing::debug!(dir = %paths.dir.display(), "no persisted state; building from the start of the log");
+        let unreadable = |e: &Error| {
+            tracing::warn!(error = %e, "unreadable reduce state file; the view will be rebuilt");
+        };
+        let Some(saved) = state_file.read().inspect_err(unreadable)? else {
+            tracing::debug!(dir = %persistence.dir.display(), "no persisted state; building from the start of the log");
             return Ok(None);
         };
-        let (header, payload) = file::decode(&paths.state, &bytes).inspect_err(|e| {
-            tracing::warn!(error = %e, "unreadable reduce state file; the view will be rebuilt");
-        })?;
-        let checkpoint = Checkpoint {
-            version: header.version,
-            since: header.since,
-        };
-        if header.version != self.version {
+        let codec = file::codec_of(&state_file, &saved).inspect_err(unreadable)?;
+        let checkpoint = saved.checkpoint();
+        if saved.version != self.version {
             tracing::info!(
-                path = %paths.state.display(),
-                stored = header.version,
+                path = %state_file.path().display(),
+                stored = saved.version,
                 current = self.version,
                 "reduce state file has another view version; the view will be rebuilt"
             );
             return Ok(Some(checkpoint));
         }
-        let state = (persistence.decode)(header.codec, &payload).map_err(|e| {
+        let state = (persistence.decode)(codec, &saved.bytes).map_err(|e| {
             let e = Error::Corrupt {
-                path: paths.state.clone(),
+                path: state_file.path().to_path_buf(),
                 offset: file::HEADER_LEN as u64,
                 reason: format!("the stored state does not decode: {e}"),
             };
-            tracing::warn!(error = %e, "unreadable reduce state file; the view will be rebuilt");
+            unreadable(&e);
             e
         })?;
         *write(&self.current) = Current {
             state,
-            since: header.since,
+            since: saved.since,
         };
-        persistence.saved = header.since;
-        tracing::debug!(path = %paths.state.display(), since = ?header.since, "loaded reduce state");
+        persistence.saved = saved.since;
+        tracing::debug!(path = %state_file.path().display(), since = ?saved.since, "loaded reduce state");
         Ok(Some(checkpoint))
     }
 
@@ -436,16 +435,10 @@ impl<T: 'static, S: Clone + Send + Sync + 'static> View<T> for Reduce<T, S> {
             }
             (persistence.encode)(self.codec, &current.state).map_err(|e| Error::codec(None, e))?
         };
-        let header = Header {
-            codec: self.codec,
-            version: self.version,
-            since: Some(since),
-        };
-        persistence
-            .paths
-            .write_atomic(&file::encode(header, &payload))?;
+        let state_file = file::state_file(&persistence.dir, self.version, self.codec);
+        state_file.save(since, &payload)?;
         persistence.saved = Some(since);
-        tracing::debug!(path = %persistence.paths.state.display(), since, bytes = payload.len(), "checkpointed reduce state");
+        tracing::debug!(path = %state_file.path().display(), since, bytes = payload.len(), "checkpointed reduce state");
         Ok(())
     }
 
@@ -460,8 +453,8 @@ impl<T: 'static, S: Clone + Send + Sync + 'static> View<T> for Reduce<T, S> {
         };
         if let Some(persistence) = &mut self.persistence {
             persistence.saved = None;
-            persistence.paths.remove()?;
-            tracing::debug!(dir = %persistence.paths.dir.display(), "reset reduce state");
+            file::state_file(&persistence.dir, self.version, self.codec).remove()?;
+            tracing::debug!(dir = %persistence.dir.display(), "reset reduce state");
         }
         Ok(())
     }
