@@ -90,7 +90,11 @@ async fn rebuild_gives_a_failed_view_another_chance() {
         .unwrap();
     db.append(&7).await.unwrap();
     let reader: CollectReader = db.view("v").unwrap();
-    assert!(reader.get(Wait::Log).await.is_err());
+    let failed = reader.get(Wait::Log).await;
+    assert!(
+        matches!(&failed, Err(Error::ViewFailed { name, .. }) if name == "v"),
+        "{failed:?}"
+    );
     db.rebuild().await.unwrap();
     assert_eq!(reader.get(Wait::Log).await.unwrap(), vec![(0, 7)]);
     db.close().await.unwrap();
@@ -122,6 +126,10 @@ async fn a_panicking_view_is_failed_not_fatal() {
     db.append(&1).await.unwrap();
     let waiter: flume_core::Waiter = db.view("panics").unwrap();
     let err = waiter.wait(Wait::Log).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ViewFailed { name, .. } if name == "panics"),
+        "{err}"
+    );
     assert!(err.to_string().contains("boom"), "{err}");
     let good: CollectReader = db.view("good").unwrap();
     assert_eq!(good.get(Wait::Log).await.unwrap(), vec![(0, 1)]);

@@ -2,7 +2,7 @@
 //! one single-node JetStream server per test, a fresh stream per log.
 //!
 //! Every test here needs a server (hence the module name); see `support` for how they are
-//! skipped when no `nats-server` binary exists.
+//! ignored when no `nats-server` binary exists.
 
 mod support;
 
@@ -14,8 +14,9 @@ macro_rules! with_nats_server {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
                 async fn $case() {
-                    let Some(binary) = support::binary_or_skip(stringify!($case)) else { return };
+                    let binary = support::server_binary(stringify!($case));
                     let server = support::Single::start(binary);
                     let url = server.url();
                     let mut made = 0;

@@ -124,6 +124,7 @@ async fn contend(url: &str, tag: &str) -> Outcome {
 
 /// The second process's part; does nothing unless started by the test below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn contention_child() {
     let Ok(url) = std::env::var(CHILD_ENV) else {
         return;
@@ -154,10 +155,9 @@ fn typed(e: &Error) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_two_processes_contend_fairly() {
-    let Some(binary) = support::binary_or_skip("nats_server_two_processes_contend_fairly") else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_two_processes_contend_fairly");
     let server = support::Single::start(binary);
     // Create the stream before both processes race to.
     NatsLog::connect(&server.url(), options())

@@ -26,12 +26,9 @@ fn nats_error(e: &Error) -> Option<&NatsError> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_appends_of_another_handle_are_followed() {
-    let Some(binary) =
-        support::binary_or_skip("nats_server_appends_of_another_handle_are_followed")
-    else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_appends_of_another_handle_are_followed");
     let server = support::Single::start(binary);
     // Two connections: as two processes would have.
     let a = NatsLog::connect(&server.url(), Options::new("shared"))
@@ -106,10 +103,9 @@ async fn nats_server_appends_of_another_handle_are_followed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_conditional_append() {
-    let Some(binary) = support::binary_or_skip("nats_server_conditional_append") else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_conditional_append");
     let server = support::Single::start(binary);
     let a = NatsLog::connect(&server.url(), Options::new("cond"))
         .await
@@ -160,10 +156,9 @@ async fn nats_server_conditional_append() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_too_large_is_a_typed_error() {
-    let Some(binary) = support::binary_or_skip("nats_server_too_large_is_a_typed_error") else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_too_large_is_a_typed_error");
     let server = support::Single::start(binary);
     let log = NatsLog::connect(&server.url(), Options::new("big"))
         .await
@@ -186,11 +181,9 @@ async fn nats_server_too_large_is_a_typed_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_missing_and_misconfigured_streams() {
-    let Some(binary) = support::binary_or_skip("nats_server_missing_and_misconfigured_streams")
-    else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_missing_and_misconfigured_streams");
     let server = support::Single::start(binary);
     match NatsLog::connect(&server.url(), Options::new("absent").create(false)).await {
         Err(e @ NatsError::StreamMissing { .. }) => {
@@ -279,12 +272,9 @@ async fn unreachable_server_is_a_typed_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_half_written_batch_is_completed_on_open() {
-    let Some(binary) =
-        support::binary_or_skip("nats_server_half_written_batch_is_completed_on_open")
-    else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_half_written_batch_is_completed_on_open");
     let server = support::Single::start(binary);
     let log = NatsLog::connect(&server.url(), Options::new("crashed"))
         .await
@@ -342,10 +332,9 @@ async fn nats_server_half_written_batch_is_completed_on_open() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_restart_keeps_records() {
-    let Some(binary) = support::binary_or_skip("nats_server_restart_keeps_records") else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_restart_keeps_records");
     let mut server = support::Single::start(binary);
     let log = NatsLog::connect(&server.url(), Options::new("durable"))
         .await
@@ -377,11 +366,9 @@ async fn nats_server_restart_keeps_records() {
 /// Publishes whose acknowledgements time out (the server is paused) may still commit;
 /// their retries carry the same message id, so nothing is stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_timed_out_appends_are_not_duplicated() {
-    let Some(binary) = support::binary_or_skip("nats_server_timed_out_appends_are_not_duplicated")
-    else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_timed_out_appends_are_not_duplicated");
     let server = support::Single::start(binary);
     let options = Options::new("retries")
         .request_timeout(Duration::from_millis(100))
@@ -441,10 +428,9 @@ async fn nats_server_timed_out_appends_are_not_duplicated() {
 /// retry until it answers again (within the append timeout), instead of failing on the
 /// first timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_reads_wait_through_a_pause() {
-    let Some(binary) = support::binary_or_skip("nats_server_reads_wait_through_a_pause") else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_reads_wait_through_a_pause");
     let server = support::Single::start(binary);
     let options = Options::new("reads")
         .request_timeout(Duration::from_millis(300))
@@ -482,11 +468,9 @@ async fn nats_server_reads_wait_through_a_pause() {
 /// and then became leader would look), naming both seqs, instead of giving an already
 /// acknowledged seq to another record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_append_below_a_seen_seq_is_refused() {
-    let Some(binary) = support::binary_or_skip("nats_server_append_below_a_seen_seq_is_refused")
-    else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_append_below_a_seen_seq_is_refused");
     let server = support::Single::start(binary);
     let options = || {
         Options::new("regress")
@@ -545,12 +529,10 @@ async fn nats_server_append_below_a_seen_seq_is_refused() {
 /// stopped applying the stream would stay silent): after the progress timeout the stream
 /// reads on by message gets, which fail with a typed error within the read timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_stalled_history_read_errors_instead_of_hanging() {
-    let Some(binary) =
-        support::binary_or_skip("nats_server_stalled_history_read_errors_instead_of_hanging")
-    else {
-        return;
-    };
+    let binary =
+        support::server_binary("nats_server_stalled_history_read_errors_instead_of_hanging");
     let server = support::Single::start(binary);
     let options = Options::new("stall")
         .request_timeout(Duration::from_millis(500))
@@ -593,10 +575,9 @@ async fn nats_server_stalled_history_read_errors_instead_of_hanging() {
 /// stored) instead of retrying past it; a conditional append that loses answers
 /// `Conflict` at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
 async fn nats_server_lost_races_answer_in_time() {
-    let Some(binary) = support::binary_or_skip("nats_server_lost_races_answer_in_time") else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_lost_races_answer_in_time");
     let server = support::Single::start(binary);
     let a = NatsLog::connect(&server.url(), Options::new("races"))
         .await

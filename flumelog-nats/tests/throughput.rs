@@ -59,9 +59,7 @@ async fn measure(label: &str, log: NatsLog) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 async fn nats_server_append_throughput() {
-    let Some(binary) = support::binary_or_skip("nats_server_append_throughput") else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_append_throughput");
     let single = support::Single::start(binary.clone());
     let log = NatsLog::connect(&single.url(), Options::new("bench"))
         .await
@@ -148,9 +146,7 @@ async fn contended(label: &str, url: &str, replicas: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 async fn nats_server_contended_append_latency() {
-    let Some(binary) = support::binary_or_skip("nats_server_contended_append_latency") else {
-        return;
-    };
+    let binary = support::server_binary("nats_server_contended_append_latency");
     let single = support::Single::start(binary.clone());
     contended("one node, R1", &single.url(), 1).await;
     drop(single);

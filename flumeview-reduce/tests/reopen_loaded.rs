@@ -36,17 +36,6 @@ async fn persisted() -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn no_wait_after_reopen_answers_from_the_persisted_state() -> TestResult {
-    let dir = persisted().await?;
-    let (db, all) = open(dir.path()).await?;
-    // Before the driver has loaded the view: the read waits for the load, not longer.
-    let state = all.read(Wait::NoWait, |s| s.clone()).await?;
-    assert_eq!((state, all.since()), (vec![0, 1, 2, 3, 4], Some(4)));
-    db.close().await?;
-    Ok(())
-}
-
-#[tokio::test(flavor = "current_thread")]
 async fn changes_after_reopen_start_from_the_persisted_state() -> TestResult {
     let dir = persisted().await?;
     let (db, all) = open(dir.path()).await?;

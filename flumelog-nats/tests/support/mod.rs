@@ -1,9 +1,11 @@
 //! Test support: nats-server processes on loopback ports, each with its own data
 //! directory, stopped by PID when dropped.
 //!
-//! Tests that need a server have `nats_server` in their names. When no `nats-server`
-//! binary is found (set `NATS_SERVER` to its path, or put it on `PATH`), they are skipped
-//! with a message on stderr, except under CI (`CI=true`), where they fail.
+//! Tests that need a server have `nats_server` in their names and the attribute
+//! `#[cfg_attr(no_nats_server, ignore = "…")]`. The crate's build script sets
+//! `cfg(no_nats_server)` when it finds no `nats-server` binary (set `NATS_SERVER` to its
+//! path, or put it on `PATH`), so that those tests are reported as ignored rather than
+//! passed; under CI (`CI=true`) it never does, and the tests fail without a server.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -12,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The nats-server binary, if there is one.
+/// The nats-server binary, if there is one: `NATS_SERVER`, else `nats-server` on `PATH`
+/// or in the usual directories (the same search as the build script's).
 pub fn binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("NATS_SERVER") {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
     }
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
@@ -26,7 +30,22 @@ pub fn binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The binary, or `None` after printing why the test `name` is skipped.
+/// The binary the test `name` needs.
+///
+/// # Panics
+/// When there is none: the test runs only when the build script found one, under CI
+/// (`CI=true`), or when asked for with `--ignored`.
+pub fn server_binary(name: &str) -> PathBuf {
+    binary().unwrap_or_else(|| {
+        panic!(
+            "{name}: no nats-server binary found; install nats-server or set \
+             NATS_SERVER=/path/to/nats-server"
+        )
+    })
+}
+
+/// The binary, or `None` after printing why the test `name` is skipped: for tests not
+/// yet marked with `cfg_attr(no_nats_server, ignore)`, which pass without running.
 ///
 /// # Panics
 /// Under CI (`CI=true`) when there is no binary: there, these tests must run.
