@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use flume_core::durable::StateFile;
 use flume_core::{BoxError, Checkpoint, Flume, ReaderContext, Records, Seq, View, Wait, Waiter};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use serde::{Deserialize, Serialize};
 
 /// A chat message, stored in the log as JSON.
@@ -146,7 +146,7 @@ async fn main() -> Result<(), BoxError> {
     for (session, messages) in (1..).zip(sessions) {
         println!("session {session}");
         let applied = Arc::new(AtomicU64::new(0));
-        let log = FileLog::open(dir.join("log"), Options::default()).await?;
+        let log = FileLog::open(dir.join("log"), FileLogOptions::default()).await?;
         let view = LatestByAuthor::new(&dir.join("latest"), Arc::clone(&applied));
         let db = Flume::<Message>::new(log).use_view("latest", view)?;
         let latest: LatestReader = db.view("latest")?;

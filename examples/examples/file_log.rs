@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use flume_core::{BoxError, Flume, Log, Wait};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use flumeview_reduce::{Reduce, ReduceReader};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,7 @@ async fn main() -> Result<(), BoxError> {
         println!("removed {}", dir.display());
     }
     let log_dir = dir.join("log");
-    let log = FileLog::open(&log_dir, Options::default()).await?;
+    let log = FileLog::open(&log_dir, FileLogOptions::default()).await?;
     println!(
         "opened {} holding {} records",
         log_dir.display(),
@@ -78,7 +78,7 @@ async fn main() -> Result<(), BoxError> {
     db.close().await?;
 
     simulate_torn_write(&log_dir)?;
-    let log = FileLog::open(&log_dir, Options::default()).await?;
+    let log = FileLog::open(&log_dir, FileLogOptions::default()).await?;
     match log.recovery() {
         Some(report) => println!(
             "after a simulated crash: cut {} bytes ({} partial record) at byte {} of {}",

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use flume_core::{BoxError, Error, Flume, Live, Wait};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use flumeview_reduce::{Reduce, ReduceReader};
 use futures::StreamExt;
 
@@ -25,7 +25,7 @@ async fn main() -> Result<(), BoxError> {
     let dir = tempfile_dir()?;
     let log_dir = dir.join("log");
     let view_dir = dir.join("views").join("count");
-    let options = Options::default().segment_size(2 << 10);
+    let options = FileLogOptions::default().segment_size(2 << 10);
 
     // 1. A database with 300 records, spread over several small segments.
     let db = open(&log_dir, &view_dir, &options).await?;
@@ -110,7 +110,7 @@ async fn main() -> Result<(), BoxError> {
 async fn open(
     log_dir: &Path,
     view_dir: &Path,
-    options: &Options,
+    options: &FileLogOptions,
 ) -> Result<Flume<String>, BoxError> {
     let log = FileLog::open(log_dir, options.clone()).await?;
     Ok(Flume::<String>::new(log).use_view("count", Reduce::count(1).persist(view_dir))?)

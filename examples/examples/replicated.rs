@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use flume_core::{BoxError, Flume, Wait};
-use flumelog_nats::{NatsLog, Options};
+use flumelog_nats::{NatsLog, NatsOptions};
 use flumeview_reduce::{Reduce, ReduceReader};
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ struct Order {
 
 /// One application instance: its own connection, its own views.
 async fn instance(url: &str, stream: &str) -> Result<Flume<Order>, BoxError> {
-    let log = NatsLog::connect(url, Options::new(stream)).await?;
+    let log = NatsLog::connect(url, NatsOptions::new(stream)).await?;
     Ok(Flume::new(log)
         .use_view("count", Reduce::count(1))?
         .use_view(

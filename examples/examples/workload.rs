@@ -13,7 +13,7 @@
 //!   default (buffered) durability: every acknowledged append has been written to the
 //!   OS. The final `sync` is inside the timing.
 //!
-//!   With `--write-delay-ms D` the log is opened with `Options::max_write_delay(D ms)`:
+//!   With `--write-delay-ms D` the log is opened with `FileLogOptions::max_write_delay(D ms)`:
 //!   the explicit bulk-load mode, where an append is acknowledged once visible and its
 //!   bytes reach the OS within D ms (a process crash may lose the younger ones). The
 //!   harness runs it as a second peer, `flume-rs-bulk`, so that both semantics are
@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use flume_core::{BoxError, Durability, Flume, Raw, Seq, StreamOptions, Wait};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use flumeview_reduce::{Reduce, ReduceReader};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -49,7 +49,7 @@ struct Args {
     records: PathBuf,
     writers: usize,
     count: usize,
-    /// `--write-delay-ms D`: open the log with `Options::max_write_delay(D ms)`, the
+    /// `--write-delay-ms D`: open the log with `FileLogOptions::max_write_delay(D ms)`, the
     /// explicit bulk-load relaxation (a process crash may lose appends younger than D).
     write_delay_ms: Option<u64>,
 }
@@ -167,7 +167,7 @@ fn log_dir(dir: &Path) -> PathBuf {
 }
 
 async fn open(args: &Args) -> Res<Flume<Bytes>> {
-    let mut options = Options::default();
+    let mut options = FileLogOptions::default();
     if let Some(ms) = args.write_delay_ms {
         options = options.max_write_delay(std::time::Duration::from_millis(ms));
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use flume_core::{Log, StreamOptions};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use futures::StreamExt;
 
 /// A record shaped like the shared workload's (about 250 bytes of JSON).
@@ -32,7 +32,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn filled(rt: &tokio::runtime::Runtime, n: u64) -> (tempfile::TempDir, FileLog) {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = rt.block_on(async {
-        let log = FileLog::open(dir.path(), Options::default())
+        let log = FileLog::open(dir.path(), FileLogOptions::default())
             .await
             .expect("open");
         log.append_batch((0..n).map(record).collect())
@@ -49,10 +49,10 @@ fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     group.throughput(Throughput::Elements(records.len() as u64));
     let modes = [
-        ("buffered (default)", Options::default()),
+        ("buffered (default)", FileLogOptions::default()),
         (
             "bulk (max_write_delay 2 ms)",
-            Options::default().max_write_delay(Duration::from_millis(2)),
+            FileLogOptions::default().max_write_delay(Duration::from_millis(2)),
         ),
     ];
     for (name, options) in modes {
@@ -71,7 +71,7 @@ fn append(c: &mut Criterion) {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let log = rt
-        .block_on(FileLog::open(dir.path(), Options::default()))
+        .block_on(FileLog::open(dir.path(), FileLogOptions::default()))
         .expect("open");
     group.bench_function(
         "1000 records in batches of 100 (framing + one write each)",
@@ -122,7 +122,8 @@ fn read(c: &mut Criterion) {
         b.iter_batched(
             || (),
             |()| {
-                let log = FileLog::open_blocking(dir.path(), Options::default()).expect("open");
+                let log =
+                    FileLog::open_blocking(dir.path(), FileLogOptions::default()).expect("open");
                 drop(log);
             },
             BatchSize::PerIteration,

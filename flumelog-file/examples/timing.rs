@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use flume_core::Log;
-use flumelog_file::{Durability, FileLog, Options};
+use flumelog_file::{Durability, FileLog, FileLogOptions};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> flume_core::Result<()> {
@@ -25,7 +25,7 @@ async fn main() -> flume_core::Result<()> {
     .expect("a temporary directory");
     let record = Bytes::from(vec![b'x'; 250]);
 
-    let log = FileLog::open(base.path().join("w1"), Options::default()).await?;
+    let log = FileLog::open(base.path().join("w1"), FileLogOptions::default()).await?;
     let n = 1_000_000u64;
     let started = Instant::now();
     for _ in 0..n {
@@ -43,7 +43,7 @@ async fn main() -> flume_core::Result<()> {
     log.close().await?;
 
     let started = Instant::now();
-    let log = FileLog::open(base.path().join("w1"), Options::default()).await?;
+    let log = FileLog::open(base.path().join("w1"), FileLogOptions::default()).await?;
     println!(
         "reopen of the W1 log (scan + verify): {:.3} s",
         started.elapsed().as_secs_f64()
@@ -60,7 +60,7 @@ async fn main() -> flume_core::Result<()> {
     log.close().await?;
 
     for writers in [1u64, 16] {
-        let options = Options::default().durability(Durability::Synced);
+        let options = FileLogOptions::default().durability(Durability::Synced);
         let log = FileLog::open(base.path().join(format!("synced-{writers}")), options).await?;
         let total = 5000u64;
         let started = Instant::now();

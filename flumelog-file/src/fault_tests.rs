@@ -4,15 +4,15 @@
 use bytes::Bytes;
 use flume_core::{Durability, Error, Log};
 
-use crate::{FileLog, Options};
+use crate::{FileLog, FileLogOptions};
 use flume_core::durable::Faults;
 
 fn record(i: u64) -> Bytes {
     Bytes::from(format!("record {i} ").repeat(3))
 }
 
-fn faulty(plan: &Faults) -> Options {
-    let mut options = Options::default().segment_size(2048);
+fn faulty(plan: &Faults) -> FileLogOptions {
+    let mut options = FileLogOptions::default().segment_size(2048);
     options.faults = plan.clone();
     options
 }
@@ -20,7 +20,7 @@ fn faulty(plan: &Faults) -> Options {
 /// A fresh directory, a fault plan that lets everything through, and a log opened there
 /// with the plan and `options` applied to the faulty options.
 async fn open_faulty(
-    options: impl FnOnce(Options) -> Options,
+    options: impl FnOnce(FileLogOptions) -> FileLogOptions,
 ) -> (tempfile::TempDir, Faults, FileLog) {
     let dir = tempfile::tempdir().unwrap();
     let plan = Faults::new();
@@ -46,7 +46,7 @@ fn assert_poisoned<T: std::fmt::Debug>(what: &str, result: flume_core::Result<T>
 }
 
 async fn check_reopen(dir: &std::path::Path, at_least: u64) -> u64 {
-    let log = FileLog::open(dir, Options::default())
+    let log = FileLog::open(dir, FileLogOptions::default())
         .await
         .expect("reopen");
     let since = log.since().borrow().map_or(0, |s| s + 1);
@@ -94,7 +94,9 @@ async fn a_short_write_on_a_full_disk_poisons() {
     assert_poisoned("close", log.close().await);
     drop(log);
     // The 20 bytes are a torn tail; everything acknowledged is there.
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     let report = log.recovery().expect("the short write was cut").clone();
     // The cut covers the 20 bytes and the preallocated zeros after them.
     assert!(report.bytes_dropped >= 20, "{report:?}");

@@ -57,7 +57,7 @@ impl SegmentIo for RealIo {
 
 /// Wraps a segment file for the writer, through the fault plan of `options` when it has
 /// an active one (tests only; see [`Faults`]).
-pub(crate) fn segment_io(file: File, options: &crate::Options) -> Box<dyn SegmentIo> {
+pub(crate) fn segment_io(file: File, options: &crate::FileLogOptions) -> Box<dyn SegmentIo> {
     if options.faults.is_active() {
         return Box::new(FaultyIo {
             inner: RealIo(file),

@@ -8,13 +8,13 @@
 //! ```
 //! use bytes::Bytes;
 //! use flume_core::{Log, StreamOptions};
-//! use flumelog_file::{Durability, FileLog, Options};
+//! use flumelog_file::{Durability, FileLog, FileLogOptions};
 //! use futures::TryStreamExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> flume_core::Result<()> {
 //! let dir = tempfile::tempdir().unwrap();
-//! let log = FileLog::open(dir.path(), Options::default()).await?;
+//! let log = FileLog::open(dir.path(), FileLogOptions::default()).await?;
 //!
 //! let seq = log.append(Bytes::from_static(b"hello")).await?;
 //! assert_eq!(seq, 0);
@@ -29,7 +29,7 @@
 //! log.close().await?;
 //!
 //! // Reopening finds everything again.
-//! let log = FileLog::open(dir.path(), Options::default()).await?;
+//! let log = FileLog::open(dir.path(), FileLogOptions::default()).await?;
 //! assert_eq!(*log.since().borrow(), Some(2));
 //! # Ok(())
 //! # }
@@ -40,7 +40,7 @@
 //! A log is a directory holding a `LOCK` file and segment files named after the seq of
 //! their first record (`00000000000000000000.seg`, `00000000000000001234.seg`, …). The
 //! active segment is sealed and a new one started once it reaches
-//! [`Options::segment_size`]. The byte layout is documented in `docs/format.md`
+//! [`FileLogOptions::segment_size`]. The byte layout is documented in `docs/format.md`
 //! ("flumelog-file segments").
 //!
 //! Seqs are dense from 0 and never change. Each segment's seq → offset index lives in
@@ -62,7 +62,7 @@
 //!
 //! Appends become visible to `get`, `stream` and `since` before the call returns.
 //! When they reach the disk depends on their [`Durability`] and on
-//! [`Options::max_write_delay`] (default zero):
+//! [`FileLogOptions::max_write_delay`] (default zero):
 //!
 //! | level | acknowledged when | survives a process crash | survives a power loss / OS crash |
 //! |---|---|---|---|
@@ -99,7 +99,7 @@
 //! lock; whoever holds the writer (the writer thread, or a buffered appender that found
 //! it idle and writes its own records inline) frames everything queued and writes it at
 //! once. Buffered writes are copied into a shared, writable memory mapping of the active
-//! segment, in disk space reserved ahead with `fallocate` ([`Options::reserve`]): no
+//! segment, in disk space reserved ahead with `fallocate` ([`FileLogOptions::reserve`]): no
 //! system call per append, and the bytes are in the page cache as soon as they are
 //! copied. A lone buffered append is framed straight into the mapping without being
 //! queued at all; the writer thread faults the mapping's pages in ahead of the appends
@@ -135,7 +135,7 @@ mod tailmark;
 mod writer;
 
 pub use crate::log::FileLog;
-pub use crate::options::Options;
+pub use crate::options::FileLogOptions;
 pub use crate::recovery::{Quarantined, RecoveryReport, RepairReport};
 pub use flume_core::{Durability, Error, Log, Result, Seq};
 

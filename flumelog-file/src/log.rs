@@ -18,7 +18,7 @@ use crate::recovery::{self, OnCorrupt, RecoveryReport, RepairReport};
 use crate::shared::Shared;
 use crate::writer::queue::{self, Await, Command, Then};
 use crate::writer::{can_block_in_place, try_commit, Active, Inline, Tail, Writer};
-use crate::Options;
+use crate::FileLogOptions;
 
 /// A durable, segmented, append-only log in a directory. Cheap to clone (an `Arc`
 /// inside); every clone is the same log.
@@ -30,12 +30,12 @@ use crate::Options;
 /// ```
 /// use bytes::Bytes;
 /// use flume_core::Log;
-/// use flumelog_file::{FileLog, Options};
+/// use flumelog_file::{FileLog, FileLogOptions};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> flume_core::Result<()> {
 /// let dir = tempfile::tempdir().unwrap();
-/// let log = FileLog::open(dir.path(), Options::default()).await?;
+/// let log = FileLog::open(dir.path(), FileLogOptions::default()).await?;
 /// let seq = log.append(Bytes::from_static(b"record")).await?;
 /// assert_eq!(log.get(seq).await?, Bytes::from_static(b"record"));
 /// log.close().await?;
@@ -78,9 +78,9 @@ impl FileLog {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> flume_core::Result<()> {
-    /// use flumelog_file::{FileLog, Options};
+    /// use flumelog_file::{FileLog, FileLogOptions};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let log = FileLog::open(dir.path().join("log"), Options::default()).await?;
+    /// let log = FileLog::open(dir.path().join("log"), FileLogOptions::default()).await?;
     /// assert!(log.recovery().is_none());
     /// # Ok(())
     /// # }
@@ -98,7 +98,7 @@ impl FileLog {
     /// # Cancel safety
     /// Dropping the future before it completes lets the open finish in the background
     /// and then closes the log again.
-    pub async fn open(dir: impl AsRef<Path>, options: Options) -> Result<FileLog> {
+    pub async fn open(dir: impl AsRef<Path>, options: FileLogOptions) -> Result<FileLog> {
         let dir = dir.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || FileLog::open_blocking(dir, options))
             .await
@@ -108,15 +108,15 @@ impl FileLog {
     /// [`open`](Self::open) on the calling thread (blocking I/O; no runtime needed).
     ///
     /// ```
-    /// use flumelog_file::{FileLog, Options};
+    /// use flumelog_file::{FileLog, FileLogOptions};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// let log = FileLog::open_blocking(dir.path(), FileLogOptions::default())?;
     /// # Ok::<(), flume_core::Error>(())
     /// ```
     ///
     /// # Errors
     /// As [`open`](Self::open).
-    pub fn open_blocking(dir: impl AsRef<Path>, options: Options) -> Result<FileLog> {
+    pub fn open_blocking(dir: impl AsRef<Path>, options: FileLogOptions) -> Result<FileLog> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let started = Instant::now();
@@ -192,16 +192,16 @@ impl FileLog {
     /// repair does for each kind of damage.
     ///
     /// ```
-    /// use flumelog_file::{FileLog, Options};
+    /// use flumelog_file::{FileLog, FileLogOptions};
     /// let dir = tempfile::tempdir().unwrap();
-    /// assert_eq!(FileLog::repair(dir.path(), &Options::default())?, None);
+    /// assert_eq!(FileLog::repair(dir.path(), &FileLogOptions::default())?, None);
     /// # Ok::<(), flume_core::Error>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::Locked`] when the log is open; [`Error::Io`] when a file cannot be
     /// read, written, linked or renamed.
-    pub fn repair(dir: impl AsRef<Path>, options: &Options) -> Result<Option<RepairReport>> {
+    pub fn repair(dir: impl AsRef<Path>, options: &FileLogOptions) -> Result<Option<RepairReport>> {
         options.validate()?;
         let dir = dir.as_ref();
         let lock = recovery::lock_dir(dir)?;
@@ -213,9 +213,9 @@ impl FileLog {
     ///
     /// ```
     /// # fn main() -> flume_core::Result<()> {
-    /// use flumelog_file::{FileLog, Options};
+    /// use flumelog_file::{FileLog, FileLogOptions};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// let log = FileLog::open_blocking(dir.path(), FileLogOptions::default())?;
     /// assert_eq!(log.recovery(), None);
     /// # Ok(())
     /// # }
@@ -228,9 +228,9 @@ impl FileLog {
     ///
     /// ```
     /// # fn main() -> flume_core::Result<()> {
-    /// use flumelog_file::{FileLog, Options};
+    /// use flumelog_file::{FileLog, FileLogOptions};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// let log = FileLog::open_blocking(dir.path(), FileLogOptions::default())?;
     /// assert_eq!(log.dir(), dir.path());
     /// # Ok(())
     /// # }
@@ -243,14 +243,14 @@ impl FileLog {
     ///
     /// ```
     /// # fn main() -> flume_core::Result<()> {
-    /// use flumelog_file::{FileLog, Options};
+    /// use flumelog_file::{FileLog, FileLogOptions};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let log = FileLog::open_blocking(dir.path(), Options::default().segment_size(1 << 20))?;
+    /// let log = FileLog::open_blocking(dir.path(), FileLogOptions::default().segment_size(1 << 20))?;
     /// assert_eq!(log.options().segment_size, 1 << 20);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn options(&self) -> &Options {
+    pub fn options(&self) -> &FileLogOptions {
         &self.shared().options
     }
 
@@ -258,9 +258,9 @@ impl FileLog {
     ///
     /// ```
     /// # fn main() -> flume_core::Result<()> {
-    /// use flumelog_file::{FileLog, Options};
+    /// use flumelog_file::{FileLog, FileLogOptions};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// let log = FileLog::open_blocking(dir.path(), FileLogOptions::default())?;
     /// assert_eq!(log.segments(), vec![dir.path().join("00000000000000000000.seg")]);
     /// # Ok(())
     /// # }
@@ -278,9 +278,9 @@ impl FileLog {
     ///
     /// ```
     /// # fn main() -> flume_core::Result<()> {
-    /// use flumelog_file::{FileLog, Options};
+    /// use flumelog_file::{FileLog, FileLogOptions};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let log = FileLog::open_blocking(dir.path(), Options::default())?;
+    /// let log = FileLog::open_blocking(dir.path(), FileLogOptions::default())?;
     /// assert_eq!(log.poisoned(), None);
     /// # Ok(())
     /// # }

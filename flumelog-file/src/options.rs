@@ -1,4 +1,4 @@
-//! [`Options`]: every knob of a [`FileLog`](crate::FileLog), with its default.
+//! [`FileLogOptions`]: every knob of a [`FileLog`](crate::FileLog), with its default.
 
 use std::time::Duration;
 
@@ -9,14 +9,14 @@ use crate::format::MAX_PAYLOAD;
 
 /// How a [`FileLog`](crate::FileLog) is laid out and how durable its appends are.
 ///
-/// Build one with [`Options::default()`] and the builder methods; every field is public
+/// Build one with [`FileLogOptions::default()`] and the builder methods; every field is public
 /// and documented with its default.
 ///
 /// ```
 /// use std::time::Duration;
-/// use flumelog_file::{Durability, Options};
+/// use flumelog_file::{Durability, FileLogOptions};
 ///
-/// let options = Options::default()
+/// let options = FileLogOptions::default()
 ///     .segment_size(8 << 20)
 ///     .durability(Durability::Synced)
 ///     .max_record_size(1 << 20)
@@ -25,7 +25,7 @@ use crate::format::MAX_PAYLOAD;
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Options {
+pub struct FileLogOptions {
     /// Size in bytes at which the active segment is sealed and a new one started.
     /// A batch never spans two segments, so a segment exceeds this size only when it
     /// holds a single batch (or record) larger than it.
@@ -97,9 +97,9 @@ pub struct Options {
     pub(crate) faults: Faults,
 }
 
-impl Default for Options {
+impl Default for FileLogOptions {
     fn default() -> Self {
-        Options {
+        FileLogOptions {
             segment_size: 64 << 20,
             durability: Durability::Buffered,
             max_record_size: 16 << 20,
@@ -112,9 +112,9 @@ impl Default for Options {
     }
 }
 
-impl std::fmt::Debug for Options {
+impl std::fmt::Debug for FileLogOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
+        f.debug_struct("FileLogOptions")
             .field("segment_size", &self.segment_size)
             .field("durability", &self.durability)
             .field("max_record_size", &self.max_record_size)
@@ -126,7 +126,7 @@ impl std::fmt::Debug for Options {
     }
 }
 
-impl Options {
+impl FileLogOptions {
     /// The defaults (see each field).
     pub fn new() -> Self {
         Self::default()

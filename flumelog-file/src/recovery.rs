@@ -13,7 +13,7 @@ use crate::format::{self, HEADER_LEN};
 use crate::mmap;
 use crate::segment::{self, SegState, Segment, TMP_SUFFIX};
 use crate::tailmark::{self, TailMark};
-use crate::Options;
+use crate::FileLogOptions;
 
 /// What opening found and cut at the end of the log: a torn tail, the partly written
 /// last record or batch of a crash. Returned by [`FileLog::recovery`](crate::FileLog::recovery).
@@ -392,7 +392,7 @@ fn cut_overlap(
 pub(crate) fn open_locked(
     dir: &Path,
     lock: File,
-    options: &Options,
+    options: &FileLogOptions,
     on_corrupt: OnCorrupt,
 ) -> Result<(Opened, Option<RepairReport>)> {
     let repairing = on_corrupt == OnCorrupt::Repair;

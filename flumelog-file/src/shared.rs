@@ -42,12 +42,12 @@ use crate::progress::Progress;
 use crate::segment::Segment;
 use crate::writer::queue::State;
 use crate::writer::Tail;
-use crate::Options;
+use crate::FileLogOptions;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
-    pub(crate) options: Options,
+    pub(crate) options: FileLogOptions,
     /// The append side (lock 3 of the lock order).
     pub(crate) tail: Mutex<Tail>,
     /// Wakes the writer thread.

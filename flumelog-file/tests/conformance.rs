@@ -1,7 +1,7 @@
 //! The shared log conformance suite (`flume_core::testing`) run against `FileLog`,
 //! once with the defaults and once with tiny segments, synced appends and no write delay.
 
-use flumelog_file::{Durability, FileLog, Options};
+use flumelog_file::{Durability, FileLog, FileLogOptions};
 
 flume_core::log_conformance_tests!({
     let dir = tempfile::tempdir().expect("tempdir");
@@ -10,7 +10,7 @@ flume_core::log_conformance_tests!({
         made += 1;
         let path = dir.path().join(format!("log-{made}"));
         async move {
-            FileLog::open(path, Options::default())
+            FileLog::open(path, FileLogOptions::default())
                 .await
                 .expect("open a fresh log")
         }
@@ -24,7 +24,7 @@ flume_core::log_conformance_tests!(small_segments_synced => {
         made += 1;
         let path = dir.path().join(format!("log-{made}"));
         async move {
-            let options = Options::default()
+            let options = FileLogOptions::default()
                 .segment_size(4096)
                 .durability(Durability::Synced)
                 .max_write_delay(std::time::Duration::ZERO);

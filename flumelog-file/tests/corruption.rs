@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use flume_core::{Error, Log};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use rand::{Rng, SeedableRng};
 
 fn record(i: u64) -> Bytes {
@@ -31,7 +31,7 @@ fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
 }
 
 /// A closed log of `singles` single records followed by one batch of `batch` records.
-async fn build(dir: &Path, options: Options, singles: u64, batch: u64) {
+async fn build(dir: &Path, options: FileLogOptions, singles: u64, batch: u64) {
     let log = FileLog::open(dir, options).await.unwrap();
     for i in 0..singles {
         log.append(record(i)).await.unwrap();
@@ -68,10 +68,12 @@ async fn check_prefix(log: &FileLog, count: u64) {
 async fn a_cut_anywhere_in_the_last_three_records_is_a_torn_tail() {
     let src = tempfile::tempdir().unwrap();
     // Records 0..=17 single, 18 and 19 one batch: the last three are 17, 18, 19.
-    let empty = FileLog::open(src.path(), Options::default()).await.unwrap();
+    let empty = FileLog::open(src.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     drop(empty);
     std::fs::copy(src.path().join("TAIL"), src.path().join("TAIL.empty")).unwrap();
-    build(src.path(), Options::default(), 18, 2).await;
+    build(src.path(), FileLogOptions::default(), 18, 2).await;
     let seg_name = "00000000000000000000.seg";
     let original = std::fs::read(src.path().join(seg_name)).unwrap();
     let offsets = frame_offsets(&original);
@@ -86,7 +88,7 @@ async fn a_cut_anywhere_in_the_last_three_records_is_a_torn_tail() {
         // more of the segment is durable than its header (as when the log was opened
         // empty); the one the last iteration's close wrote would call the cut damage.
         std::fs::copy(src.path().join("TAIL.empty"), work.path().join("TAIL")).unwrap();
-        let log = FileLog::open(work.path(), Options::default())
+        let log = FileLog::open(work.path(), FileLogOptions::default())
             .await
             .unwrap_or_else(|e| panic!("open after a cut at {cut}: {e}"));
         // A cut inside the batch drops all of it.
@@ -121,7 +123,7 @@ async fn a_cut_anywhere_in_the_last_three_records_is_a_torn_tail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zeros_after_the_tail_are_preallocated_space() {
     let dir = tempfile::tempdir().unwrap();
-    build(dir.path(), Options::default(), 10, 0).await;
+    build(dir.path(), FileLogOptions::default(), 10, 0).await;
     let seg = segment_paths(dir.path()).remove(0);
     let len = std::fs::metadata(&seg).unwrap().len();
     let mut bytes = std::fs::read(&seg).unwrap();
@@ -129,7 +131,9 @@ async fn zeros_after_the_tail_are_preallocated_space() {
     std::fs::write(&seg, bytes).unwrap();
     // Zeros from a frame boundary to the end of the file are the clean end of the data:
     // nothing is cut, and the next append goes right after the last frame.
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     assert_eq!(log.recovery(), None);
     check_prefix(&log, 10).await;
     let next = Bytes::from_static(b"after the zeros");
@@ -138,7 +142,9 @@ async fn zeros_after_the_tail_are_preallocated_space() {
     // Closing trims the zeros.
     let trimmed = std::fs::metadata(&seg).unwrap().len();
     assert_eq!(trimmed, len + 8 + next.len() as u64);
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     assert_eq!(log.recovery(), None);
     assert_eq!(*log.since().borrow(), Some(10));
     assert_eq!(log.get(10).await.unwrap(), next);
@@ -148,7 +154,7 @@ async fn zeros_after_the_tail_are_preallocated_space() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_frame_inside_preallocated_space_is_cut() {
     let dir = tempfile::tempdir().unwrap();
-    build(dir.path(), Options::default(), 10, 0).await;
+    build(dir.path(), FileLogOptions::default(), 10, 0).await;
     let seg = segment_paths(dir.path()).remove(0);
     let len = std::fs::metadata(&seg).unwrap().len();
     let mut bytes = std::fs::read(&seg).unwrap();
@@ -156,7 +162,9 @@ async fn a_torn_frame_inside_preallocated_space_is_cut() {
     bytes.extend_from_slice(&[100, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, b'x', b'y']);
     bytes.extend_from_slice(&[0u8; 1 << 16]);
     std::fs::write(&seg, &bytes).unwrap();
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     let report = log.recovery().expect("the torn frame is cut").clone();
     assert_eq!(report.offset, len);
     assert_eq!(report.bytes_dropped, bytes.len() as u64 - len);
@@ -171,7 +179,9 @@ async fn an_open_log_preallocates_and_a_copy_of_it_reopens_cleanly() {
     // A copy of the directory taken while the log is open (what a power loss after the
     // last fdatasync leaves): data, then preallocated zeros. It opens with nothing cut.
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     for i in 0..50u32 {
         log.append_with(
             Bytes::from(format!("record {i}")),
@@ -190,7 +200,7 @@ async fn an_open_log_preallocates_and_a_copy_of_it_reopens_cleanly() {
     let copy = tempfile::tempdir().unwrap();
     std::fs::write(copy.path().join(seg.file_name().unwrap()), &on_disk).unwrap();
     log.close().await.unwrap();
-    let reopened = FileLog::open(copy.path(), Options::default())
+    let reopened = FileLog::open(copy.path(), FileLogOptions::default())
         .await
         .unwrap();
     assert_eq!(reopened.recovery(), None);
@@ -203,7 +213,7 @@ async fn an_open_log_preallocates_and_a_copy_of_it_reopens_cleanly() {
 async fn a_flipped_byte_before_the_tail_is_corrupt_with_its_location() {
     let src = tempfile::tempdir().unwrap();
     // Small segments: the damage may be in a sealed segment or in the last one.
-    let options = Options::default().segment_size(600);
+    let options = FileLogOptions::default().segment_size(600);
     build(src.path(), options.clone(), 60, 0).await;
     let paths = segment_paths(src.path());
     assert!(paths.len() >= 3);
@@ -289,7 +299,7 @@ async fn garbage_files_are_errors_not_panics() {
         vec![0; 4096],
     ] {
         std::fs::write(&seg, &garbage).unwrap();
-        match FileLog::open(dir.path(), Options::default()).await {
+        match FileLog::open(dir.path(), FileLogOptions::default()).await {
             Err(Error::Corrupt {
                 path, offset: 0, ..
             }) => assert_eq!(path, seg),
@@ -301,10 +311,16 @@ async fn garbage_files_are_errors_not_panics() {
     }
     // A missing segment in the middle.
     let dir = tempfile::tempdir().unwrap();
-    build(dir.path(), Options::default().segment_size(200), 30, 0).await;
+    build(
+        dir.path(),
+        FileLogOptions::default().segment_size(200),
+        30,
+        0,
+    )
+    .await;
     let paths = segment_paths(dir.path());
     std::fs::remove_file(&paths[1]).unwrap();
-    match FileLog::open(dir.path(), Options::default()).await {
+    match FileLog::open(dir.path(), FileLogOptions::default()).await {
         Err(Error::Corrupt { path, .. }) => assert_eq!(path, paths[2]),
         other => panic!("expected Corrupt for a missing segment, got {other:?}"),
     }
@@ -316,7 +332,7 @@ async fn garbage_files_are_errors_not_panics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_held_across_a_repair_stay_readable() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::default();
+    let options = FileLogOptions::default();
     let log = FileLog::open(dir.path(), options.clone()).await.unwrap();
     // Enough records that the last ones lie pages beyond the damage.
     for i in 0..2000 {

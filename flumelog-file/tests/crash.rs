@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flume_core::{Durability, Error, Log};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use rand::Rng;
 
 mod support;
@@ -77,12 +77,16 @@ impl Plan {
         }
     }
 
-    fn options(self) -> Options {
+    fn options(self) -> FileLogOptions {
         match self {
-            Plan::Mixed => Options::default().segment_size(256 << 10),
-            Plan::Buffered => Options::default().segment_size(64 << 10).reserve(16 << 10),
-            Plan::Adversarial => Options::default().segment_size(6 << 20).reserve(1 << 20),
-            Plan::AdversarialPwrite => Options::default().segment_size(6 << 20).reserve(0),
+            Plan::Mixed => FileLogOptions::default().segment_size(256 << 10),
+            Plan::Buffered => FileLogOptions::default()
+                .segment_size(64 << 10)
+                .reserve(16 << 10),
+            Plan::Adversarial => FileLogOptions::default()
+                .segment_size(6 << 20)
+                .reserve(1 << 20),
+            Plan::AdversarialPwrite => FileLogOptions::default().segment_size(6 << 20).reserve(0),
         }
     }
 

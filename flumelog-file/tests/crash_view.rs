@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flume_core::{BoxError, Durability, Flume, Log, Raw, Record, Wait};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use flumeview_reduce::Reduce;
 use rand::Rng;
 
@@ -52,7 +52,7 @@ fn crash_view_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let log = FileLog::open(dir.join("log"), Options::default())
+        let log = FileLog::open(dir.join("log"), FileLogOptions::default())
             .await
             .unwrap();
         let db = Flume::<Bytes>::builder(log.clone(), Raw).build();
@@ -96,7 +96,7 @@ async fn a_resumed_view_equals_a_rebuilt_one_after_sigkill() {
         child.kill().unwrap();
         child.wait().unwrap();
 
-        let log = FileLog::open(dir.path().join("log"), Options::default())
+        let log = FileLog::open(dir.path().join("log"), FileLogOptions::default())
             .await
             .unwrap();
         let db = Flume::<Bytes>::builder(log, Raw).build();

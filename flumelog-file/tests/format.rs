@@ -4,12 +4,12 @@
 use bytes::Bytes;
 use flume_core::durable::hexdump;
 use flume_core::Log;
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn written_segments_are_pinned() {
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), Options::default().segment_size(64))
+    let log = FileLog::open(dir.path(), FileLogOptions::default().segment_size(64))
         .await
         .unwrap();
     log.append(Bytes::from_static(b"hello")).await.unwrap();

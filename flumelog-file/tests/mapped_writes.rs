@@ -1,5 +1,5 @@
 //! Buffered appends copied into a shared mapping of the active segment, in space
-//! reserved ahead with `fallocate` (`Options::reserve`): the reserved space reads as
+//! reserved ahead with `fallocate` (`FileLogOptions::reserve`): the reserved space reads as
 //! zeros after the data, so an open log's files (what a crash leaves) reopen cleanly,
 //! a torn frame in it is cut, rotation and close trim it, and watchers of `since` see
 //! every append.
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flume_core::{Durability, Log, StreamOptions};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use futures::{StreamExt, TryStreamExt};
 
 fn record(i: u64) -> Bytes {
@@ -54,7 +54,7 @@ async fn check(log: &FileLog, count: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_log_reserves_space_and_a_copy_of_it_reopens_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), Options::default().reserve(1 << 20))
+    let log = FileLog::open(dir.path(), FileLogOptions::default().reserve(1 << 20))
         .await
         .unwrap();
     let mut data = 32;
@@ -72,7 +72,7 @@ async fn an_open_log_reserves_space_and_a_copy_of_it_reopens_cleanly() {
     log.close().await.unwrap();
     assert_eq!(len(&seg), data, "close trims the reserved space");
 
-    let reopened = FileLog::open(copy.path(), Options::default())
+    let reopened = FileLog::open(copy.path(), FileLogOptions::default())
         .await
         .unwrap();
     assert_eq!(
@@ -90,7 +90,9 @@ async fn an_open_log_reserves_space_and_a_copy_of_it_reopens_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_torn_by_a_crash_in_reserved_space_is_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     let mut data = 32;
     for i in 0..100 {
         log.append(record(i)).await.unwrap();
@@ -111,7 +113,7 @@ async fn a_frame_torn_by_a_crash_in_reserved_space_is_cut() {
     bytes[at + 8..at + 20].copy_from_slice(b"mapped recor");
     std::fs::write(&copied, &bytes).unwrap();
     let started = std::time::Instant::now();
-    let reopened = FileLog::open(copy.path(), Options::default())
+    let reopened = FileLog::open(copy.path(), FileLogOptions::default())
         .await
         .unwrap();
     let report = reopened.recovery().expect("the torn frame is cut").clone();
@@ -131,7 +133,7 @@ async fn a_frame_torn_by_a_crash_in_reserved_space_is_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_segments_rotate_through_the_mapping() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::default().segment_size(4096).reserve(1024);
+    let options = FileLogOptions::default().segment_size(4096).reserve(1024);
     let log = FileLog::open(dir.path(), options.clone()).await.unwrap();
     let mut sizes = vec![32u64];
     for i in 0..3000 {
@@ -175,7 +177,9 @@ async fn many_small_segments_rotate_through_the_mapping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_of_since_see_the_end_of_a_burst() {
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     for round in 0..3u64 {
         let mut since = log.since();
         let base = round * 1000;
@@ -213,7 +217,7 @@ async fn watchers_of_since_see_the_end_of_a_burst() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_reservation_the_file_holds_only_data() {
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), Options::default().reserve(0))
+    let log = FileLog::open(dir.path(), FileLogOptions::default().reserve(0))
         .await
         .unwrap();
     let mut data = 32;

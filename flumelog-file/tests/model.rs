@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use flume_core::{Log, StreamOptions};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use futures::TryStreamExt;
 use proptest::prelude::*;
 
@@ -27,8 +27,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn options() -> Options {
-    Options::default().segment_size(300)
+fn options() -> FileLogOptions {
+    FileLogOptions::default().segment_size(300)
 }
 
 async fn check(log: &FileLog, model: &[Bytes]) {

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use flume_core::{Error, Log};
-use flumelog_file::{FileLog, Options, RepairReport};
+use flumelog_file::{FileLog, FileLogOptions, RepairReport};
 
 fn record(i: u64) -> Bytes {
     Bytes::from(format!("record {i}:").repeat(1 + (i % 3) as usize))
 }
 
-fn options() -> Options {
-    Options::default().segment_size(300)
+fn options() -> FileLogOptions {
+    FileLogOptions::default().segment_size(300)
 }
 
 /// A closed log of `n` records in segments of 300 bytes; returns its segment paths.

@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flume_core::{Error, Log, StreamOptions};
-use flumelog_file::{Durability, FileLog, Options};
+use flumelog_file::{Durability, FileLog, FileLogOptions};
 use futures::TryStreamExt;
 
 fn record(i: u64) -> Bytes {
     Bytes::from(format!("record-{i}-").repeat(1 + (i % 7) as usize))
 }
 
-fn small() -> Options {
-    Options::default().segment_size(1024)
+fn small() -> FileLogOptions {
+    FileLogOptions::default().segment_size(1024)
 }
 
 async fn all(log: &FileLog, opts: StreamOptions) -> Vec<(u64, Bytes)> {
@@ -86,11 +86,13 @@ async fn opening_a_regular_file_says_not_a_directory() {
     };
     check(
         "open",
-        FileLog::open(&file, Options::default()).await.map(drop),
+        FileLog::open(&file, FileLogOptions::default())
+            .await
+            .map(drop),
     );
     check(
         "repair",
-        FileLog::repair(&file, &Options::default()).map(drop),
+        FileLog::repair(&file, &FileLogOptions::default()).map(drop),
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"some bytes");
 }
@@ -98,20 +100,26 @@ async fn opening_a_regular_file_says_not_a_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_open_is_locked_until_the_first_closes() {
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
-    match FileLog::open(dir.path(), Options::default()).await {
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
+    match FileLog::open(dir.path(), FileLogOptions::default()).await {
         Err(Error::Locked { path }) => assert_eq!(path, dir.path()),
         other => panic!("expected Locked, got {other:?}"),
     }
     assert!(matches!(
-        FileLog::repair(dir.path(), &Options::default()),
+        FileLog::repair(dir.path(), &FileLogOptions::default()),
         Err(Error::Locked { .. })
     ));
     log.close().await.unwrap();
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     log.append(record(0)).await.unwrap();
     drop(log); // dropping the last handle unlocks too
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     assert_eq!(
         *log.since().borrow(),
         Some(0),
@@ -122,7 +130,7 @@ async fn a_second_open_is_locked_until_the_first_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unwritten_records_are_read_from_the_buffer_then_from_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::default()
+    let options = FileLogOptions::default()
         .max_write_delay(Duration::from_secs(3600))
         .write_buffer_size(usize::MAX);
     let log = FileLog::open(dir.path(), options).await.unwrap();
@@ -175,7 +183,7 @@ async fn limits_are_enforced() {
     assert!(matches!(
         FileLog::open(
             tempfile::tempdir().unwrap().path(),
-            Options::default().segment_size(10)
+            FileLogOptions::default().segment_size(10)
         )
         .await,
         Err(Error::InvalidArgument(_))
@@ -183,7 +191,7 @@ async fn limits_are_enforced() {
     assert!(matches!(
         FileLog::open(
             tempfile::tempdir().unwrap().path(),
-            Options::default().max_record_size(u64::MAX)
+            FileLogOptions::default().max_record_size(u64::MAX)
         )
         .await,
         Err(Error::InvalidArgument(_))
@@ -235,7 +243,7 @@ async fn revert_across_segments_survives_reopen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_synced_appenders_are_group_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::default().durability(Durability::Synced);
+    let options = FileLogOptions::default().durability(Durability::Synced);
     let log = FileLog::open(dir.path(), options).await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|t| {
@@ -262,12 +270,16 @@ async fn concurrent_synced_appenders_are_group_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revert_inside_a_batch_keeps_the_kept_part() {
     let dir = tempfile::tempdir().unwrap();
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     let batch: Vec<Bytes> = (0..5).map(record).collect();
     log.append_batch(batch).await.unwrap();
     log.revert(Some(2)).await.unwrap();
     log.close().await.unwrap();
-    let log = FileLog::open(dir.path(), Options::default()).await.unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
     assert!(log.recovery().is_none(), "{:?}", log.recovery());
     assert_eq!(*log.since().borrow(), Some(2));
     assert_eq!(log.get(2).await.unwrap(), record(2));

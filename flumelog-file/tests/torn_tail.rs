@@ -6,7 +6,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use flume_core::{Durability, Error, Log};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 
 mod support;
 use support::{frame, segment_header};
@@ -49,12 +49,12 @@ fn crash_state(work: &Path, bytes: &[u8], marker: Option<&[u8]>) {
 /// appends the adversarial record and closes: returns the segment's bytes, the marker a
 /// crash during the last append would leave, and the last record's frame offset.
 async fn build(dir: &Path, kept: u64) -> (Vec<u8>, Vec<u8>, usize) {
-    let log = FileLog::open(dir, Options::default()).await.unwrap();
+    let log = FileLog::open(dir, FileLogOptions::default()).await.unwrap();
     for i in 0..kept {
         log.append(record(i)).await.unwrap();
     }
     log.close().await.unwrap();
-    let log = FileLog::open(dir, Options::default()).await.unwrap();
+    let log = FileLog::open(dir, FileLogOptions::default()).await.unwrap();
     let marker = std::fs::read(dir.join("TAIL")).unwrap();
     let start = std::fs::metadata(dir.join(SEG)).unwrap().len() as usize;
     log.append_with(adversarial(), Some(Durability::Synced))
@@ -65,7 +65,7 @@ async fn build(dir: &Path, kept: u64) -> (Vec<u8>, Vec<u8>, usize) {
 }
 
 async fn check(work: &Path, kept: u64, start: usize, len: usize, what: &str) {
-    let log = FileLog::open(work, Options::default())
+    let log = FileLog::open(work, FileLogOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{what}: open refused: {e}"));
     let report = log
@@ -166,7 +166,7 @@ async fn damage_before_a_record_holding_frames_is_still_corrupt() {
                 let _ = std::fs::remove_file(work.path().join("TAIL"));
             }
         }
-        match FileLog::open(work.path(), Options::default()).await {
+        match FileLog::open(work.path(), FileLogOptions::default()).await {
             Err(Error::Corrupt {
                 path,
                 offset,

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flume_core::{Durability, Log, StreamOptions};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use futures::TryStreamExt;
 
 fn record(task: u64, i: u64) -> Bytes {
     Bytes::from(format!("task {task} op {i} ").repeat(4))
 }
 
-async fn race(options: Options) {
+async fn race(options: FileLogOptions) {
     let dir = tempfile::tempdir().unwrap();
     let log = FileLog::open(dir.path(), options.clone()).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
@@ -88,13 +88,13 @@ async fn race(options: Options) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn appends_syncs_and_reverts_racing_all_return_and_reopen_as_closed() {
-    race(Options::default().segment_size(8 << 10)).await;
+    race(FileLogOptions::default().segment_size(8 << 10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_race_in_bulk_mode_with_pwrite() {
     race(
-        Options::default()
+        FileLogOptions::default()
             .segment_size(8 << 10)
             .max_write_delay(Duration::from_millis(1))
             .reserve(0),

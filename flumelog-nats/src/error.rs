@@ -25,10 +25,10 @@ pub enum NatsError {
         reason: String,
     },
 
-    /// The stream does not exist and [`Options::create`](crate::Options::create) is off.
+    /// The stream does not exist and [`NatsOptions::create`](crate::NatsOptions::create) is off.
     #[error(
         "JetStream stream {stream:?} does not exist; create it (or open with \
-         Options::create(true)) before opening the log"
+         NatsOptions::create(true)) before opening the log"
     )]
     StreamMissing {
         /// The stream name.
@@ -99,7 +99,7 @@ pub enum NatsError {
     #[error(
         "JetStream stream {stream:?} refused this append {conflicts} times in {waited:?} because \
          other writers appended first; it was not stored{maybe}; retry it, or raise \
-         Options::append_timeout if writers contend this much",
+         NatsOptions::append_timeout if writers contend this much",
         maybe = if *maybe_stored { " unless an earlier attempt that timed out was" } else { "" }
     )]
     Contended {

@@ -6,11 +6,11 @@
 //! ```no_run
 //! use bytes::Bytes;
 //! use flume_core::Log;
-//! use flumelog_nats::{NatsLog, Options};
+//! use flumelog_nats::{NatsLog, NatsOptions};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let log = NatsLog::connect("nats://127.0.0.1:4222", Options::new("orders").replicas(3)).await?;
+//! let log = NatsLog::connect("nats://127.0.0.1:4222", NatsOptions::new("orders").replicas(3)).await?;
 //! let seq = log.append(Bytes::from_static(b"hello")).await?;
 //! assert_eq!(log.get(seq).await?, Bytes::from_static(b"hello"));
 //! // Optimistic writers: append only if nobody appended after `seq`.
@@ -79,9 +79,9 @@
 //!
 //! Every append carries a `Nats-Msg-Id` of its own, kept across its retries. A publish
 //! whose acknowledgement timed out may still have been committed; the retry (with the same
-//! id, within the stream's duplicate window, [`Options::duplicate_window`]) is then
+//! id, within the stream's duplicate window, [`NatsOptions::duplicate_window`]) is then
 //! answered with the original sequence instead of storing the record twice. An append keeps
-//! retrying (through a leader election, say) for [`Options::append_timeout`], which must be
+//! retrying (through a leader election, say) for [`NatsOptions::append_timeout`], which must be
 //! shorter than the duplicate window, then fails with [`NatsError::Unavailable`]: the
 //! record may or may not be stored, and nothing is lost silently.
 //!
@@ -113,21 +113,21 @@
 //! `since()` is raised by this handle's own appends before they return, and by a background
 //! task that follows the stream with an ordered, headers-only consumer, so it also follows
 //! appends made by other processes (a poll of the stream's state every
-//! [`Options::follow_interval`] backs the consumer up, and recreates it if it falls behind,
+//! [`NatsOptions::follow_interval`] backs the consumer up, and recreates it if it falls behind,
 //! say after a leader change). Another process's append shows in this handle's `since`
 //! shortly after it is acknowledged, not at once: wait for it
 //! (`Wait::AtLeast(seq)` on a view, `since().wait_for(..)` on the log) when it matters.
 //!
 //! Streams read by seq. A forward stream reads a long history (over 1024 records) through
 //! an ordered consumer, and the rest, and the live tail, by message gets
-//! ([`Options::read_concurrency`] in flight) as `since` advances; reverse streams read
+//! ([`NatsOptions::read_concurrency`] in flight) as `since` advances; reverse streams read
 //! chunks of 256 the same way. Reading by seq means no gap and no duplicate at the
 //! history/live seam. Gets go to the stream leader, not to any replica (JetStream's
 //! "direct get", which the stream allows for other tools): right after a leader change a
 //! replica was seen answering a direct get with the next sequence's message
 //! (nats-server 2.9.10), and a log must never return a record under the wrong seq.
 //!
-//! A history consumer that delivers nothing for [`Options::progress_timeout`] (say, one
+//! A history consumer that delivers nothing for [`NatsOptions::progress_timeout`] (say, one
 //! placed on a replica that stopped applying the stream) is abandoned for message gets.
 //! A seq shown by `since` is never reported missing: `since` can learn of a record a
 //! moment before the leader serves it, so a get of such a seq that finds nothing retries
@@ -137,9 +137,9 @@
 //! # Failures
 //!
 //! The client reconnects for ever and pings its server every
-//! [`Options::request_timeout`], so a hung server (paused, partitioned) is left for
+//! [`NatsOptions::request_timeout`], so a hung server (paused, partitioned) is left for
 //! another one; acknowledgements that keep timing out also force a reconnect. An append
-//! retries through leader elections for [`Options::append_timeout`] and then fails with
+//! retries through leader elections for [`NatsOptions::append_timeout`] and then fails with
 //! [`NatsError::Unavailable`], naming the last error; it never hangs and never panics.
 //!
 //! **Every append answers within `append_timeout + request_timeout`** of its call, with
@@ -149,7 +149,7 @@
 //! is cut off with [`NatsError::Unavailable`] (the record may or may not be stored).
 //! Reads (`get`, streams, batch lookups) retry the same way: a read that fails during an
 //! election ("JetStream system temporarily unavailable") or times out is retried with
-//! back-off for up to [`Options::append_timeout`], then fails with
+//! back-off for up to [`NatsOptions::append_timeout`], then fails with
 //! [`NatsError::Unavailable`].
 //!
 //! # Durability
@@ -185,12 +185,12 @@
 //! - The log owns its subject. A message published there by anything else is reported as
 //!   [`NatsError::Foreign`] (as [`flume_core::Error::Corrupt`]) when read.
 //! - A batch travels as one message: at most the server's `max_payload` (see
-//!   [`Options`]). Each of its later records still costs one (empty) filler message.
+//!   [`NatsOptions`]). Each of its later records still costs one (empty) filler message.
 //! - Another process's appends reach this handle's `since` after a short delay (see
 //!   above); this handle's own appends are visible when they return.
 //! - No duplicate is stored as long as a retry comes within the stream's duplicate
 //!   window; opening refuses a stream whose window is not longer than
-//!   [`Options::append_timeout`].
+//!   [`NatsOptions::append_timeout`].
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -205,4 +205,4 @@ mod options;
 
 pub use error::NatsError;
 pub use log::NatsLog;
-pub use options::Options;
+pub use options::NatsOptions;

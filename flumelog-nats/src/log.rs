@@ -33,7 +33,7 @@ use self::fairness::Fairness;
 use self::reader::Reader;
 use self::writer::Writer;
 use crate::error::NatsError;
-use crate::Options;
+use crate::NatsOptions;
 
 /// A [`Log`] stored in a NATS JetStream stream. Cheap to clone: clones share one
 /// connection, one writer and one `since` channel.
@@ -51,7 +51,7 @@ struct Inner {
     stream: stream::Stream,
     name: String,
     subject: String,
-    options: Options,
+    options: NatsOptions,
     max_payload: usize,
     since: Arc<Tails>,
     writer: tokio::sync::Mutex<Writer>,
@@ -277,16 +277,16 @@ mod tests {
         }
     }
 
-    /// A server and a log on it holding one record, or `None` when the test is skipped.
-    async fn log_with_one_record(test: &str, stream: &str) -> Option<(support::Single, NatsLog)> {
-        let server = support::Single::start(support::binary_or_skip(test)?);
+    /// A server and a log on it holding one record.
+    async fn log_with_one_record(test: &str, stream: &str) -> (support::Single, NatsLog) {
+        let server = support::Single::start(support::server_binary(test));
         let log = open(&server.url(), stream).await;
         assert_eq!(log.append(Bytes::from("a")).await.unwrap(), 0);
-        Some((server, log))
+        (server, log)
     }
 
     async fn open(url: &str, stream: &str) -> NatsLog {
-        let options = Options::new(stream)
+        let options = NatsOptions::new(stream)
             .duplicate_window(Duration::from_secs(1))
             .append_timeout(Duration::from_millis(900));
         NatsLog::connect(url, options).await.unwrap()
@@ -297,15 +297,13 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
     async fn nats_server_retry_finds_an_append_the_leader_forgot() {
-        let Some((_server, log)) = log_with_one_record(
+        let (_server, log) = log_with_one_record(
             "nats_server_retry_finds_an_append_the_leader_forgot",
             "forgot",
         )
-        .await
-        else {
-            return;
-        };
+        .await;
         let attempts = forgotten_attempt(&log, "retried", HeaderMap::new(), Bytes::from("b")).await;
         let seq = log
             .inner
@@ -322,15 +320,13 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
     async fn nats_server_conditional_retry_finds_an_append_the_leader_forgot() {
-        let Some((_server, log)) = log_with_one_record(
+        let (_server, log) = log_with_one_record(
             "nats_server_conditional_retry_finds_an_append_the_leader_forgot",
             "forgot_if",
         )
-        .await
-        else {
-            return;
-        };
+        .await;
         let attempts = forgotten_attempt(&log, "retried", HeaderMap::new(), Bytes::from("b")).await;
         // The log no longer ends at 0, but only because this very append was stored.
         let seq = log
@@ -346,15 +342,13 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
     async fn nats_server_batch_retry_finds_a_batch_the_leader_forgot() {
-        let Some((_server, log)) = log_with_one_record(
+        let (_server, log) = log_with_one_record(
             "nats_server_batch_retry_finds_a_batch_the_leader_forgot",
             "forgot_batch",
         )
-        .await
-        else {
-            return;
-        };
+        .await;
         let records: Vec<Bytes> = ["b", "c", "d"].map(Bytes::from).to_vec();
         let mut headers = HeaderMap::new();
         headers.insert(format::BATCH, "3");
@@ -377,15 +371,13 @@ mod tests {
     /// `since` shows waits for it rather than saying NotFound. A seq beyond `since` is
     /// still NotFound at once.
     #[tokio::test]
+    #[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
     async fn nats_server_get_of_a_seq_shown_by_since_waits_for_it() {
-        let Some((server, log)) = log_with_one_record(
+        let (server, log) = log_with_one_record(
             "nats_server_get_of_a_seq_shown_by_since_waits_for_it",
             "early",
         )
-        .await
-        else {
-            return;
-        };
+        .await;
         let other = open(&server.url(), "early").await;
         // What the follower does when it sees seq 1 before the leader serves it.
         raise(&log.inner.since, 1);
@@ -406,15 +398,13 @@ mod tests {
     /// tail by message gets (flume-core's range loop): no gap and no duplicate at the
     /// seam, bounds and the limit carried across it.
     #[tokio::test]
+    #[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
     async fn nats_server_history_then_live_tail_share_bounds_and_limit() {
-        let Some((_server, log)) = log_with_one_record(
+        let (_server, log) = log_with_one_record(
             "nats_server_history_then_live_tail_share_bounds_and_limit",
             "seam",
         )
-        .await
-        else {
-            return;
-        };
+        .await;
         for i in 0..2 {
             let batch = (0..1000).map(|j| Bytes::from(format!("{i}.{j}"))).collect();
             log.append_batch(batch).await.unwrap();

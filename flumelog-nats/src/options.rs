@@ -1,4 +1,4 @@
-//! [`Options`]: how a [`NatsLog`](crate::NatsLog) names, creates and talks to its stream.
+//! [`NatsOptions`]: how a [`NatsLog`](crate::NatsLog) names, creates and talks to its stream.
 
 use std::time::Duration;
 
@@ -11,16 +11,16 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use flumelog_nats::Options;
+/// use flumelog_nats::NatsOptions;
 ///
-/// let options = Options::new("orders")
+/// let options = NatsOptions::new("orders")
 ///     .replicas(3)
 ///     .duplicate_window(Duration::from_secs(600));
 /// assert_eq!(options.subject(), "flume.orders");
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Options {
+pub struct NatsOptions {
     /// The JetStream stream's name. Default: `"flume"`.
     pub stream: String,
     /// The one subject the stream stores (the log owns it: nothing else may publish to it).
@@ -59,16 +59,16 @@ pub struct Options {
     pub progress_timeout: Duration,
 }
 
-impl Default for Options {
+impl Default for NatsOptions {
     fn default() -> Self {
         Self::new("flume")
     }
 }
 
-impl Options {
+impl NatsOptions {
     /// The defaults, for the stream `name`.
     pub fn new(stream: impl Into<String>) -> Self {
-        Options {
+        NatsOptions {
             stream: stream.into(),
             subject: None,
             replicas: 1,
@@ -81,52 +81,52 @@ impl Options {
             progress_timeout: Duration::from_secs(5),
         }
     }
-    /// Sets [`Options::subject`].
+    /// Sets [`NatsOptions::subject`].
     pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
         self
     }
-    /// Sets [`Options::replicas`].
+    /// Sets [`NatsOptions::replicas`].
     pub fn replicas(mut self, replicas: usize) -> Self {
         self.replicas = replicas;
         self
     }
-    /// Sets [`Options::create`].
+    /// Sets [`NatsOptions::create`].
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
         self
     }
-    /// Sets [`Options::duplicate_window`].
+    /// Sets [`NatsOptions::duplicate_window`].
     pub fn duplicate_window(mut self, window: Duration) -> Self {
         self.duplicate_window = window;
         self
     }
-    /// Sets [`Options::request_timeout`].
+    /// Sets [`NatsOptions::request_timeout`].
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
-    /// Sets [`Options::append_timeout`].
+    /// Sets [`NatsOptions::append_timeout`].
     pub fn append_timeout(mut self, timeout: Duration) -> Self {
         self.append_timeout = timeout;
         self
     }
-    /// Sets [`Options::read_concurrency`].
+    /// Sets [`NatsOptions::read_concurrency`].
     pub fn read_concurrency(mut self, n: usize) -> Self {
         self.read_concurrency = n.max(1);
         self
     }
-    /// Sets [`Options::follow_interval`].
+    /// Sets [`NatsOptions::follow_interval`].
     pub fn follow_interval(mut self, interval: Duration) -> Self {
         self.follow_interval = interval.max(Duration::from_millis(10));
         self
     }
-    /// Sets [`Options::progress_timeout`].
+    /// Sets [`NatsOptions::progress_timeout`].
     pub fn progress_timeout(mut self, timeout: Duration) -> Self {
         self.progress_timeout = timeout.max(Duration::from_millis(10));
         self
     }
-    /// The subject the log publishes to: [`Options::subject`] or `flume.<stream>`.
+    /// The subject the log publishes to: [`NatsOptions::subject`] or `flume.<stream>`.
     pub fn subject(&self) -> String {
         self.subject
             .clone()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flume_core::{Flume, Log, Seq, StreamOptions, Wait};
-use flumelog_nats::{NatsError, NatsLog, Options};
+use flumelog_nats::{NatsError, NatsLog, NatsOptions};
 use flumeview_reduce::{Reduce, ReduceReader};
 use futures::StreamExt;
 
@@ -25,7 +25,7 @@ async fn open(urls: &str, stream: &str) -> NatsLog {
 async fn open_with(urls: &str, stream: &str, append_timeout: Duration) -> NatsLog {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let options = Options::new(stream)
+        let options = NatsOptions::new(stream)
             .replicas(3)
             .request_timeout(Duration::from_secs(2))
             .append_timeout(append_timeout);
@@ -407,7 +407,7 @@ async fn nats_server_cluster_lost_quorum_is_a_typed_error() {
     let survivor = cluster.nodes[0].url();
     cluster.nodes[1].kill();
     cluster.nodes[2].kill();
-    let options = Options::new("quorum")
+    let options = NatsOptions::new("quorum")
         .request_timeout(Duration::from_secs(1))
         .append_timeout(Duration::from_secs(3));
     // A handle on the survivor alone; opening may fail too (no leader to read the tail from).

@@ -6,7 +6,7 @@
 
 mod support;
 
-use flumelog_nats::{NatsLog, Options};
+use flumelog_nats::{NatsLog, NatsOptions};
 
 macro_rules! with_nats_server {
     ($($case:ident)*) => {
@@ -24,7 +24,7 @@ macro_rules! with_nats_server {
                         made += 1;
                         let url = url.clone();
                         async move {
-                            NatsLog::connect(&url, Options::new(format!("conformance-{made}")))
+                            NatsLog::connect(&url, NatsOptions::new(format!("conformance-{made}")))
                                 .await
                                 .expect("open a fresh NATS log")
                         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flume_core::{Error, Log, StreamOptions};
-use flumelog_nats::{NatsError, NatsLog, Options};
+use flumelog_nats::{NatsError, NatsLog, NatsOptions};
 use futures::StreamExt;
 
 const CHILD_ENV: &str = "FLUME_NATS_CONTENTION_CHILD";
@@ -36,8 +36,8 @@ fn appends_per_task() -> u64 {
         .unwrap_or(2_000)
 }
 
-fn options() -> Options {
-    Options::new("contend")
+fn options() -> NatsOptions {
+    NatsOptions::new("contend")
         .append_timeout(APPEND_TIMEOUT)
         .request_timeout(REQUEST_TIMEOUT)
         .duplicate_window(Duration::from_secs(30))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flume_core::{Error, Log, StreamOptions};
-use flumelog_nats::{NatsError, NatsLog, Options};
+use flumelog_nats::{NatsError, NatsLog, NatsOptions};
 use futures::StreamExt;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -31,10 +31,10 @@ async fn nats_server_appends_of_another_handle_are_followed() {
     let binary = support::server_binary("nats_server_appends_of_another_handle_are_followed");
     let server = support::Single::start(binary);
     // Two connections: as two processes would have.
-    let a = NatsLog::connect(&server.url(), Options::new("shared"))
+    let a = NatsLog::connect(&server.url(), NatsOptions::new("shared"))
         .await
         .unwrap();
-    let b = NatsLog::connect(&server.url(), Options::new("shared"))
+    let b = NatsLog::connect(&server.url(), NatsOptions::new("shared"))
         .await
         .unwrap();
     let mut live = b.stream(StreamOptions::new().live(true));
@@ -107,10 +107,10 @@ async fn nats_server_appends_of_another_handle_are_followed() {
 async fn nats_server_conditional_append() {
     let binary = support::server_binary("nats_server_conditional_append");
     let server = support::Single::start(binary);
-    let a = NatsLog::connect(&server.url(), Options::new("cond"))
+    let a = NatsLog::connect(&server.url(), NatsOptions::new("cond"))
         .await
         .unwrap();
-    let b = NatsLog::connect(&server.url(), Options::new("cond"))
+    let b = NatsLog::connect(&server.url(), NatsOptions::new("cond"))
         .await
         .unwrap();
     assert_eq!(a.append_if(None, Bytes::from("first")).await.unwrap(), 0);
@@ -160,7 +160,7 @@ async fn nats_server_conditional_append() {
 async fn nats_server_too_large_is_a_typed_error() {
     let binary = support::server_binary("nats_server_too_large_is_a_typed_error");
     let server = support::Single::start(binary);
-    let log = NatsLog::connect(&server.url(), Options::new("big"))
+    let log = NatsLog::connect(&server.url(), NatsOptions::new("big"))
         .await
         .unwrap();
     let huge = Bytes::from(vec![7u8; 9 << 20]);
@@ -185,7 +185,7 @@ async fn nats_server_too_large_is_a_typed_error() {
 async fn nats_server_missing_and_misconfigured_streams() {
     let binary = support::server_binary("nats_server_missing_and_misconfigured_streams");
     let server = support::Single::start(binary);
-    match NatsLog::connect(&server.url(), Options::new("absent").create(false)).await {
+    match NatsLog::connect(&server.url(), NatsOptions::new("absent").create(false)).await {
         Err(e @ NatsError::StreamMissing { .. }) => {
             assert!(e.to_string().contains("create"), "{e}")
         }
@@ -204,7 +204,7 @@ async fn nats_server_missing_and_misconfigured_streams() {
     })
     .await
     .unwrap();
-    match NatsLog::connect(&server.url(), Options::new("expiring")).await {
+    match NatsLog::connect(&server.url(), NatsOptions::new("expiring")).await {
         Err(e @ NatsError::Misconfigured { .. }) => {
             assert!(e.to_string().contains("limits"), "{e}")
         }
@@ -218,7 +218,7 @@ async fn nats_server_missing_and_misconfigured_streams() {
     })
     .await
     .unwrap();
-    match NatsLog::connect(&server.url(), Options::new("deletable")).await {
+    match NatsLog::connect(&server.url(), NatsOptions::new("deletable")).await {
         Err(e @ NatsError::Misconfigured { .. }) => {
             assert!(e.to_string().contains("deletes"), "{e}")
         }
@@ -235,14 +235,14 @@ async fn nats_server_missing_and_misconfigured_streams() {
     })
     .await
     .unwrap();
-    match NatsLog::connect(&server.url(), Options::new("short-window")).await {
+    match NatsLog::connect(&server.url(), NatsOptions::new("short-window")).await {
         Err(e @ NatsError::Misconfigured { .. }) => {
             assert!(e.to_string().contains("duplicate window"), "{e}")
         }
         other => panic!("expected Misconfigured, got {other:?}"),
     }
     // With a shorter append timeout, the same stream is fine.
-    let options = Options::new("short-window").append_timeout(Duration::from_secs(5));
+    let options = NatsOptions::new("short-window").append_timeout(Duration::from_secs(5));
     NatsLog::connect(&server.url(), options).await.unwrap();
 }
 
@@ -253,7 +253,7 @@ async fn unreachable_server_is_a_typed_error() {
     let started = std::time::Instant::now();
     let result = NatsLog::connect(
         &format!("nats://127.0.0.1:{port}"),
-        Options::new("nowhere").request_timeout(Duration::from_secs(2)),
+        NatsOptions::new("nowhere").request_timeout(Duration::from_secs(2)),
     )
     .await;
     match result {
@@ -276,7 +276,7 @@ async fn unreachable_server_is_a_typed_error() {
 async fn nats_server_half_written_batch_is_completed_on_open() {
     let binary = support::server_binary("nats_server_half_written_batch_is_completed_on_open");
     let server = support::Single::start(binary);
-    let log = NatsLog::connect(&server.url(), Options::new("crashed"))
+    let log = NatsLog::connect(&server.url(), NatsOptions::new("crashed"))
         .await
         .unwrap();
     assert_eq!(log.append(Bytes::from("before")).await.unwrap(), 0);
@@ -304,7 +304,7 @@ async fn nats_server_half_written_batch_is_completed_on_open() {
         .await
         .unwrap();
 
-    let log = NatsLog::connect(&server.url(), Options::new("crashed"))
+    let log = NatsLog::connect(&server.url(), NatsOptions::new("crashed"))
         .await
         .unwrap();
     assert_eq!(
@@ -336,7 +336,7 @@ async fn nats_server_half_written_batch_is_completed_on_open() {
 async fn nats_server_restart_keeps_records() {
     let binary = support::server_binary("nats_server_restart_keeps_records");
     let mut server = support::Single::start(binary);
-    let log = NatsLog::connect(&server.url(), Options::new("durable"))
+    let log = NatsLog::connect(&server.url(), NatsOptions::new("durable"))
         .await
         .unwrap();
     for i in 0..20u64 {
@@ -348,7 +348,7 @@ async fn nats_server_restart_keeps_records() {
     log.close().await.unwrap();
     server.server.stop();
     server.server.start();
-    let log = NatsLog::connect(&server.url(), Options::new("durable"))
+    let log = NatsLog::connect(&server.url(), NatsOptions::new("durable"))
         .await
         .unwrap();
     assert_eq!(*log.since().borrow(), Some(29));
@@ -370,7 +370,7 @@ async fn nats_server_restart_keeps_records() {
 async fn nats_server_timed_out_appends_are_not_duplicated() {
     let binary = support::server_binary("nats_server_timed_out_appends_are_not_duplicated");
     let server = support::Single::start(binary);
-    let options = Options::new("retries")
+    let options = NatsOptions::new("retries")
         .request_timeout(Duration::from_millis(100))
         .append_timeout(Duration::from_secs(20));
     let log = std::sync::Arc::new(NatsLog::connect(&server.url(), options).await.unwrap());
@@ -432,7 +432,7 @@ async fn nats_server_timed_out_appends_are_not_duplicated() {
 async fn nats_server_reads_wait_through_a_pause() {
     let binary = support::server_binary("nats_server_reads_wait_through_a_pause");
     let server = support::Single::start(binary);
-    let options = Options::new("reads")
+    let options = NatsOptions::new("reads")
         .request_timeout(Duration::from_millis(300))
         .append_timeout(Duration::from_secs(20));
     let log = std::sync::Arc::new(NatsLog::connect(&server.url(), options).await.unwrap());
@@ -473,7 +473,7 @@ async fn nats_server_append_below_a_seen_seq_is_refused() {
     let binary = support::server_binary("nats_server_append_below_a_seen_seq_is_refused");
     let server = support::Single::start(binary);
     let options = || {
-        Options::new("regress")
+        NatsOptions::new("regress")
             .request_timeout(Duration::from_millis(500))
             .append_timeout(Duration::from_secs(2))
             .duplicate_window(Duration::from_secs(10))
@@ -534,7 +534,7 @@ async fn nats_server_stalled_history_read_errors_instead_of_hanging() {
     let binary =
         support::server_binary("nats_server_stalled_history_read_errors_instead_of_hanging");
     let server = support::Single::start(binary);
-    let options = Options::new("stall")
+    let options = NatsOptions::new("stall")
         .request_timeout(Duration::from_millis(500))
         .append_timeout(Duration::from_secs(1))
         .duplicate_window(Duration::from_secs(10))
@@ -579,7 +579,7 @@ async fn nats_server_stalled_history_read_errors_instead_of_hanging() {
 async fn nats_server_lost_races_answer_in_time() {
     let binary = support::server_binary("nats_server_lost_races_answer_in_time");
     let server = support::Single::start(binary);
-    let a = NatsLog::connect(&server.url(), Options::new("races"))
+    let a = NatsLog::connect(&server.url(), NatsOptions::new("races"))
         .await
         .unwrap();
     assert_eq!(a.append(Bytes::from("a0")).await.unwrap(), 0);
@@ -587,7 +587,7 @@ async fn nats_server_lost_races_answer_in_time() {
     // timeout of zero, b has no time for another attempt.
     let b = NatsLog::connect(
         &server.url(),
-        Options::new("races").append_timeout(Duration::ZERO),
+        NatsOptions::new("races").append_timeout(Duration::ZERO),
     )
     .await
     .unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flume_core::{Log, StreamOptions};
-use flumelog_nats::{NatsLog, Options};
+use flumelog_nats::{NatsLog, NatsOptions};
 use futures::StreamExt;
 
 async fn measure(label: &str, log: NatsLog) {
@@ -61,7 +61,7 @@ async fn measure(label: &str, log: NatsLog) {
 async fn nats_server_append_throughput() {
     let binary = support::server_binary("nats_server_append_throughput");
     let single = support::Single::start(binary.clone());
-    let log = NatsLog::connect(&single.url(), Options::new("bench"))
+    let log = NatsLog::connect(&single.url(), NatsOptions::new("bench"))
         .await
         .unwrap();
     measure("one node, R1", log).await;
@@ -69,7 +69,7 @@ async fn nats_server_append_throughput() {
     let cluster = support::Cluster::start(binary);
     let deadline = Instant::now() + Duration::from_secs(60);
     let log = loop {
-        match NatsLog::connect(&cluster.urls(), Options::new("bench").replicas(3)).await {
+        match NatsLog::connect(&cluster.urls(), NatsOptions::new("bench").replicas(3)).await {
             Ok(log) => break log,
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(500)).await
@@ -93,7 +93,7 @@ async fn contended(label: &str, url: &str, replicas: usize) {
         let stream = format!("contend{writers}");
         let mut logs = Vec::new();
         for _ in 0..writers {
-            let options = Options::new(stream.as_str()).replicas(replicas);
+            let options = NatsOptions::new(stream.as_str()).replicas(replicas);
             logs.push(NatsLog::connect(url, options).await.unwrap());
         }
         let per_task = n / writers / 4;
@@ -154,7 +154,7 @@ async fn nats_server_contended_append_latency() {
     let cluster = support::Cluster::start(binary);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match NatsLog::connect(&cluster.urls(), Options::new("warmup").replicas(3)).await {
+        match NatsLog::connect(&cluster.urls(), NatsOptions::new("warmup").replicas(3)).await {
             Ok(log) => break log.close().await.unwrap(),
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(500)).await

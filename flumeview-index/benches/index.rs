@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flume_core::{Flume, Json, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_index::{key, Index, IndexReader, Options};
+use flumeview_index::{key, Index, IndexOptions, IndexReader};
 
 const N: u64 = 20_000;
 
@@ -32,7 +32,7 @@ fn key_of(i: u64) -> String {
 fn by_key(dir: &std::path::Path) -> Index<String> {
     // Small memtables, so that lookups go through several sorted runs on disk.
     Index::new(1, |k: &String, e| e.put(key::string(k)))
-        .options(Options::default().memtable_bytes(256 << 10))
+        .options(IndexOptions::default().memtable_bytes(256 << 10))
         .persist(dir)
 }
 

@@ -22,19 +22,25 @@ pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
 /// The little-endian `u16` at `at`, which the caller checked to be in bounds.
 #[inline]
 pub(crate) fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    Reader::at(bytes, at).u16().expect("the caller checks the bounds")
+    Reader::at(bytes, at)
+        .u16()
+        .expect("the caller checks the bounds")
 }
 
 /// The little-endian `u32` at `at`, which the caller checked to be in bounds.
 #[inline]
 pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    Reader::at(bytes, at).u32().expect("the caller checks the bounds")
+    Reader::at(bytes, at)
+        .u32()
+        .expect("the caller checks the bounds")
 }
 
 /// The little-endian `u64` at `at`, which the caller checked to be in bounds.
 #[inline]
 pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    Reader::at(bytes, at).u64().expect("the caller checks the bounds")
+    Reader::at(bytes, at)
+        .u64()
+        .expect("the caller checks the bounds")
 }
 
 #[cfg(test)]

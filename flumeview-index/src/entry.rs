@@ -46,7 +46,7 @@ impl Entry {
     }
 
     /// What a memtable counts per entry on top of its key bytes (the
-    /// [`Options::memtable_bytes`](crate::Options::memtable_bytes) budget).
+    /// [`IndexOptions::memtable_bytes`](crate::IndexOptions::memtable_bytes) budget).
     pub(crate) const OVERHEAD: usize = 64;
 }
 

@@ -11,7 +11,7 @@ use crate::compactor::Compactor;
 use crate::emit::{Emit, OpBuf};
 use crate::files;
 use crate::store::Store;
-use crate::{IndexReader, Options};
+use crate::{IndexOptions, IndexReader};
 
 /// The map every constructor compiles down to: it sees the raw record.
 type Map<T> = Box<dyn FnMut(&Record<'_, T>, &mut Emit<'_>) -> Result<(), BoxError> + Send>;
@@ -28,16 +28,16 @@ type Map<T> = Box<dyn FnMut(&Record<'_, T>, &mut Emit<'_>) -> Result<(), BoxErro
 /// | option | default |
 /// |---|---|
 /// | [`.persist(dir)`](Index::persist) | in memory only: rebuilt from the log at every start |
-/// | [`.options(options)`](Index::options) | [`Options::default`] |
+/// | [`.options(options)`](Index::options) | [`IndexOptions::default`] |
 ///
 /// Operations go to an in-memory table, written out as an immutable sorted run when it
-/// reaches [`Options::memtable_bytes`] and at every checkpoint; a background thread
+/// reaches [`IndexOptions::memtable_bytes`] and at every checkpoint; a background thread
 /// merges runs. Readers never wait for either. A persisted index resumes from its last
 /// checkpoint; see the [crate docs](crate#persistence).
 pub struct Index<T> {
     version: u32,
     map: Map<T>,
-    options: Options,
+    options: IndexOptions,
     dir: Option<PathBuf>,
     store: Arc<Store>,
     ops: OpBuf,
@@ -102,7 +102,7 @@ impl<T: 'static> Index<T> {
     where
         F: FnMut(&Record<'_, T>, &mut Emit<'_>) -> Result<(), BoxError> + Send + 'static,
     {
-        let options = Options::default();
+        let options = IndexOptions::default();
         Index {
             version,
             map: Box::new(map),
@@ -134,15 +134,15 @@ impl<T: 'static> Index<T> {
         self
     }
 
-    /// Sets every tuning knob at once. Default: [`Options::default`].
+    /// Sets every tuning knob at once. Default: [`IndexOptions::default`].
     ///
     /// ```
-    /// use flumeview_index::{key, Index, Options};
+    /// use flumeview_index::{key, Index, IndexOptions};
     /// let small = Index::new(1, |name: &String, e| e.put(key::string(name)))
-    ///     .options(Options::default().memtable_bytes(1 << 20));
+    ///     .options(IndexOptions::default().memtable_bytes(1 << 20));
     /// ```
     #[must_use]
-    pub fn options(mut self, options: Options) -> Self {
+    pub fn options(mut self, options: IndexOptions) -> Self {
         self.options = options;
         self.rebuild_store();
         self

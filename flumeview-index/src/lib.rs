@@ -73,7 +73,7 @@
 //! earlier consistent index that resumes from its `since`, and files written after it
 //! are removed at the next open. Compaction merges runs in a background thread without
 //! blocking reads or indexing; old runs are deleted only once a durable manifest no
-//! longer names them. A checkpoint that finds at least [`Options::merge_fan_in`] runs
+//! longer names them. A checkpoint that finds at least [`IndexOptions::merge_fan_in`] runs
 //! flushed since the previous one (after a build or a long catch-up, during which the
 //! driver does not checkpoint) first merges them into one, so that an index built and
 //! closed at once is left as one run rather than a pile of them. A damaged manifest or
@@ -82,7 +82,7 @@
 //! view's status shows `Rebuilding` meanwhile).
 //! The byte layout is documented in `docs/format.md`, section "flumeview-index files".
 //!
-//! Memory is bounded by [`Options::memtable_bytes`] (plus the small sparse index of each
+//! Memory is bounded by [`IndexOptions::memtable_bytes`] (plus the small sparse index of each
 //! run); run data is read through memory maps, so the OS page cache holds what is hot.
 #![warn(
     missing_docs,
@@ -113,5 +113,5 @@ mod tests;
 
 pub use crate::emit::Emit;
 pub use crate::index::Index;
-pub use crate::options::Options;
+pub use crate::options::IndexOptions;
 pub use crate::reader::{Hit, IndexReader, Scan};

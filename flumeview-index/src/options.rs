@@ -1,4 +1,4 @@
-//! `Options`: every tuning knob of an index, with its default.
+//! `IndexOptions`: every tuning knob of an index, with its default.
 
 use std::time::Duration;
 
@@ -8,13 +8,13 @@ use flume_core::CheckpointPolicy;
 /// them with the builder methods of the same name:
 ///
 /// ```
-/// use flumeview_index::Options;
-/// let options = Options::default().memtable_bytes(4 << 20).merge_fan_in(8);
+/// use flumeview_index::IndexOptions;
+/// let options = IndexOptions::default().memtable_bytes(4 << 20).merge_fan_in(8);
 /// assert_eq!(options.block_bytes, 4096);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
-pub struct Options {
+pub struct IndexOptions {
     /// How many bytes (approximately: key bytes plus 64 per entry) the in-memory table
     /// may hold before it is written out as a run. Bounds the index's memory use while
     /// indexing. Default: 16 MiB.
@@ -39,9 +39,9 @@ pub struct Options {
     pub checkpoint: CheckpointPolicy,
 }
 
-impl Default for Options {
+impl Default for IndexOptions {
     fn default() -> Self {
-        Options {
+        IndexOptions {
             memtable_bytes: 16 << 20,
             block_bytes: 4096,
             bloom_bits_per_key: 10,
@@ -52,43 +52,43 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    /// Sets [`Options::memtable_bytes`].
+impl IndexOptions {
+    /// Sets [`IndexOptions::memtable_bytes`].
     #[must_use]
     pub fn memtable_bytes(mut self, bytes: usize) -> Self {
         self.memtable_bytes = bytes;
         self
     }
 
-    /// Sets [`Options::block_bytes`] (at least 64).
+    /// Sets [`IndexOptions::block_bytes`] (at least 64).
     #[must_use]
     pub fn block_bytes(mut self, bytes: usize) -> Self {
         self.block_bytes = bytes.max(64);
         self
     }
 
-    /// Sets [`Options::bloom_bits_per_key`] (at least 1).
+    /// Sets [`IndexOptions::bloom_bits_per_key`] (at least 1).
     #[must_use]
     pub fn bloom_bits_per_key(mut self, bits: u32) -> Self {
         self.bloom_bits_per_key = bits.max(1);
         self
     }
 
-    /// Sets [`Options::merge_fan_in`] (at least 2).
+    /// Sets [`IndexOptions::merge_fan_in`] (at least 2).
     #[must_use]
     pub fn merge_fan_in(mut self, runs: usize) -> Self {
         self.merge_fan_in = runs.max(2);
         self
     }
 
-    /// Sets [`Options::background_compaction`].
+    /// Sets [`IndexOptions::background_compaction`].
     #[must_use]
     pub fn background_compaction(mut self, on: bool) -> Self {
         self.background_compaction = on;
         self
     }
 
-    /// Sets [`Options::checkpoint`].
+    /// Sets [`IndexOptions::checkpoint`].
     #[must_use]
     pub fn checkpoint_every(mut self, records: u64, interval: Duration) -> Self {
         self.checkpoint = CheckpointPolicy { records, interval };

@@ -27,7 +27,7 @@ use crate::manifest::{Manifest, RunRef};
 use crate::memtable::Memtable;
 use crate::merge::{live_pairs, Compacted, Merge, Pair, Source};
 use crate::run::{Run, RunCursor, RunParams, RunWriter};
-use crate::Options;
+use crate::IndexOptions;
 
 /// A run merged from others, and those (oldest first).
 type Merged = (Arc<Run>, Vec<Arc<Run>>);
@@ -111,7 +111,7 @@ pub(crate) struct Query<'a> {
 }
 
 impl Store {
-    pub(crate) fn new(version: u32, options: &Options, dir: Option<PathBuf>) -> Store {
+    pub(crate) fn new(version: u32, options: &IndexOptions, dir: Option<PathBuf>) -> Store {
         Store {
             version,
             dir,
@@ -447,7 +447,7 @@ impl Store {
     /// Returns whether the manifest changed. Does nothing unless `since` is the last
     /// seq applied.
     ///
-    /// When at least [`Options::merge_fan_in`] runs were flushed since the last
+    /// When at least [`IndexOptions::merge_fan_in`] runs were flushed since the last
     /// checkpoint (a build or a catch-up: the driver checkpoints a view only between
     /// batches, so a long one flushes many runs first), they are merged into one run
     /// first, and the manifest names that run instead: the compactor only merges runs a

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use crate::entry::Kind;
 use crate::key::prefix_end;
 use crate::store::{Query, Store};
-use crate::{Index, Options};
+use crate::{Index, IndexOptions};
 
 /// One record's operations.
 type Ops = Vec<(Kind, Vec<u8>)>;
@@ -55,7 +55,7 @@ impl Model {
     }
 }
 
-fn index(dir: Option<&Path>, options: Options) -> Index<()> {
+fn index(dir: Option<&Path>, options: IndexOptions) -> Index<()> {
     let idx = Index::new(1, |_: &(), _| {}).options(options);
     match dir {
         Some(d) => idx.persist(d),
@@ -179,7 +179,7 @@ fn action() -> impl Strategy<Value = Action> {
 fn run_model(actions: Vec<Action>, persist: bool) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = persist.then(|| dir.path().to_path_buf());
-    let options = Options::default()
+    let options = IndexOptions::default()
         .memtable_bytes(300)
         .block_bytes(64)
         .merge_fan_in(2)
@@ -332,7 +332,7 @@ fn drive(idx: &mut Index<()>, records: &[Ops]) -> Result<(), BoxError> {
 fn a_crash_at_any_step_resumes_from_a_consistent_state() -> Result<(), BoxError> {
     let records = workload(260);
     let keys: BTreeSet<Vec<u8>> = records.iter().flatten().map(|(_, k)| k.clone()).collect();
-    let options = Options::default()
+    let options = IndexOptions::default()
         .memtable_bytes(2000)
         .block_bytes(128)
         .merge_fan_in(2)
@@ -395,7 +395,7 @@ fn a_crash_at_any_step_resumes_from_a_consistent_state() -> Result<(), BoxError>
 #[test]
 fn damaged_files_fail_the_load() -> Result<(), BoxError> {
     let records = workload(100);
-    let options = Options::default()
+    let options = IndexOptions::default()
         .memtable_bytes(1500)
         .background_compaction(false);
     let dir = tempfile::tempdir()?;
@@ -442,7 +442,7 @@ fn damaged_files_fail_the_load() -> Result<(), BoxError> {
 #[test]
 fn another_version_is_reported() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let mut idx = index(Some(dir.path()), Options::default());
+    let mut idx = index(Some(dir.path()), IndexOptions::default());
     View::<()>::load(&mut idx)?;
     apply(&mut idx, 0, &vec![(Kind::Put, b"a".to_vec())])?;
     View::<()>::checkpoint(&mut idx, 0)?;
@@ -457,9 +457,9 @@ fn another_version_is_reported() -> Result<(), BoxError> {
 #[test]
 fn the_directory_is_locked() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let mut first = index(Some(dir.path()), Options::default());
+    let mut first = index(Some(dir.path()), IndexOptions::default());
     View::<()>::load(&mut first)?;
-    let mut second = index(Some(dir.path()), Options::default());
+    let mut second = index(Some(dir.path()), IndexOptions::default());
     let started = std::time::Instant::now();
     let err = View::<()>::load(&mut second).expect_err("locked");
     assert!(
@@ -477,7 +477,7 @@ fn the_directory_is_locked() -> Result<(), BoxError> {
 fn a_checkpoint_merges_the_runs_flushed_since_the_last() -> Result<(), BoxError> {
     let records = workload(600);
     let keys: BTreeSet<Vec<u8>> = records.iter().flatten().map(|(_, k)| k.clone()).collect();
-    let options = Options::default()
+    let options = IndexOptions::default()
         .memtable_bytes(1000)
         .block_bytes(128)
         .merge_fan_in(4)

@@ -9,13 +9,13 @@ use std::time::Duration;
 use common::{by_key, msg, Msg, TestResult};
 use flume_core::{Flume, Json, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_index::{key, IndexReader, Options};
+use flumeview_index::{key, IndexOptions, IndexReader};
 
 const N: u64 = 3000;
 
 /// Small memtables (many runs), and no checkpoint before the one at close.
-fn options() -> Options {
-    Options::default()
+fn options() -> IndexOptions {
+    IndexOptions::default()
         .memtable_bytes(4 << 10)
         .checkpoint_every(u64::MAX, Duration::from_secs(3600))
 }

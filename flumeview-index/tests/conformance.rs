@@ -48,7 +48,7 @@ impl ViewUnderTest for ByAuthor {
         })
         .persist(dir)
         .options(
-            flumeview_index::Options::default()
+            flumeview_index::IndexOptions::default()
                 .memtable_bytes(1 << 10)
                 .merge_fan_in(2),
         )

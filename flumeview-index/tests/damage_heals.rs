@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use common::{counting_by_author, msg, Msg, TestResult};
 use flume_core::{Flume, ViewState, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_index::{key, IndexReader, Options};
+use flumeview_index::{key, IndexOptions, IndexReader};
 
 const RECORDS: u64 = 300;
 
@@ -37,7 +37,7 @@ async fn a_damaged_run_block_is_rebuilt_and_the_read_answers() -> TestResult {
     let db = Flume::<Msg>::builder(MemoryLog::new(), flume_core::Json)
         .batch_size(1)
         .build();
-    let options = Options::default().memtable_bytes(2 << 10);
+    let options = IndexOptions::default().memtable_bytes(2 << 10);
     let idx: IndexReader<Msg> = db.add_view(
         "by_author",
         counting_by_author(1, &seen)

@@ -6,7 +6,7 @@ mod common;
 use common::{by_author, by_key, msg, Msg, TestResult};
 use flume_core::{Flume, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_index::{key, Hit, Index, IndexReader, Options};
+use flumeview_index::{key, Hit, Index, IndexOptions, IndexReader};
 
 #[tokio::test]
 async fn get_returns_the_record_a_key_points_at() -> TestResult {
@@ -85,7 +85,7 @@ async fn multi_valued_keys_and_deletes() -> TestResult {
         }
     })
     // Tiny runs: the scans cross the memtable and several runs.
-    .options(Options::default().memtable_bytes(200).merge_fan_in(2));
+    .options(IndexOptions::default().memtable_bytes(200).merge_fan_in(2));
     let db = Flume::<Op>::new(MemoryLog::new()).use_view("tags", tags)?;
     let tag = |t: &str| Op::Tag(t.into());
     for op in [

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use common::{by_author, msg, Msg, TestResult};
 use flume_core::{Flume, Live, Wait};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use flumeview_index::{Hit, IndexReader};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
 async fn open(dir: &Path) -> flume_core::Result<(Flume<Msg>, IndexReader<Msg>)> {
-    let log = FileLog::open(dir.join("log"), Options::default()).await?;
+    let log = FileLog::open(dir.join("log"), FileLogOptions::default()).await?;
     let db = Flume::<Msg>::new(log);
     let idx = db.add_view("by_author", by_author().persist(dir.join("by_author")))?;
     Ok((db, idx))
@@ -113,7 +113,7 @@ async fn follow_on_a_lagging_index_syncs_only_once_every_old_hit_is_out() -> Tes
     // catches up, and the marker comes only once every record the log held when
     // `follow` was called has been reported.
     let dir = tempfile::tempdir()?;
-    let log = FileLog::open(dir.path(), Options::default()).await?;
+    let log = FileLog::open(dir.path(), FileLogOptions::default()).await?;
     let db = Flume::<Msg>::builder(log, flume_core::Json)
         .batch_size(8)
         .build();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use flume_core::{Flume, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_index::{Index, IndexReader, Options};
+use flumeview_index::{Index, IndexOptions, IndexReader};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,7 @@ fn index(dir: &std::path::Path) -> Index<Rec> {
     })
     .persist(dir)
     .options(
-        Options::default()
+        IndexOptions::default()
             .memtable_bytes(400)
             .block_bytes(64)
             .merge_fan_in(2)

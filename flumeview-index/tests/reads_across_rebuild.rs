@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{by_key, msg, Msg, TestResult};
 use flume_core::{Flume, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_index::{key, IndexReader, Options};
+use flumeview_index::{key, IndexOptions, IndexReader};
 
 const RECORDS: u64 = 200;
 
@@ -25,7 +25,7 @@ async fn reads_during_rebuilds_never_see_a_wiped_index() -> TestResult {
     let db = Flume::<Msg>::builder(MemoryLog::new(), flume_core::Json)
         .batch_size(16)
         .build();
-    let options = Options::default().memtable_bytes(2 << 10);
+    let options = IndexOptions::default().memtable_bytes(2 << 10);
     let idx: IndexReader<Msg> =
         db.add_view("by_key", by_key().persist(dir.path()).options(options))?;
     let all: Vec<Msg> = (0..RECORDS).map(msg).collect();

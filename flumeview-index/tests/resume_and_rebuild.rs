@@ -10,10 +10,12 @@ use std::sync::Arc;
 use common::{counting_by_author, msg, Msg, TestResult};
 use flume_core::{Flume, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_index::{IndexReader, Options};
+use flumeview_index::{IndexOptions, IndexReader};
 
-fn small() -> Options {
-    Options::default().memtable_bytes(4 << 10).merge_fan_in(2)
+fn small() -> IndexOptions {
+    IndexOptions::default()
+        .memtable_bytes(4 << 10)
+        .merge_fan_in(2)
 }
 
 async fn open(

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use common::{counting_by_author, msg, Msg, TestResult};
 use flume_core::{Flume, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_index::{Hit, Options};
+use flumeview_index::{Hit, IndexOptions};
 
 const CHILD_DIR: &str = "FLUMEVIEW_INDEX_SIGKILL_DIR";
 const RECORDS: u64 = 20_000;
 
-fn options() -> Options {
-    Options::default()
+fn options() -> IndexOptions {
+    IndexOptions::default()
         .memtable_bytes(64 << 10)
         .merge_fan_in(2)
         .checkpoint_every(300, Duration::from_millis(5))

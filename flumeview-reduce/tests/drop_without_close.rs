@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flume_core::{Error, Flume, Wait};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use flumeview_reduce::{Reduce, ReduceReader};
 
 const RECORDS: u64 = 20_000;
@@ -26,7 +26,7 @@ fn sum(dir: &std::path::Path, applied: &Arc<AtomicU64>) -> Reduce<u64, u64> {
 async fn open_log(dir: &std::path::Path) -> FileLog {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match FileLog::open(dir.join("log"), Options::default()).await {
+        match FileLog::open(dir.join("log"), FileLogOptions::default()).await {
             Ok(log) => return log,
             Err(Error::Locked { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::TestResult;
 use flume_core::{Flume, Live, Wait};
-use flumelog_file::{FileLog, Options};
+use flumelog_file::{FileLog, FileLogOptions};
 use flumeview_reduce::{Reduce, ReduceReader};
 use futures::StreamExt;
 
@@ -19,7 +19,7 @@ fn collect() -> Reduce<u32, Vec<u32>> {
 }
 
 async fn open(dir: &Path) -> flume_core::Result<(Flume<u32>, ReduceReader<Vec<u32>>)> {
-    let log = FileLog::open(dir.join("log"), Options::default()).await?;
+    let log = FileLog::open(dir.join("log"), FileLogOptions::default()).await?;
     let db = Flume::<u32>::new(log);
     let all = db.add_view("all", collect().persist(dir.join("all")))?;
     Ok((db, all))
@@ -74,7 +74,7 @@ async fn follow_marks_synced_once_the_state_reaches_the_log_at_creation() -> Tes
     // A slow view far behind the log: the marker comes right after the first state
     // that includes the log's last record at the time `follow` was called, never before.
     let dir = tempfile::tempdir()?;
-    let log = FileLog::open(dir.path(), Options::default()).await?;
+    let log = FileLog::open(dir.path(), FileLogOptions::default()).await?;
     let db = Flume::<u32>::builder(log, flume_core::Json)
         .batch_size(16)
         .build();

@@ -47,7 +47,6 @@
 mod appends;
 mod close;
 mod durability;
-mod hexdump;
 mod live;
 mod log_suite;
 mod streams;
@@ -58,11 +57,11 @@ mod view_suite;
 pub use self::appends::*;
 pub use self::close::*;
 pub use self::durability::*;
-pub use self::hexdump::hexdump;
 pub use self::live::*;
 pub use self::streams::*;
 pub use self::view_cases::*;
 pub use self::view_suite::ViewUnderTest;
+pub use crate::durable::hexdump;
 
 /// How long the suites wait for anything before failing instead of hanging.
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);

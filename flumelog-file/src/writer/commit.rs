@@ -380,7 +380,7 @@ impl Writer {
 
     /// Makes sure bytes up to `end` of the active segment can be written through the
     /// mapping: within the mapping, and within the file, in space that has its blocks.
-    /// Reserves [`Options::reserve`](crate::Options::reserve) bytes ahead (never past
+    /// Reserves [`FileLogOptions::reserve`](crate::FileLogOptions::reserve) bytes ahead (never past
     /// the segment size, and at least up to `end`) when `end` is past the file's end.
     /// `Ok(false)`: write with `pwrite` instead (mapped writes are off, the write does
     /// not fit the mapping, or the file system has no `fallocate`, which turns mapped

@@ -16,7 +16,7 @@
 //! segment ([`WriteMap`]) instead of calling `pwrite`: the pages of a shared file
 //! mapping are the page cache, so a copied frame is exactly as safe from a process
 //! crash as a written one. The file is first made long enough with `fallocate`, in
-//! large steps ([`Options::reserve`](crate::Options::reserve)), so that a write through
+//! large steps ([`FileLogOptions::reserve`](crate::FileLogOptions::reserve)), so that a write through
 //! the mapping never lands past the end of the file or needs a block the disk does
 //! not have; a failed reservation poisons the log like a failed write. Rounds that
 //! end with an fsync keep using `pwrite` (and write zeros ahead, `preallocate`).
@@ -68,8 +68,8 @@ pub(crate) struct Active {
     pub(crate) io: Box<dyn SegmentIo>,
     /// Bytes of data in the file (header included): where the next frame goes.
     pub(crate) len: u64,
-    /// The file's length: `len` plus preallocated zeros (`Options::preallocate`) and
-    /// reserved space (`Options::reserve`).
+    /// The file's length: `len` plus preallocated zeros (`FileLogOptions::preallocate`) and
+    /// reserved space (`FileLogOptions::reserve`).
     pub(crate) file_len: u64,
     /// End of the bytes really written (data, or zeros by `preallocate`): from here to
     /// `file_len` the file is reserved space, allocated by `fallocate` but not written.
@@ -79,7 +79,7 @@ pub(crate) struct Active {
     /// Length of the readers' mapping.
     pub(crate) map_len: usize,
     /// The writer's writable mapping, for buffered rounds; `None` when mapped writes
-    /// are off (`Options::reserve == 0`, or no `fallocate` on this file system).
+    /// are off (`FileLogOptions::reserve == 0`, or no `fallocate` on this file system).
     pub(crate) wmap: Option<Arc<WriteMap>>,
     /// Reserving space ahead failed in this segment: reserve only on demand.
     pub(crate) reserve_failed: bool,
@@ -105,7 +105,7 @@ impl Active {
     pub(crate) fn new(
         seg: Arc<Segment>,
         file: std::fs::File,
-        options: &crate::Options,
+        options: &crate::FileLogOptions,
         len: u64,
         file_len: u64,
         count: u64,
@@ -142,7 +142,7 @@ pub(crate) struct Writer {
     /// This round ends with an fdatasync: worth preallocating for (a round that only
     /// writes would write the zeros and then the data over them, for nothing).
     syncing: bool,
-    /// Buffered rounds write through a mapping (`Options::reserve > 0`, and the file
+    /// Buffered rounds write through a mapping (`FileLogOptions::reserve > 0`, and the file
     /// system supports `fallocate`).
     map_writes: bool,
     /// Test builds: where `revert` stops, between lowering the queue and touching the

@@ -285,7 +285,7 @@ mod tests {
 
     use super::{Pause, Step};
     use crate::writer::lock;
-    use crate::{FileLog, Options};
+    use crate::{FileLog, FileLogOptions};
 
     fn record(i: u64) -> Bytes {
         Bytes::from(format!("record {i} ").repeat(20))
@@ -305,7 +305,7 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         // A bulk log: buffered appends return once queued (the writer is busy).
-        let options = Options::default()
+        let options = FileLogOptions::default()
             .segment_size(4096)
             .max_write_delay(Duration::from_secs(1));
         let log = FileLog::open_blocking(dir.path(), options.clone()).unwrap();
@@ -376,7 +376,7 @@ mod tests {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let log = FileLog::open_blocking(dir.path(), Options::default()).unwrap();
+        let log = FileLog::open_blocking(dir.path(), FileLogOptions::default()).unwrap();
         for i in 0..10 {
             rt.block_on(log.append(record(i))).unwrap();
         }

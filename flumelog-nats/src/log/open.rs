@@ -15,7 +15,7 @@ use super::follower::follow;
 use super::writer::Writer;
 use super::{Inner, NatsLog, Tails};
 use crate::error::{other, NatsError};
-use crate::Options;
+use crate::NatsOptions;
 
 impl NatsLog {
     /// Connects to `url` (for example `"nats://127.0.0.1:4222"`, or several URLs separated
@@ -28,7 +28,7 @@ impl NatsLog {
     /// # Cancel safety
     /// Dropping the future abandons the connection; nothing is written, except that an
     /// interrupted batch may have been completed (see [`NatsLog::open`]).
-    pub async fn connect(url: &str, options: Options) -> Result<NatsLog, NatsError> {
+    pub async fn connect(url: &str, options: NatsOptions) -> Result<NatsLog, NatsError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(options.request_timeout)
             .request_timeout(Some(options.request_timeout))
@@ -49,9 +49,9 @@ impl NatsLog {
     }
 
     /// Opens the log described by `options` on an existing client connection, creating
-    /// the stream when it is missing and [`Options::create`] is on.
+    /// the stream when it is missing and [`NatsOptions::create`] is on.
     ///
-    /// The stream is created with file storage, [`Options::replicas`] replicas, no limits
+    /// The stream is created with file storage, [`NatsOptions::replicas`] replicas, no limits
     /// (nothing expires), deletes and purges denied, direct gets allowed and the configured
     /// duplicate window. An existing stream is checked for the same properties.
     ///
@@ -66,7 +66,10 @@ impl NatsLog {
     ///
     /// # Cancel safety
     /// As for [`NatsLog::connect`].
-    pub async fn open(client: async_nats::Client, options: Options) -> Result<NatsLog, NatsError> {
+    pub async fn open(
+        client: async_nats::Client,
+        options: NatsOptions,
+    ) -> Result<NatsLog, NatsError> {
         let js = jetstream::ContextBuilder::new()
             .timeout(options.request_timeout)
             .ack_timeout(options.request_timeout)
@@ -123,7 +126,7 @@ impl NatsLog {
 /// Gets or creates the stream and checks its configuration.
 async fn open_stream(
     js: &jetstream::Context,
-    options: &Options,
+    options: &NatsOptions,
     subject: &str,
 ) -> Result<stream::Stream, NatsError> {
     let name = &options.stream;
@@ -219,7 +222,7 @@ fn check_config(
         Some(format!(
             "its duplicate window ({:?}) is not longer than the append timeout ({append_timeout:?}), \
              so a retried append could be stored twice; raise the window or lower \
-             Options::append_timeout",
+             NatsOptions::append_timeout",
             c.duplicate_window
         ))
     } else if info.state.messages != info.state.last_sequence {

@@ -371,7 +371,7 @@ impl Inner {
     }
 
     /// Runs an append, cutting it off one request timeout after `deadline` whatever it
-    /// waits for: the documented bound of [`Options::append_timeout`] holds even if a
+    /// waits for: the documented bound of [`NatsOptions::append_timeout`] holds even if a
     /// request outlives its own timeout. A cut-off append leaves the writer in a state
     /// that the next write checks (every write names the tail it expects).
     pub(super) async fn bounded<T>(

@@ -44,22 +44,6 @@ pub fn server_binary(name: &str) -> PathBuf {
     })
 }
 
-/// The binary, or `None` after printing why the test `name` is skipped: for tests not
-/// yet marked with `cfg_attr(no_nats_server, ignore)`, which pass without running.
-///
-/// # Panics
-/// Under CI (`CI=true`) when there is no binary: there, these tests must run.
-pub fn binary_or_skip(name: &str) -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{name}: no nats-server binary found, and CI=true requires these tests to run; install nats-server or set NATS_SERVER");
-        }
-        eprintln!("SKIPPED {name}: no nats-server binary found (install nats-server or set NATS_SERVER=/path/to/nats-server)");
-    }
-    found
-}
-
 /// A free TCP port on 127.0.0.1, below Linux's ephemeral range (32768 and up).
 ///
 /// A port the kernel hands out for `bind(0)` comes from the ephemeral range, where any
