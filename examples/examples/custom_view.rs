@@ -10,7 +10,9 @@
 //! the second reopens the database, the view loads its state instead of re-reading the
 //! log, and only the one new message is applied.
 //!
-//! Run with `cargo run -p examples --example custom_view`.
+//! Run with `cargo run -p examples --example custom_view`. The view also passes the view
+//! conformance suite (`examples/tests/custom_view_conformance.rs`, which is why its items
+//! are `pub(crate)`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,31 +25,35 @@ use flumelog_file::{FileLog, FileLogOptions};
 use serde::{Deserialize, Serialize};
 
 /// A chat message, stored in the log as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Message {
-    author: String,
-    text: String,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Message {
+    /// Who wrote it.
+    pub(crate) author: String,
+    /// What they wrote.
+    pub(crate) text: String,
 }
 
 /// The state: author -> (seq, their latest message).
-type Latest = Arc<RwLock<BTreeMap<String, (Seq, Message)>>>;
+pub(crate) type Latest = Arc<RwLock<BTreeMap<String, (Seq, Message)>>>;
 
-/// The view. Bump `VERSION` whenever `apply` changes: a state file written by another
-/// version is not loaded, and the view is rebuilt from the log.
-struct LatestByAuthor {
+/// The view.
+pub(crate) struct LatestByAuthor {
     latest: Latest,
     file: StateFile,
     /// Records applied in this session (to show what loading saved).
     applied: Arc<AtomicU64>,
 }
 
-const VERSION: u32 = 1;
+/// The view's version. Bump it whenever `apply` changes: a state file written by another
+/// version is not loaded, and the view is rebuilt from the log.
+pub(crate) const VERSION: u32 = 1;
 
 impl LatestByAuthor {
-    fn new(dir: &Path, applied: Arc<AtomicU64>) -> Self {
+    /// The view at `version` (normally [`VERSION`]), saving its state in `dir`.
+    pub(crate) fn new(dir: &Path, version: u32, applied: Arc<AtomicU64>) -> Self {
         LatestByAuthor {
             latest: Latest::default(),
-            file: StateFile::new(dir.join("latest.state"), VERSION),
+            file: StateFile::new(dir.join("latest.state"), version),
             applied,
         }
     }
@@ -55,7 +61,7 @@ impl LatestByAuthor {
 
 /// What readers get: the shared map and a waiter that makes reads wait for catch-up.
 #[derive(Clone)]
-struct LatestReader {
+pub(crate) struct LatestReader {
     latest: Latest,
     waiter: Waiter,
 }
@@ -65,11 +71,28 @@ impl LatestReader {
     ///
     /// `Waiter::read` waits as `wait` says, then runs the closure while the view cannot
     /// be reset (by a rebuild, a revert or a failure), so the read never sees a wiped map.
-    async fn get(&self, author: &str, wait: Wait) -> flume_core::Result<Option<(Seq, Message)>> {
+    pub(crate) async fn get(
+        &self,
+        author: &str,
+        wait: Wait,
+    ) -> flume_core::Result<Option<(Seq, Message)>> {
         self.waiter
             .read(wait, || {
                 let latest = self.latest.read().unwrap_or_else(|p| p.into_inner());
                 latest.get(author).cloned()
+            })
+            .await
+    }
+
+    /// Every author's latest message, with its seq.
+    pub(crate) async fn all(
+        &self,
+        wait: Wait,
+    ) -> flume_core::Result<BTreeMap<String, (Seq, Message)>> {
+        self.waiter
+            .read(wait, || {
+                let latest = self.latest.read().unwrap_or_else(|p| p.into_inner());
+                latest.clone()
             })
             .await
     }
@@ -79,7 +102,7 @@ impl View<Message> for LatestByAuthor {
     type Reader = LatestReader;
 
     fn version(&self) -> u32 {
-        VERSION
+        self.file.version()
     }
 
     fn reader(&self, ctx: ReaderContext<Message>) -> LatestReader {
@@ -147,7 +170,7 @@ async fn main() -> Result<(), BoxError> {
         println!("session {session}");
         let applied = Arc::new(AtomicU64::new(0));
         let log = FileLog::open(dir.join("log"), FileLogOptions::default()).await?;
-        let view = LatestByAuthor::new(&dir.join("latest"), Arc::clone(&applied));
+        let view = LatestByAuthor::new(&dir.join("latest"), VERSION, Arc::clone(&applied));
         let db = Flume::<Message>::new(log).use_view("latest", view)?;
         let latest: LatestReader = db.view("latest")?;
 
@@ -166,6 +189,8 @@ async fn main() -> Result<(), BoxError> {
                 None => println!("  latest of {author}: nothing yet"),
             }
         }
+        let authors = latest.all(Wait::Log).await?;
+        println!("  authors with a message: {}", authors.len());
         // Closing checkpoints the view: the next session loads it.
         db.close().await?;
         println!(
