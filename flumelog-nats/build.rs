@@ -6,31 +6,19 @@
 //! the tests always run, and fail loudly without a server. After installing nats-server,
 //! set `NATS_SERVER` (or change `PATH`) so that this script runs again.
 
-use std::path::PathBuf;
+#[path = "tests/support/find.rs"]
+#[allow(unreachable_pub)] // the tests call it from their own module
+mod find;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(no_nats_server)");
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=tests/support/find.rs");
     println!("cargo::rerun-if-env-changed=NATS_SERVER");
     println!("cargo::rerun-if-env-changed=PATH");
     println!("cargo::rerun-if-env-changed=CI");
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if !ci && nats_server().is_none() {
+    if !ci && find::binary().is_none() {
         println!("cargo::rustc-cfg=no_nats_server");
     }
-}
-
-/// The binary the tests' `support::binary` finds, if any.
-fn nats_server() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NATS_SERVER") {
-        let path = PathBuf::from(path);
-        return path.is_file().then_some(path);
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
 }

@@ -14,21 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The nats-server binary, if there is one: `NATS_SERVER`, else `nats-server` on `PATH`
-/// or in the usual directories (the same search as the build script's).
-pub fn binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NATS_SERVER") {
-        let path = PathBuf::from(path);
-        return path.is_file().then_some(path);
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-}
+mod find;
+pub use find::binary;
 
 /// The binary the test `name` needs.
 ///
