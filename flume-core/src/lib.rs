@@ -55,8 +55,9 @@
 //! - Keep a view's state in files: [`durable`] has a versioned, checksummed state file
 //!   that a view saves and loads in a line each, a directory lock, atomic file
 //!   replacement and the coding helpers the workspace's own file formats use.
-//! - Write a log backend: implement [`Log`] (or [`ReadRange`] plus [`range_stream`]) and
-//!   run the conformance suite in `testing` (feature `testing`).
+//! - Write a log backend: implement [`Log`] (or [`ReadRange`] / [`AsyncReadRange`] plus
+//!   [`range_stream`] / [`async_range_chunks`], the one range loop) and run the log
+//!   conformance suite in `testing` (feature `testing`); a view runs the view suite.
 #![warn(
     missing_docs,
     missing_debug_implementations,
