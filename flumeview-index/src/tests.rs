@@ -7,7 +7,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use flume_core::{BoxError, Seq, View};
+use flume_core::{BoxError, Error, Seq, View};
 use proptest::prelude::*;
 
 use crate::entry::Kind;
@@ -346,7 +346,18 @@ fn a_crash_at_any_step_resumes_from_a_consistent_state() -> Result<(), BoxError>
             idx.store().faults.arm(point, countdown);
             let result = drive(&mut idx, &records);
             let crashed = idx.store().faults.fired();
-            assert_eq!(result.is_err(), crashed, "{point} #{countdown}: {result:?}");
+            // Failing exactly when the crash fired, and with the injected crash itself.
+            match &result {
+                Ok(()) => assert!(!crashed, "{point} #{countdown}: fired but succeeded"),
+                Err(e) => match e.downcast_ref::<Error>() {
+                    Some(Error::Io { path, source }) => {
+                        assert!(crashed, "{point} #{countdown}: {e}");
+                        assert_eq!(path, Path::new(point), "{point} #{countdown}");
+                        assert_eq!(source.to_string(), format!("injected crash at {point}"));
+                    }
+                    _ => panic!("{point} #{countdown}: not the injected crash: {e:?}"),
+                },
+            }
             if crashed {
                 fired.insert(*point);
             }
