@@ -11,6 +11,8 @@
 //!
 //! All integers are little-endian. A frame's CRC covers its length word and its payload.
 
+use flume_core::durable::Reader;
+
 /// The first 8 bytes of every segment file.
 pub(crate) const MAGIC: [u8; 8] = *b"FLUMELOG";
 /// The format version this build writes and reads.
@@ -273,16 +275,20 @@ fn has_lost_page(data: &[u8], from: usize, to: usize) -> bool {
     false
 }
 
+/// The little-endian `u32` at `at`, which the caller checked to be in bounds.
+#[inline]
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(x)
+    Reader::at(b, at)
+        .u32()
+        .expect("the caller checks the bounds")
 }
 
+/// The little-endian `u64` at `at`, which the caller checked to be in bounds.
+#[inline]
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
+    Reader::at(b, at)
+        .u64()
+        .expect("the caller checks the bounds")
 }
 
 #[cfg(test)]
