@@ -2,15 +2,19 @@
 //! the scan nor the other views nor their readers; `close` still waits for it.
 mod held;
 
+use std::sync::{Arc, Mutex};
+
 use flume_core::{Flume, ViewState, Wait};
 use flumelog_memory::MemoryLog;
 use flumeview_reduce::{Reduce, ReduceReader};
-use held::{within, Held, HeldReader, Hold, ReleaseOnDrop};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn other_views_answer_reads_while_one_view_checkpoints() {
+use held::{within, Held, HeldReader, Hold, Log, ReleaseOnDrop};
+
+/// A database with a view whose checkpoints wait for `hold`'s release ("slow", with its
+/// log) and a count; the guard releases the hold when the test ends, however it ends.
+fn slow_and_count() -> (Hold, ReleaseOnDrop, Arc<Mutex<Log>>, Flume<u64>) {
     let hold = Hold::new();
-    let _release = ReleaseOnDrop(hold.clone());
+    let release = ReleaseOnDrop(hold.clone());
     let slow = Held::new().holding_checkpoint(&hold);
     let slow_log = slow.log();
     let db = Flume::<u64>::new(MemoryLog::new())
@@ -18,6 +22,12 @@ async fn other_views_answer_reads_while_one_view_checkpoints() {
         .unwrap()
         .use_view("count", Reduce::count(1))
         .unwrap();
+    (hold, release, slow_log, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_views_answer_reads_while_one_view_checkpoints() {
+    let (hold, _release, slow_log, db) = slow_and_count();
     let count: ReduceReader<u64> = db.view("count").unwrap();
     let slow_reader: HeldReader = db.view("slow").unwrap();
 
@@ -61,15 +71,7 @@ async fn other_views_answer_reads_while_one_view_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_waits_for_a_checkpoint_in_progress() {
-    let hold = Hold::new();
-    let _release = ReleaseOnDrop(hold.clone());
-    let slow = Held::new().holding_checkpoint(&hold);
-    let slow_log = slow.log();
-    let db = Flume::<u64>::new(MemoryLog::new())
-        .use_view("slow", slow)
-        .unwrap()
-        .use_view("count", Reduce::count(1))
-        .unwrap();
+    let (hold, _release, slow_log, db) = slow_and_count();
     db.append(&0).await.unwrap();
     assert_eq!(hold.entered().await, Some(0));
 
