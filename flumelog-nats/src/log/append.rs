@@ -119,13 +119,7 @@ impl Inner {
                     self.refresh(&mut w, deadline).await?;
                 }
                 if let Some(expected) = condition {
-                    let want = expected.map_or(0, |s| s.saturating_add(1));
-                    if w.tail != want {
-                        // Our view may be old: the server has the last word.
-                        w.tail = want;
-                        w.last_id = None;
-                        w.stale = true;
-                    }
+                    w.expect(expected);
                 }
                 let tail = w.tail;
                 match self.send(&w, &id, HeaderMap::new(), record.clone()).await {
@@ -292,12 +286,7 @@ impl Inner {
                 (Ok(batch), None)
             } else {
                 if let Some(expected) = condition {
-                    let want = expected.map_or(0, |s| s.saturating_add(1));
-                    if w.tail != want {
-                        w.tail = want;
-                        w.last_id = None;
-                        w.stale = true;
-                    }
+                    w.expect(expected);
                 }
                 let tail = w.tail;
                 let sent = Instant::now();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use flume_core::Seq;
 use tokio::time::Instant;
 
 use super::reader::no_message;
@@ -31,6 +32,20 @@ pub(super) struct Writer {
     pub(super) stale: bool,
     /// Incremented by every refresh.
     pub(super) generation: u64,
+}
+
+impl Writer {
+    /// Makes the next write expect the tail a conditional append names (`expected`: the
+    /// last seq it saw, `None` for an empty log), when this writer believes otherwise:
+    /// its view may be old, and the server has the last word.
+    pub(super) fn expect(&mut self, expected: Option<Seq>) {
+        let want = expected.map_or(0, |s| s.saturating_add(1));
+        if self.tail != want {
+            self.tail = want;
+            self.last_id = None;
+            self.stale = true;
+        }
+    }
 }
 
 /// One message to append, under the id that all its attempts share.
