@@ -155,6 +155,35 @@ pub enum Error {
         actual: &'static str,
     },
 
+    /// A conditional append ([`Log::append_if`](crate::Log::append_if),
+    /// [`Flume::append_if`](crate::Flume::append_if)) found the log's last seq at `actual`
+    /// instead of the `expected` one, so nothing was appended. Someone else appended in
+    /// between: read again (waiting for `actual`), decide again, and retry.
+    ///
+    /// ```
+    /// use flume_core::Error;
+    /// let e = Error::Conflict { expected: Some(4), actual: Some(6) };
+    /// assert!(matches!(e, Error::Conflict { actual: Some(6), .. }));
+    /// assert_eq!(e.to_string(), "conditional append expected the log to end at seq 4, but it ends at seq 6; nothing was appended");
+    /// ```
+    #[error("conditional append expected the log to end at {}, but it ends at {}; nothing was appended", tail_name(*expected), tail_name(*actual))]
+    Conflict {
+        /// The last seq the caller expected (`None`: an empty log).
+        expected: Option<Seq>,
+        /// The log's actual last seq when the append was tried (`None`: empty).
+        actual: Option<Seq>,
+    },
+
+    /// A read asked for the state as of `seq`, but the view keeps history only from
+    /// `horizon` on (its retention option dropped what came before).
+    #[error("seq {seq} is older than the history this view keeps, which starts at seq {horizon}")]
+    HistoryTrimmed {
+        /// The seq asked for.
+        seq: Seq,
+        /// The oldest seq whose state the view can still answer for.
+        horizon: Seq,
+    },
+
     /// The caller passed arguments that make no sense (for example a reverse live stream).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -250,6 +279,14 @@ impl Error {
                 max: *max,
             },
             Error::NotFound { seq } => Error::NotFound { seq: *seq },
+            Error::Conflict { expected, actual } => Error::Conflict {
+                expected: *expected,
+                actual: *actual,
+            },
+            Error::HistoryTrimmed { seq, horizon } => Error::HistoryTrimmed {
+                seq: *seq,
+                horizon: *horizon,
+            },
             Error::ViewFailed { name, source } => Error::ViewFailed {
                 name: name.clone(),
                 source: Arc::clone(source),
@@ -281,5 +318,13 @@ impl Error {
             },
             Error::Backend(source) => Error::Backend(source.to_string().into()),
         }
+    }
+}
+
+/// How [`Error::Conflict`] names a log tail.
+fn tail_name(tail: Option<Seq>) -> String {
+    match tail {
+        Some(seq) => format!("seq {seq}"),
+        None => "nothing (an empty log)".to_string(),
     }
 }

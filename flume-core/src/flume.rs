@@ -330,6 +330,60 @@ impl<T: Send + Sync + 'static> Flume<T> {
         self.inner.log.append_batch_with(encoded, None).await
     }
 
+    /// Appends `value` only if the log's last seq is exactly `expected` (`None`: only
+    /// into an empty log); returns its seq. The check and the append are one atomic step,
+    /// so of several writers expecting the same tail exactly one wins; see
+    /// [`Log::append_batch_if_with`](crate::Log::append_batch_if_with).
+    ///
+    /// ```
+    /// use flume_core::{Error, Flume};
+    /// use flumelog_memory::MemoryLog;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> flume_core::Result<()> {
+    /// let db = Flume::<String>::new(MemoryLog::new());
+    /// let tail = db.since(); // None: empty
+    /// db.append_if(&"mine".to_string(), tail).await?;
+    /// let late = db.append_if(&"theirs".to_string(), tail).await;
+    /// assert!(matches!(late, Err(Error::Conflict { actual: Some(0), .. })));
+    /// # db.close().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] with the actual last seq (nothing appended); [`Error::Codec`]
+    /// when the value does not encode; the log's errors.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped the value may or may not be appended.
+    pub async fn append_if(&self, value: &T, expected: Option<Seq>) -> Result<Seq> {
+        self.check_open()?;
+        let bytes = self.encode(value)?;
+        let range = self
+            .inner
+            .log
+            .append_batch_if_with(vec![bytes], expected, None)
+            .await?;
+        Ok(range.start)
+    }
+
+    /// [`Flume::append_batch`] only if the log's last seq is exactly `expected`: all of
+    /// `values` or nothing, with consecutive seqs.
+    ///
+    /// # Errors
+    /// As [`Flume::append_if`].
+    pub async fn append_batch_if(&self, values: &[T], expected: Option<Seq>) -> Result<Range<Seq>> {
+        self.check_open()?;
+        let encoded = values
+            .iter()
+            .map(|v| self.encode(v))
+            .collect::<Result<Vec<_>>>()?;
+        self.inner
+            .log
+            .append_batch_if_with(encoded, expected, None)
+            .await
+    }
+
     /// The value stored at `seq`, decoded and mapped.
     ///
     /// # Errors

@@ -246,6 +246,54 @@ pub trait Log: Send + Sync + 'static {
         Box::pin(async { Err(Error::Unsupported("revert")) })
     }
 
+    /// Appends `records` with consecutive seqs, all or nothing, **only if** the log's last
+    /// seq is exactly `expected` (`None`: only into an empty log); returns their seq range.
+    ///
+    /// The check and the append are one atomic step: of many conditional appenders that
+    /// expect the same tail, exactly one succeeds. This is the primitive under
+    /// compare-and-set: read a view caught up to tail `T`, decide, append if the tail is
+    /// still `T`. An empty batch appends nothing and still checks the tail.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] with the actual last seq when the tail is not `expected`
+    /// (nothing is appended); the backend's usual append errors. The default returns
+    /// [`Error::Unsupported`]: every backend of this workspace overrides it.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped the batch may or may not be appended (as a whole).
+    fn append_batch_if_with(
+        &self,
+        records: Vec<Bytes>,
+        expected: Option<Seq>,
+        durability: Option<Durability>,
+    ) -> BoxFuture<'_, Result<Range<Seq>>> {
+        let _ = (records, expected, durability);
+        Box::pin(async { Err(Error::Unsupported("append_if")) })
+    }
+
+    /// Appends one record only if the log's last seq is exactly `expected`, at the log's
+    /// default durability; returns its seq. See [`Log::append_batch_if_with`].
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use flume_core::{Error, Log};
+    /// use flumelog_memory::MemoryLog;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> flume_core::Result<()> {
+    /// let log = MemoryLog::new();
+    /// assert_eq!(log.append_if(Bytes::from("first"), None).await?, 0);
+    /// // A writer that still believes the log is empty loses, and nothing is appended.
+    /// let lost = log.append_if(Bytes::from("stale"), None).await;
+    /// assert!(matches!(lost, Err(Error::Conflict { expected: None, actual: Some(0) })));
+    /// assert_eq!(log.append_if(Bytes::from("second"), Some(0)).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    fn append_if(&self, record: Bytes, expected: Option<Seq>) -> BoxFuture<'_, Result<Seq>> {
+        let batch = self.append_batch_if_with(vec![record], expected, None);
+        Box::pin(async move { Ok(batch.await?.start) })
+    }
+
     /// Syncs and closes the log. Later calls return [`Error::Closed`]; pending live
     /// streams end with [`Error::Closed`].
     fn close(&self) -> BoxFuture<'_, Result<()>>;
@@ -289,6 +337,14 @@ macro_rules! forward_log {
             max: usize,
         ) -> BoxStream<'static, Result<Vec<RawRecord>>> {
             (**self).stream_chunks(opts, max)
+        }
+        fn append_batch_if_with(
+            &self,
+            records: Vec<Bytes>,
+            expected: Option<Seq>,
+            durability: Option<Durability>,
+        ) -> BoxFuture<'_, Result<Range<Seq>>> {
+            (**self).append_batch_if_with(records, expected, durability)
         }
         fn since(&self) -> watch::Receiver<Option<Seq>> {
             (**self).since()

@@ -228,7 +228,13 @@ impl MemoryLog {
         Ok(seq)
     }
 
-    fn append_batch_now(&self, records: Vec<Bytes>) -> Result<Range<Seq>> {
+    /// Appends under the write lock; with `expected = Some(tail)`, only if the last seq
+    /// is `tail` (checked under the same lock, so racing appenders see one winner).
+    fn append_batch_now(
+        &self,
+        records: Vec<Bytes>,
+        expected: Option<Option<Seq>>,
+    ) -> Result<Range<Seq>> {
         let mut guard = self.shared().write();
         let State {
             records: stored,
@@ -236,6 +242,10 @@ impl MemoryLog {
         } = &mut *guard;
         let tx = tx.as_ref().ok_or(Error::Closed)?;
         let first = stored.len() as Seq;
+        let actual = first.checked_sub(1);
+        if let Some(expected) = expected.filter(|e| *e != actual) {
+            return Err(Error::Conflict { expected, actual });
+        }
         let end = first + records.len() as Seq;
         stored.extend(records);
         if end > first {
@@ -309,7 +319,7 @@ impl<B: Into<Bytes>> FromIterator<B> for MemoryLog {
         let log = MemoryLog::new();
         let records: Vec<Bytes> = iter.into_iter().map(Into::into).collect();
         // The log is new and open, so this cannot fail.
-        let _ = log.append_batch_now(records);
+        let _ = log.append_batch_now(records, None);
         log
     }
 }
@@ -414,7 +424,21 @@ impl Log for MemoryLog {
         records: Vec<Bytes>,
         _durability: Option<Durability>,
     ) -> BoxFuture<'_, Result<Range<Seq>>> {
-        Box::pin(async move { self.append_batch_now(records) })
+        Box::pin(async move { self.append_batch_now(records, None) })
+    }
+
+    /// [`Log::append_batch_with`] if the last seq is `expected`, checked under the same
+    /// lock as the append.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the last seq is another; [`Error::Closed`].
+    fn append_batch_if_with(
+        &self,
+        records: Vec<Bytes>,
+        expected: Option<Seq>,
+        _durability: Option<Durability>,
+    ) -> BoxFuture<'_, Result<Range<Seq>>> {
+        Box::pin(async move { self.append_batch_now(records, Some(expected)) })
     }
 
     /// The record with this seq (a reference-counted handle, not a copy).
