@@ -95,6 +95,8 @@ mod run;
 mod semantics;
 mod store;
 
+#[cfg(test)]
+mod tests;
 
 pub use crate::compactor::Compactor;
 pub use crate::emit::{Emit, OpBuf};
