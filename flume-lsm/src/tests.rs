@@ -468,6 +468,18 @@ fn check(
     rev.reverse();
     prop_assert_eq!(&all(store, true, None), &rev);
     prop_assert_eq!(store.count(&lo, &hi).expect("count").0, every.len());
+    // Live scans ask only for what is above a seq they have seen.
+    if let Some(mid) = store.since().map(|s| s / 2) {
+        let q = Query {
+            after: Some(mid),
+            ..Query::default()
+        };
+        let (above, _) = store.scan(&lo, &hi, q).expect("scan");
+        let above: Vec<(Vec<u8>, Seq)> =
+            above.into_iter().map(|(k, s)| (k.into_vec(), s)).collect();
+        let expected: Vec<_> = every.iter().filter(|(_, s)| *s > mid).cloned().collect();
+        prop_assert_eq!(above, expected);
+    }
     let mut stored: Vec<(Vec<u8>, Seq, Kind)> = Vec::new();
     for key in keys.iter().chain([b"zz".to_vec()].iter()) {
         let live = model.live(key, semantics);
