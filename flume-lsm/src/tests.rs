@@ -392,6 +392,42 @@ fn semantics_and_retention_survive_a_reopen() -> Result<()> {
     Ok(())
 }
 
+/// A compactor thread merges committed runs when poked, and stops when dropped.
+#[test]
+fn a_compactor_merges_committed_runs_in_the_background() -> Result<()> {
+    let store = std::sync::Arc::new(open(None, Semantics::SingleValued, Retention::Live));
+    for seq in 0..8u64 {
+        let key = crate::key::u64(seq % 3);
+        apply(&store, seq, &[(Put, &key[..])])?;
+        // One run per checkpoint: fewer than `merge_fan_in` fresh runs are committed as
+        // they are.
+        store.checkpoint(seq)?;
+    }
+    assert_eq!(store.run_count(), 8);
+    let compactor =
+        crate::Compactor::start(&store).map_err(|e| flume_core::Error::io("thread", e))?;
+    compactor.poke();
+    // Fan-in 2: 8 runs of level 0 become one of level 3. Poll (no timing asserted).
+    for _ in 0..6000 {
+        if store.run_count() == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(compactor);
+    assert_eq!(store.run_count(), 1);
+    assert_eq!(
+        all(&store, false, None),
+        [
+            (crate::key::u64(0).to_vec(), 6),
+            (crate::key::u64(1).to_vec(), 7),
+            (crate::key::u64(2).to_vec(), 5),
+        ]
+    );
+    assert_eq!(store.history(&crate::key::u64(0))?, [(6, Put)]);
+    Ok(())
+}
+
 // ----- the model ---------------------------------------------------------------------
 
 /// Every entry ever applied: key -> (seq, kind), newest first (a put before a delete at
