@@ -50,7 +50,8 @@
 //! memory map. A store without a directory keeps its runs in memory.
 //!
 //! The **manifest** names the runs that make up the store, with the view version and
-//! the `since` (the last seq applied) they reflect. [`Store::checkpoint`] flushes the
+//! the `since` (the last seq applied) they reflect, and the [`Semantics`] and
+//! [`Retention`] they were written under. [`Store::checkpoint`] flushes the
 //! memtable and replaces the manifest atomically (temporary file, fsync, rename,
 //! directory fsync); a crash at any point leaves an earlier consistent store, which
 //! [`Store::load`] opens, removing the files written after it. The view then re-applies

@@ -580,6 +580,8 @@ impl Store {
         Manifest {
             version: self.version,
             since,
+            semantics: self.semantics,
+            retention: self.retention,
             runs: runs
                 .iter()
                 .map(|r| RunRef {
