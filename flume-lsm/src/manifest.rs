@@ -219,6 +219,30 @@ fn decode_retention(bytes: &[u8], corrupt: &dyn Fn(usize, String) -> Error) -> R
     }
 }
 
+/// Whether runs compacted under `stored` still hold everything a store with `wanted`
+/// must keep, so that the store may adopt them (and compact them under `wanted` from
+/// then on).
+///
+/// - Anything covers [`Retention::Live`]: every retention keeps the entries the live
+///   answers need (a compaction only ever drops hidden entries), and what more it kept
+///   is history a `Live` store does not promise (its next compactions drop it).
+/// - [`Retention::All`] covers everything.
+/// - [`Retention::Since`]`(a)` covers `Since(b)` when `a <= b`: it kept every entry
+///   above `a` (so above `b`), and each key's newest entry at or below `b` is either
+///   above `a` or its newest at or below `a`, which it kept too.
+/// - Nothing else: `Live` dropped hidden history that `All` and `Since` must return,
+///   and `Since(a)` dropped history at or below `a` that `All` or `Since(b)` with
+///   `b < a` must return.
+///
+/// This holds under either [`Semantics`] (the caller compares those separately).
+pub(crate) fn covers(stored: Retention, wanted: Retention) -> bool {
+    match (stored, wanted) {
+        (_, Retention::Live) | (Retention::All, _) => true,
+        (Retention::Since(a), Retention::Since(b)) => a <= b,
+        (Retention::Live | Retention::Since(_), Retention::All | Retention::Since(_)) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +344,28 @@ mod tests {
         // Live or All with a horizon.
         assert_eq!(offset(&|b| b[24] = 0), 32);
         assert_eq!(offset(&|b| b[24] = 1), 32);
+    }
+
+    #[test]
+    fn what_each_retention_covers() {
+        use Retention::{All, Live, Since};
+        let cases = [
+            (Live, Live, true),
+            (Live, All, false),
+            (Live, Since(0), false),
+            (Live, Since(u64::MAX), false),
+            (All, Live, true),
+            (All, All, true),
+            (All, Since(0), true),
+            (Since(5), Live, true),
+            (Since(5), All, false),
+            (Since(5), Since(4), false),
+            (Since(5), Since(5), true),
+            (Since(5), Since(10), true),
+        ];
+        for (stored, wanted, expected) in cases {
+            assert_eq!(covers(stored, wanted), expected, "{stored:?} → {wanted:?}");
+        }
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub enum Semantics {
 /// when compactions ran; a view that promises a horizon filters its answers itself. The
 /// live answers ([`Store::scan`](crate::Store::scan), [`Store::latest`](crate::Store::latest),
 /// …) are the same under every retention: only hidden entries are ever dropped.
+///
+/// The manifest records the retention (and the semantics) its runs were written under.
+/// A store reopened with a retention that may need entries the stored one dropped
+/// (`Live` reopened with `All` or `Since`; `Since(a)` with `All`, or with `Since(b)` for
+/// `b < a`), or with other semantics, is rebuilt: [`Store::load`](crate::Store::load)
+/// says so. Reopened with a narrower one (`All` with `Since` or `Live`; `Since(a)` with
+/// `Since(b)` for `b >= a`, or with `Live`), it keeps its runs and compacts them under
+/// the new retention from then on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Retention {
     /// Only what the live answers need: hidden entries are dropped, and deletes once no

@@ -23,7 +23,7 @@ use crate::bloom::key_hash;
 use crate::emit::OpBuf;
 use crate::entry::{newer, Kind};
 use crate::files;
-use crate::manifest::{Manifest, RunRef};
+use crate::manifest::{self, Manifest, RunRef};
 use crate::memtable::Memtable;
 use crate::merge::{count_live, live_pairs, Compacted, Merge, Pair, Source};
 use crate::run::{Run, RunCursor, RunParams, RunWriter};
@@ -746,6 +746,20 @@ impl Store {
     /// resets the store ([`Store::reset`]) and rebuilds. Otherwise the store holds what
     /// the manifest names and the view re-applies the records after `since`.
     ///
+    /// The manifest also records the [`Semantics`] and the [`Retention`] its runs were
+    /// written under. When the semantics differ, or the stored retention may have
+    /// dropped entries the store's must keep (a `Live` store reopened with `All` or
+    /// `Since`, `Since(a)` reopened with `All` or `Since(b)` for `b < a`), nothing is
+    /// opened either, and the returned checkpoint has a version other than the
+    /// store's (its bitwise complement), so that the caller (the `flume-core` driver,
+    /// which compares versions) resets and rebuilds as for a version change; the
+    /// reason is logged at info. A narrower retention than the stored one (`All`
+    /// reopened with `Since(h)` or `Live`, `Since(a)` with `Since(b)` for `b >= a`, or
+    /// with `Live`) keeps the runs; they are compacted under the store's retention
+    /// from then on, and the next manifest written records it. A manifest of format
+    /// version 1 (before these fields) reads as [`Semantics::MultiValued`] and
+    /// [`Retention::Live`].
+    ///
     /// # Errors
     /// [`Error::Corrupt`] for a damaged manifest or run; [`Error::Io`].
     pub fn load(&self) -> Result<Option<Checkpoint>> {
@@ -785,6 +799,27 @@ impl Store {
             );
             return Ok(Some(checkpoint));
         }
+        if let Some(why) = self.unfit(&manifest) {
+            tracing::info!(
+                stored_semantics = ?manifest.semantics,
+                stored_retention = ?manifest.retention,
+                semantics = ?self.semantics,
+                retention = ?self.retention,
+                "{why}; the view will be rebuilt"
+            );
+            // What the driver resets on: a version other than the view's.
+            return Ok(Some(Checkpoint {
+                version: !self.version,
+                ..checkpoint
+            }));
+        }
+        if manifest.retention != self.retention {
+            tracing::info!(
+                stored = ?manifest.retention,
+                current = ?self.retention,
+                "the manifest was written under a wider retention; the store keeps its runs and compacts them under its own from now on"
+            );
+        }
         let mut runs = Vec::with_capacity(manifest.runs.len());
         for r in &manifest.runs {
             let run =
@@ -807,6 +842,19 @@ impl Store {
         };
         tracing::debug!(dir = %dir.display(), since = ?manifest.since, runs = manifest.runs.len(), "loaded the store");
         Ok(Some(checkpoint))
+    }
+
+    /// Why the runs a manifest names cannot serve this store, if they cannot: they were
+    /// written under other [`Semantics`], or under a [`Retention`] that may have dropped
+    /// entries this store's must keep (see `manifest::covers`).
+    fn unfit(&self, manifest: &Manifest) -> Option<&'static str> {
+        if manifest.semantics != self.semantics {
+            Some("the manifest was written under other semantics")
+        } else if !manifest::covers(manifest.retention, self.retention) {
+            Some("the manifest was written under a retention that may have dropped history the store must keep")
+        } else {
+            None
+        }
     }
 
     fn remove_unlisted(&self, listing: &files::Listing, keep: &[RunRef]) -> Result<()> {

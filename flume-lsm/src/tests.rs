@@ -392,6 +392,131 @@ fn semantics_and_retention_survive_a_reopen() -> Result<()> {
     Ok(())
 }
 
+/// Opens the store in `dir` with `semantics` and `retention` and loads it: the
+/// checkpoint it returns, and the store.
+fn reopen(
+    dir: &Path,
+    semantics: Semantics,
+    retention: Retention,
+) -> Result<(Option<flume_core::Checkpoint>, Store)> {
+    let store = open(Some(dir), semantics, retention);
+    let loaded = store.load()?;
+    Ok((loaded, store))
+}
+
+/// Five records on one key (put, put, delete, put, put), checkpointed, and every run
+/// compacted into one under `retention`.
+fn compacted_store(dir: &Path, semantics: Semantics, retention: Retention) -> Result<()> {
+    let store = open(Some(dir), semantics, retention);
+    assert_eq!(store.load()?, None);
+    for (seq, kind) in [Put, Put, Delete, Put, Put].into_iter().enumerate() {
+        apply(&store, seq as Seq, &[(kind, b"k")])?;
+        store.flush()?;
+    }
+    store.checkpoint(4)?;
+    store.compact(true, &|| false)?;
+    assert_eq!(store.run_count(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_retention_that_dropped_history_the_store_must_keep_asks_for_a_rebuild() -> Result<()> {
+    use Semantics::{MultiValued, SingleValued};
+    let dir = tempfile::tempdir().map_err(|e| flume_core::Error::io("tempdir", e))?;
+    compacted_store(dir.path(), SingleValued, Retention::Live)?;
+    // The hidden entries are gone.
+    let (loaded, store) = reopen(dir.path(), SingleValued, Retention::Live)?;
+    let loaded = loaded.expect("a manifest");
+    assert_eq!((loaded.version, loaded.since), (1, Some(4)));
+    assert_eq!(store.history(b"k")?, [(4, Put)]);
+    drop(store);
+    // A store that must keep history, or hides differently, gets a checkpoint of
+    // another version (the driver resets and rebuilds), and opens nothing.
+    for (semantics, retention) in [
+        (SingleValued, Retention::All),
+        (SingleValued, Retention::Since(0)),
+        (SingleValued, Retention::Since(9)),
+        (MultiValued, Retention::Live),
+    ] {
+        let (loaded, store) = reopen(dir.path(), semantics, retention)?;
+        let loaded = loaded.expect("a manifest");
+        assert_ne!(loaded.version, 1, "{semantics:?} {retention:?}");
+        assert_eq!(loaded.since, Some(4));
+        assert_eq!(store.run_count(), 0);
+        assert_eq!(store.since(), None);
+        assert!(store.history(b"k")?.is_empty());
+    }
+    // Nothing was removed: the same retention still loads it.
+    let (loaded, store) = reopen(dir.path(), SingleValued, Retention::Live)?;
+    assert_eq!(loaded.map(|c| c.version), Some(1));
+    assert_eq!(store.latest(b"k")?, Some(4));
+    // What the driver does then: reset, rebuild, checkpoint; the new manifest records
+    // the new retention.
+    drop(store);
+    let (_, store) = reopen(dir.path(), SingleValued, Retention::All)?;
+    store.reset()?;
+    assert_eq!(store.load()?, None);
+    for (seq, kind) in [Put, Put, Delete, Put, Put].into_iter().enumerate() {
+        apply(&store, seq as Seq, &[(kind, b"k")])?;
+    }
+    store.checkpoint(4)?;
+    drop(store);
+    let (loaded, store) = reopen(dir.path(), SingleValued, Retention::All)?;
+    assert_eq!(loaded.map(|c| c.version), Some(1));
+    assert_eq!(store.history(b"k")?.len(), 5);
+    Ok(())
+}
+
+#[test]
+fn a_since_store_rebuilds_for_an_earlier_horizon_and_keeps_its_runs_for_a_later_one() -> Result<()>
+{
+    let dir = tempfile::tempdir().map_err(|e| flume_core::Error::io("tempdir", e))?;
+    compacted_store(dir.path(), Semantics::SingleValued, Retention::Since(2))?;
+    let kept = [(4, Put), (3, Put), (2, Delete)];
+    for retention in [Retention::All, Retention::Since(1)] {
+        let (loaded, _) = reopen(dir.path(), Semantics::SingleValued, retention)?;
+        assert_ne!(loaded.map(|c| c.version), Some(1), "{retention:?}");
+    }
+    for retention in [Retention::Since(2), Retention::Since(3)] {
+        let (loaded, store) = reopen(dir.path(), Semantics::SingleValued, retention)?;
+        assert_eq!(loaded.map(|c| c.version), Some(1), "{retention:?}");
+        assert_eq!(store.history(b"k")?, kept);
+    }
+    // A Live store takes the runs too (every retention keeps the live answers).
+    let (loaded, store) = reopen(dir.path(), Semantics::SingleValued, Retention::Live)?;
+    assert_eq!(loaded.map(|c| c.version), Some(1));
+    assert_eq!(store.latest(b"k")?, Some(4));
+    Ok(())
+}
+
+#[test]
+fn a_narrower_retention_keeps_the_runs_and_the_next_manifest_records_it() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| flume_core::Error::io("tempdir", e))?;
+    compacted_store(dir.path(), Semantics::SingleValued, Retention::All)?;
+    let every = [(4, Put), (3, Put), (2, Delete), (1, Put), (0, Put)];
+    let (loaded, store) = reopen(dir.path(), Semantics::SingleValued, Retention::Since(3))?;
+    assert_eq!(loaded.map(|c| (c.version, c.since)), Some((1, Some(4))));
+    assert_eq!(store.history(b"k")?, every);
+    drop(store);
+    // Until a manifest is written, the runs are still what `All` kept.
+    let (loaded, store) = reopen(dir.path(), Semantics::SingleValued, Retention::All)?;
+    assert_eq!(loaded.map(|c| c.version), Some(1));
+    drop(store);
+    // A compaction under Since(3) drops history at or below 3 and records Since(3).
+    let (_, store) = reopen(dir.path(), Semantics::SingleValued, Retention::Since(3))?;
+    assert!(store.compact(true, &|| false)?);
+    assert_eq!(store.history(b"k")?, [(4, Put), (3, Put)]);
+    drop(store);
+    let (loaded, _) = reopen(dir.path(), Semantics::SingleValued, Retention::All)?;
+    assert_ne!(loaded.map(|c| c.version), Some(1));
+    let (loaded, _) = reopen(dir.path(), Semantics::SingleValued, Retention::Since(2))?;
+    assert_ne!(loaded.map(|c| c.version), Some(1));
+    let (loaded, store) = reopen(dir.path(), Semantics::SingleValued, Retention::Since(3))?;
+    assert_eq!(loaded.map(|c| c.version), Some(1));
+    assert_eq!(store.history(b"k")?, [(4, Put), (3, Put)]);
+    Ok(())
+}
+
 /// A compactor thread merges committed runs when poked, and stops when dropped.
 #[test]
 fn a_compactor_merges_committed_runs_in_the_background() -> Result<()> {

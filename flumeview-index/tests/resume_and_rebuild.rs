@@ -1,4 +1,5 @@
-//! A damaged manifest makes a persisted index rebuild. (Resuming from a checkpoint
+//! A damaged manifest, or one written under other semantics, makes a persisted index
+//! rebuild. (Resuming from a checkpoint
 //! without remapping records, and rebuilding on a version change, are cases of the view
 //! conformance suite in `conformance.rs`.)
 
@@ -51,6 +52,42 @@ async fn a_damaged_manifest_rebuilds() -> TestResult {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&manifest, bytes)?;
+
+    let seen = Arc::new(AtomicU64::new(0));
+    let (db, idx) = open(reopened, dir.path(), 1, &seen).await?;
+    assert_eq!(idx.all().hits(Wait::Log).await?.len(), 50);
+    assert_eq!(seen.load(Ordering::Relaxed), 50);
+    db.close().await?;
+    Ok(())
+}
+
+/// A manifest of the right view version written by a store of other semantics (a
+/// key-value view's, say) is not taken: the store's load answers with another version,
+/// and the driver resets and rebuilds the index.
+#[tokio::test]
+async fn a_manifest_of_other_semantics_rebuilds() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = MemoryLog::new();
+    let seen = Arc::new(AtomicU64::new(0));
+    let (db, idx) = open(log.clone(), dir.path(), 1, &seen).await?;
+    for i in 0..50 {
+        db.append(&msg(i)).await?;
+    }
+    idx.get_seq("x", Wait::Log).await?;
+    let reopened = log.reopen();
+    db.close().await?;
+    // Replace the index's files by an empty single-valued store of version 1 at since 49.
+    let store = flume_lsm::Store::new(
+        1,
+        &small(),
+        Some(dir.path().to_path_buf()),
+        flume_lsm::Semantics::SingleValued,
+        flume_lsm::Retention::Live,
+    );
+    store.reset()?;
+    store.apply(&flume_lsm::OpBuf::default(), 49)?;
+    assert!(store.checkpoint(49)?);
+    drop(store);
 
     let seen = Arc::new(AtomicU64::new(0));
     let (db, idx) = open(reopened, dir.path(), 1, &seen).await?;
