@@ -94,6 +94,12 @@ where
         &self.log
     }
 
+    /// The view's map (a read runs it again on a record to recover a value).
+    #[allow(dead_code)]
+    pub(crate) fn map(&self) -> &Arc<MapFn<T, K, V>> {
+        &self.map
+    }
+
     /// The view's history option.
     #[allow(dead_code)]
     pub(crate) fn history_option(&self) -> History {
