@@ -257,7 +257,7 @@ impl<K, V> KvOp<K, V> {
     /// [`Kv::ops`] uses.
     pub fn map(&self, kv: &mut KvEmit<'_, K, V>)
     where
-        K: Clone,
+        K: Key + Clone,
         V: Clone,
     {
         match self {
@@ -275,7 +275,9 @@ where
     /// The view of a log of [`KvOp`] records, at map version `version`:
     /// `Kv::new(version, KvOp::map)`.
     pub fn ops(version: u32) -> Self {
-        Kv::new(version, |op: &KvOp<K, V>, kv: &mut KvEmit<'_, K, V>| op.map(kv))
+        Kv::new(version, |op: &KvOp<K, V>, kv: &mut KvEmit<'_, K, V>| {
+            op.map(kv)
+        })
     }
 }
 

@@ -7,14 +7,25 @@
 //! A second scenario has writers of different keys share the log: their conditional
 //! appends race on the tail all the time, but a tail that moved for another key must never
 //! be reported as a conflict.
+//!
+//! The logs are wrapped in [`Counting`], which counts the conditional appends tried and
+//! those refused because the tail had moved: the retries the helper made, printed with
+//! the outcome (run with `--nocapture` to see them).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use flume_core::{Flume, Seq, Wait};
+use bytes::Bytes;
+use flume_core::{
+    Durability, Error, Flume, Log, RawRecord, Result as FlumeResult, Seq, StreamOptions, Wait,
+};
 use flumelog_file::{FileLog, FileLogOptions};
 use flumelog_memory::MemoryLog;
 use flumeview_kv::{Cas, Expect, Kv, KvOp, KvStore};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::TryStreamExt;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -22,6 +33,102 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 const TASKS: usize = 16;
 const INCREMENTS_PER_TASK: usize = 25;
 const COUNTER: &str = "counter";
+
+/// How many conditional appends a [`Counting`] log was asked for, and how many it refused
+/// with a conflict (the log had moved past the expected tail).
+#[derive(Debug, Default)]
+struct Counts {
+    conditional: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Counts {
+    fn report(&self) -> (u64, u64) {
+        (
+            self.conditional.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A log that forwards everything to `inner` and counts conditional appends.
+struct Counting<L> {
+    inner: L,
+    counts: Arc<Counts>,
+}
+
+impl<L: Log> Log for Counting<L> {
+    fn append_with(
+        &self,
+        record: Bytes,
+        durability: Option<Durability>,
+    ) -> BoxFuture<'_, FlumeResult<Seq>> {
+        self.inner.append_with(record, durability)
+    }
+    fn append_batch_with(
+        &self,
+        records: Vec<Bytes>,
+        durability: Option<Durability>,
+    ) -> BoxFuture<'_, FlumeResult<Range<Seq>>> {
+        self.inner.append_batch_with(records, durability)
+    }
+    fn append_batch_if_with(
+        &self,
+        records: Vec<Bytes>,
+        expected: Option<Seq>,
+        durability: Option<Durability>,
+    ) -> BoxFuture<'_, FlumeResult<Range<Seq>>> {
+        Box::pin(async move {
+            self.counts.conditional.fetch_add(1, Ordering::Relaxed);
+            let result = self
+                .inner
+                .append_batch_if_with(records, expected, durability)
+                .await;
+            if matches!(result, Err(Error::Conflict { .. })) {
+                self.counts.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+    fn get(&self, seq: Seq) -> BoxFuture<'_, FlumeResult<Bytes>> {
+        self.inner.get(seq)
+    }
+    fn stream(&self, opts: StreamOptions) -> BoxStream<'static, FlumeResult<RawRecord>> {
+        self.inner.stream(opts)
+    }
+    fn stream_chunks(
+        &self,
+        opts: StreamOptions,
+        max: usize,
+    ) -> BoxStream<'static, FlumeResult<Vec<RawRecord>>> {
+        self.inner.stream_chunks(opts, max)
+    }
+    fn since(&self) -> tokio::sync::watch::Receiver<Option<Seq>> {
+        self.inner.since()
+    }
+    fn durable(&self) -> tokio::sync::watch::Receiver<Option<Seq>> {
+        self.inner.durable()
+    }
+    fn sync(&self) -> BoxFuture<'_, FlumeResult<()>> {
+        self.inner.sync()
+    }
+    fn revert(&self, last: Option<Seq>) -> BoxFuture<'_, FlumeResult<()>> {
+        self.inner.revert(last)
+    }
+    fn close(&self) -> BoxFuture<'_, FlumeResult<()>> {
+        self.inner.close()
+    }
+}
+
+/// `log`, counted.
+fn counting<L: Log>(log: L) -> (Counting<L>, Arc<Counts>) {
+    let counts = Arc::new(Counts::default());
+    let log = Counting {
+        inner: log,
+        counts: Arc::clone(&counts),
+    };
+    (log, counts)
+}
 
 /// What one task saw: the versions it expected when it won (with the seq it wrote), and
 /// the (expected, current) pair of every conflict.
@@ -54,7 +161,9 @@ async fn incrementer(store: KvStore<String, u64>) -> flume_core::Result<Outcome>
 }
 
 /// Runs the race on `db` and checks everything the log and the view say afterwards.
-async fn race(db: Flume<KvOp<String, u64>>, view: Kv<KvOp<String, u64>, String, u64>) -> TestResult {
+async fn race(log: impl Log, view: Kv<KvOp<String, u64>, String, u64>) -> TestResult {
+    let (log, counts) = counting(log);
+    let db = Flume::new(log);
     let store = KvStore::new(db.clone(), "kv", view)?;
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| tokio::spawn(incrementer(store.clone())))
@@ -68,28 +177,40 @@ async fn race(db: Flume<KvOp<String, u64>>, view: Kv<KvOp<String, u64>, String, 
     }
     won.sort_by_key(|&(_, seq)| seq);
     let total = TASKS * INCREMENTS_PER_TASK;
+    let (conditional, refused) = counts.report();
     eprintln!(
-        "{total} increments by {TASKS} tasks: {} successful compare-and-sets, {} conflicts",
+        "{total} increments by {TASKS} tasks: {} successful compare-and-sets, {} conflicts \
+         reported; {conditional} conditional appends tried, {refused} refused (tail moved)",
         won.len(),
         conflicts.len()
     );
+    // Each compare-and-set that was written made exactly one conditional append that
+    // succeeded; every other one was refused.
+    assert_eq!(conditional - refused, won.len() as u64);
 
     // The counter counts every success, and its version is the last one.
     assert_eq!(won.len(), total);
     let key = COUNTER.to_string();
-    let last = store.get(&key, Wait::Log).await?.expect("the counter exists");
+    let last = store
+        .get(&key, Wait::Log)
+        .await?
+        .expect("the counter exists");
     assert_eq!(last.value, total as u64, "an update was lost");
     assert_eq!(last.version, won.last().expect("winners").1);
 
     // One chain: each winner expected exactly what the previous winner wrote.
     let mut previous = None;
     for &(expected, seq) in &won {
-        assert_eq!(expected, previous, "winner at {seq} expected a stale version");
+        assert_eq!(
+            expected, previous,
+            "winner at {seq} expected a stale version"
+        );
         previous = Some(seq);
     }
 
     // The log holds the winners and nothing else, with the values 1, 2, 3, …
-    let records: Vec<(Seq, KvOp<String, u64>)> = db.stream(Default::default()).try_collect().await?;
+    let records: Vec<(Seq, KvOp<String, u64>)> =
+        db.stream(Default::default()).try_collect().await?;
     assert_eq!(records.len(), total, "a conflict appended a record");
     for (i, ((seq, op), &(_, won_seq))) in records.iter().zip(&won).enumerate() {
         assert_eq!(*seq, won_seq);
@@ -106,8 +227,14 @@ async fn race(db: Flume<KvOp<String, u64>>, view: Kv<KvOp<String, u64>, String, 
     let winners: BTreeSet<Seq> = won.iter().map(|&(_, seq)| seq).collect();
     for &(expected, current) in &conflicts {
         let current = current.expect("the counter is never deleted, so a conflict has a version");
-        assert!(winners.contains(&current), "conflict reported {current}, which did not win");
-        assert!(Some(current) > expected, "conflict reported {current}, not newer than {expected:?}");
+        assert!(
+            winners.contains(&current),
+            "conflict reported {current}, which did not win"
+        );
+        assert!(
+            Some(current) > expected,
+            "conflict reported {current}, not newer than {expected:?}"
+        );
     }
 
     // The view's history of the counter is the chain, newest first.
@@ -122,14 +249,14 @@ async fn race(db: Flume<KvOp<String, u64>>, view: Kv<KvOp<String, u64>, String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_lost_update_on_the_memory_log() -> TestResult {
-    race(Flume::new(MemoryLog::new()), Kv::ops(1)).await
+    race(MemoryLog::new(), Kv::ops(1)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_lost_update_on_the_file_log() -> TestResult {
     let dir = tempfile::tempdir()?;
     let log = FileLog::open(dir.path().join("log"), FileLogOptions::default()).await?;
-    race(Flume::new(log), Kv::ops(1).persist(dir.path().join("kv"))).await
+    race(log, Kv::ops(1).persist(dir.path().join("kv"))).await
 }
 
 /// Writers of different keys: each expects the version it wrote last, which nobody else
@@ -138,9 +265,10 @@ async fn no_lost_update_on_the_file_log() -> TestResult {
 async fn a_tail_moved_by_other_keys_is_not_a_conflict() -> TestResult {
     const WRITERS: u64 = 8;
     const WRITES: u64 = 30;
-    let db = Flume::new(MemoryLog::new());
+    let (log, counts) = counting(MemoryLog::new());
+    let db = Flume::new(log);
     let store = KvStore::<u64, u64>::new(db.clone(), "kv", Kv::ops(1))?;
-    let tasks: Vec<_> = (0..WRITERS)
+    let tasks: Vec<tokio::task::JoinHandle<flume_core::Result<Option<Seq>>>> = (0..WRITERS)
         .map(|key| {
             let store = store.clone();
             tokio::spawn(async move {
@@ -149,7 +277,9 @@ async fn a_tail_moved_by_other_keys_is_not_a_conflict() -> TestResult {
                     match store.put_if(key, n, Expect::from_version(version)).await? {
                         Cas::Written(seq) => version = Some(seq),
                         Cas::Conflict { current } => {
-                            panic!("key {key}: conflict at version {current:?}, expected {version:?}")
+                            panic!(
+                                "key {key}: conflict at version {current:?}, expected {version:?}"
+                            )
                         }
                     }
                 }
@@ -162,6 +292,12 @@ async fn a_tail_moved_by_other_keys_is_not_a_conflict() -> TestResult {
         last.insert(key as u64, task.await??);
     }
     assert_eq!(db.since(), Some(WRITERS * WRITES - 1));
+    let (conditional, refused) = counts.report();
+    eprintln!(
+        "{WRITERS} writers of their own keys, {WRITES} writes each: {conditional} conditional \
+         appends tried, {refused} refused (tail moved by another key), no conflict reported"
+    );
+    assert_eq!(conditional - refused, WRITERS * WRITES);
     for (key, version) in last {
         let read = store.get(&key, Wait::Log).await?.expect("written");
         assert_eq!((read.value, Some(read.version)), (WRITES - 1, version));
@@ -227,17 +363,31 @@ async fn append_if_version_checks_one_key_of_a_record_touching_several() -> Test
 async fn delete_if_and_unconditional_writes() -> TestResult {
     let store = KvStore::<String, String>::new(Flume::new(MemoryLog::new()), "kv", Kv::ops(1))?;
     let k = "doc".to_string();
-    assert_eq!(store.delete_if(k.clone(), Expect::Version(7)).await?, Cas::Conflict { current: None });
+    assert_eq!(
+        store.delete_if(k.clone(), Expect::Version(7)).await?,
+        Cas::Conflict { current: None }
+    );
     let v0 = store.put(k.clone(), "one".into()).await?;
-    assert_eq!(store.put_if(k.clone(), "x".into(), Expect::Absent).await?, Cas::Conflict { current: Some(v0) });
+    assert_eq!(
+        store.put_if(k.clone(), "x".into(), Expect::Absent).await?,
+        Cas::Conflict { current: Some(v0) }
+    );
     let v1 = store.put_if(k.clone(), "two".into(), Expect::Any).await?;
     assert_eq!(v1, Cas::Written(v0 + 1));
-    assert_eq!(store.delete_if(k.clone(), Expect::Version(v0)).await?, Cas::Conflict { current: Some(v0 + 1) });
+    assert_eq!(
+        store.delete_if(k.clone(), Expect::Version(v0)).await?,
+        Cas::Conflict {
+            current: Some(v0 + 1)
+        }
+    );
     let del = store.delete_if(k.clone(), Expect::Version(v0 + 1)).await?;
     assert_eq!(del, Cas::Written(v0 + 2));
     assert_eq!(store.get(&k, Wait::Log).await?, None);
     // Absent again: a create succeeds.
-    assert!(store.put_if(k.clone(), "three".into(), Expect::Absent).await?.is_written());
+    assert!(store
+        .put_if(k.clone(), "three".into(), Expect::Absent)
+        .await?
+        .is_written());
     let deleted = store.delete(k.clone()).await?;
     assert_eq!(store.reader().version(&k, Wait::Log).await?, None);
     assert!(deleted > v0 + 2);
