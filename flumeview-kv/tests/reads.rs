@@ -304,3 +304,24 @@ async fn empty_and_inverted_ranges_find_nothing() -> TestResult {
     db.close().await?;
     Ok(())
 }
+
+/// The reads' futures can be spawned on a multi-threaded runtime.
+#[tokio::test]
+async fn read_futures_are_send() -> TestResult {
+    fn spawnable<F: std::future::Future + Send>(f: F) -> F {
+        f
+    }
+    let (db, kv) = written(History::All).await?;
+    let key = k("x");
+    spawnable(kv.get(&key, Wait::Log)).await?;
+    spawnable(kv.version(&key, Wait::Log)).await?;
+    spawnable(kv.history(&key, Wait::Log)).await?;
+    spawnable(kv.get_at(&key, 2, Wait::Log)).await?;
+    spawnable(kv.all().entries(Wait::Log)).await?;
+    spawnable(kv.all().count(Wait::Log)).await?;
+    let reader = kv.clone();
+    let spawned = tokio::spawn(async move { reader.prefix("x").keys(Wait::Log).await });
+    assert_eq!(spawned.await??, [(k("x"), 3)]);
+    db.close().await?;
+    Ok(())
+}
