@@ -218,3 +218,28 @@ async fn conditional_appends_interleave_with_plain_ones_small_segments_delayed_w
     )
     .await;
 }
+
+/// A conditional append wakes `since` watchers before it returns, even within the
+/// interval during which plain fast-path appends leave the wake-up to the writer thread
+/// (compare-and-set writers wait for their views right after appending; a coalesced
+/// wake-up cost each of them up to a millisecond).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_append_wakes_since_watchers_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(dir.path(), FileLogOptions::default())
+        .await
+        .unwrap();
+    let mut since = log.since();
+    for round in 0..50u64 {
+        // A plain append opens the quiet interval; the conditional one follows at once.
+        let plain = log.append(record("plain", round)).await.unwrap();
+        since.borrow_and_update();
+        let seq = log.append_if(record("cas", round), Some(plain)).await.unwrap();
+        assert!(
+            since.has_changed().unwrap(),
+            "round {round}: the conditional append returned before waking since watchers"
+        );
+        assert_eq!(*since.borrow_and_update(), Some(seq));
+    }
+    log.close().await.unwrap();
+}

@@ -174,8 +174,15 @@ impl Writer {
         tail.queue.next_seq = seq + 1;
         tail.queue.pending_first = seq + 1;
         self.shared.progress.set_written(seq + 1);
-        // The writer thread, put on duty for `since`, must be nudged if it is idle.
-        let mut wake = tail.since.move_fast(seq) && tail.schedule.idle() && tail.schedule.nudge();
+        // A conditional append wakes `since` watchers at once (its writer waits for the
+        // views next); others may leave it to the writer thread, put on duty for
+        // `since`, which must then be nudged if it is idle.
+        let mut wake = if expected.is_some() {
+            tail.since.move_now(seq);
+            false
+        } else {
+            tail.since.move_fast(seq) && tail.schedule.idle() && tail.schedule.nudge()
+        };
         if let Some(ahead) = &mut tail.ahead {
             let want = (end + AHEAD / 2).min(self.active.file_len);
             if !ahead.requested && (ahead.populated < want || end >= ahead.dropped + AHEAD) {

@@ -159,6 +159,15 @@ impl Since {
         true
     }
 
+    /// Moves `since` to `last` for an append on the fast path and wakes its watchers now,
+    /// whatever the interval: for a conditional append, whose writer is typically about to
+    /// wait for the views to apply it (compare-and-set), so that coalescing the wake-up
+    /// would cost it up to [`SINCE_INTERVAL`] per write.
+    pub(crate) fn move_now(&mut self, last: Seq) {
+        self.quiet_until = Some(Instant::now() + SINCE_INTERVAL);
+        self.set(last, true);
+    }
+
     /// Wakes the watchers if `since` moved without waking them.
     pub(crate) fn announce(&mut self) {
         if std::mem::take(&mut self.unannounced) {
