@@ -81,6 +81,19 @@
 //! [`entries`](KvScan::entries) or a [`count`](KvScan::count). Every read waits for
 //! the view to catch up as its [`Wait`](flume_core::Wait) says.
 //!
+//! ## Writing: compare-and-set
+//!
+//! Records are appended to the log as usual ([`Flume::append`](flume_core::Flume::append));
+//! the view follows. For a write that must not be lost to a concurrent one,
+//! [`KvReader::append_if_version`] appends a record only if a key still has the version
+//! the writer read ([`Expect`]), and answers [`Cas::Conflict`] with the key's current
+//! version otherwise. It reads the view caught up to the log's tail and appends with
+//! [`Flume::append_if`](flume_core::Flume::append_if), conditioned on that tail, so it is
+//! linearizable in one process and across processes sharing one NATS stream. For logs
+//! whose records are nothing but key-value operations, [`KvOp`] is the record type,
+//! [`Kv::ops`] its view and [`KvStore`] a small store with `put`, `delete`, `put_if`,
+//! `delete_if` and `get`.
+//!
 //! ## History
 //!
 //! [`Kv::history`] chooses which versions stay readable: all of them (the default),
