@@ -37,7 +37,8 @@ pub(super) struct Writer {
 impl Writer {
     /// Makes the next write expect the tail a conditional append names (`expected`: the
     /// last seq it saw, `None` for an empty log), when this writer believes otherwise:
-    /// its view may be old, and the server has the last word.
+    /// its view may be old, and the server has the last word. Only for a tail known to
+    /// end a batch (`Inner::aim` checks that first).
     pub(super) fn expect(&mut self, expected: Option<Seq>) {
         let want = expected.map_or(0, |s| s.saturating_add(1));
         if self.tail != want {
