@@ -234,7 +234,10 @@ async fn a_conditional_append_wakes_since_watchers_at_once() {
         // A plain append opens the quiet interval; the conditional one follows at once.
         let plain = log.append(record("plain", round)).await.unwrap();
         since.borrow_and_update();
-        let seq = log.append_if(record("cas", round), Some(plain)).await.unwrap();
+        let seq = log
+            .append_if(record("cas", round), Some(plain))
+            .await
+            .unwrap();
         assert!(
             since.has_changed().unwrap(),
             "round {round}: the conditional append returned before waking since watchers"

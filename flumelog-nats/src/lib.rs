@@ -14,7 +14,7 @@
 //! let seq = log.append(Bytes::from_static(b"hello")).await?;
 //! assert_eq!(log.get(seq).await?, Bytes::from_static(b"hello"));
 //! // Optimistic writers: append only if nobody appended after `seq`.
-//! let next = log.append_if(Some(seq), Bytes::from_static(b"world")).await?;
+//! let next = log.append_if(Bytes::from_static(b"world"), Some(seq)).await?;
 //! assert_eq!(next, seq + 1);
 //! # Ok(())
 //! # }

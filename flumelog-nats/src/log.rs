@@ -119,13 +119,16 @@ impl NatsLog {
     /// optimistic writers: read, decide, append if nothing changed meanwhile. Checked by
     /// the server (`Nats-Expected-Last-Sequence`), so it holds across processes.
     ///
+    /// The same as [`Log::append_if`] (same arguments, in the same order), with the
+    /// NATS-specific error; [`NatsError`] converts into [`flume_core::Error`].
+    ///
     /// # Errors
     /// [`NatsError::Conflict`] when the log ends elsewhere (with the tail this handle then
     /// knows); the errors of [`Log::append`] otherwise.
     ///
     /// # Cancel safety
     /// If the future is dropped the record may or may not be appended.
-    pub async fn append_if(&self, last: Option<Seq>, record: Bytes) -> Result<Seq, NatsError> {
+    pub async fn append_if(&self, record: Bytes, last: Option<Seq>) -> Result<Seq, NatsError> {
         self.inner.append_one(record, Some(last)).await
     }
 
@@ -140,8 +143,8 @@ impl NatsLog {
     /// If the future is dropped the batch may or may not be appended (as a whole).
     pub async fn append_batch_if(
         &self,
-        last: Option<Seq>,
         records: Vec<Bytes>,
+        last: Option<Seq>,
     ) -> Result<Range<Seq>, NatsError> {
         self.inner.append_batch(records, Some(last)).await
     }
@@ -354,7 +357,7 @@ mod tests {
         assert_eq!(seq, 1);
         assert_eq!(stored(&log).await, 2);
         // A true conflict is still one.
-        let conflict = log.append_if(Some(0), Bytes::from("x")).await.unwrap_err();
+        let conflict = log.append_if(Bytes::from("x"), Some(0)).await.unwrap_err();
         assert!(matches!(conflict, NatsError::Conflict { .. }), "{conflict}");
     }
 
@@ -387,7 +390,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ack.sequence, 2, "the batch message of seqs 1..=3");
-        let e = log.append_if(Some(1), Bytes::from("x")).await.unwrap_err();
+        let e = log.append_if(Bytes::from("x"), Some(1)).await.unwrap_err();
         assert!(
             matches!(
                 e,
@@ -403,7 +406,7 @@ mod tests {
             4,
             "the batch completed, nothing else stored"
         );
-        assert_eq!(log.append_if(Some(3), Bytes::from("e")).await.unwrap(), 4);
+        assert_eq!(log.append_if(Bytes::from("e"), Some(3)).await.unwrap(), 4);
         for (seq, want) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
             assert_eq!(log.get(seq as Seq).await.unwrap(), Bytes::from(want));
         }

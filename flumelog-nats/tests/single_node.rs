@@ -113,8 +113,8 @@ async fn nats_server_conditional_append() {
     let b = NatsLog::connect(&server.url(), NatsOptions::new("cond"))
         .await
         .unwrap();
-    assert_eq!(a.append_if(None, Bytes::from("first")).await.unwrap(), 0);
-    match b.append_if(None, Bytes::from("also first")).await {
+    assert_eq!(a.append_if(Bytes::from("first"), None).await.unwrap(), 0);
+    match b.append_if(Bytes::from("also first"), None).await {
         Err(NatsError::Conflict {
             expected: None,
             actual: Some(0),
@@ -122,10 +122,10 @@ async fn nats_server_conditional_append() {
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(
-        b.append_if(Some(0), Bytes::from("second")).await.unwrap(),
+        b.append_if(Bytes::from("second"), Some(0)).await.unwrap(),
         1
     );
-    match a.append_if(Some(0), Bytes::from("stale")).await {
+    match a.append_if(Bytes::from("stale"), Some(0)).await {
         Err(NatsError::Conflict {
             expected: Some(0),
             actual: Some(1),
@@ -133,14 +133,14 @@ async fn nats_server_conditional_append() {
         other => panic!("expected a conflict, got {other:?}"),
     }
     match a
-        .append_batch_if(Some(0), vec![Bytes::from("p"), Bytes::from("q")])
+        .append_batch_if(vec![Bytes::from("p"), Bytes::from("q")], Some(0))
         .await
     {
         Err(NatsError::Conflict { .. }) => {}
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(
-        a.append_batch_if(Some(1), vec![Bytes::from("p"), Bytes::from("q")])
+        a.append_batch_if(vec![Bytes::from("p"), Bytes::from("q")], Some(1))
             .await
             .unwrap(),
         2..4
@@ -620,7 +620,7 @@ async fn nats_server_lost_races_answer_in_time() {
     let started = std::time::Instant::now();
     let e = within(
         "a conditional append",
-        a.append_if(Some(0), Bytes::from("x")),
+        a.append_if(Bytes::from("x"), Some(0)),
     )
     .await
     .unwrap_err();
