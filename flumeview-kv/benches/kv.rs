@@ -41,7 +41,10 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Key `i`: 52 characters, like the workload's message keys.
 fn key_of(i: u64) -> String {
-    format!("%{:044}.sha256", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 1_000_000_007)
+    format!(
+        "%{:044}.sha256",
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 1_000_000_007
+    )
 }
 
 /// The `j`th key to look up: uniform over the keys, the same sequence every run.
@@ -71,14 +74,14 @@ async fn fixture() -> Fixture {
     let started = Instant::now();
     for start in (0..N).step_by(10_000) {
         let docs: Vec<Doc> = (start..start + 10_000)
-            .map(|i| Doc { key: key_of(i), n: i })
+            .map(|i| Doc {
+                key: key_of(i),
+                n: i,
+            })
             .collect();
         db.append_batch(&docs).await.expect("append");
     }
-    reader
-        .version(&key_of(0), Wait::Log)
-        .await
-        .expect("built");
+    reader.version(&key_of(0), Wait::Log).await.expect("built");
     eprintln!("built 1M keys in {:.1} s", started.elapsed().as_secs_f64());
     Fixture {
         db,
@@ -131,7 +134,7 @@ fn bench(c: &mut Criterion) {
             let (db, reader) = (&f.db, &f.reader);
             async move {
                 for j in start..start + BATCH {
-                    put_if(db, reader, pick(j) , j).await;
+                    put_if(db, reader, pick(j), j).await;
                 }
             }
         })

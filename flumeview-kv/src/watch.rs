@@ -74,7 +74,8 @@ pub enum WatchFrom {
     /// First every stored change of the watched keys, oldest first, as the view's
     /// [`History`] option keeps them; then the new ones.
     History,
-    /// Only the changes made after the view has caught up as the watch's [`Wait`] says.
+    /// Only the changes of records after the watch's [`Wait`] target (see
+    /// [`KvReader::watch`]).
     Now,
 }
 
@@ -102,9 +103,12 @@ where
     /// in key order), that stays open until the database closes.
     ///
     /// With [`WatchFrom::History`] the stream first replays the stored changes, once the
-    /// view has caught up as `wait` says; with [`WatchFrom::Now`] it starts after the
-    /// view's position at that moment. Either way every later change follows, each
-    /// exactly once, and none is missed between the replay and the live changes. Deletes
+    /// view has caught up as `wait` says. With [`WatchFrom::Now`] it starts after the
+    /// wait's target: with [`Wait::Log`], after the records the log held when `watch`
+    /// was called; with [`Wait::AtLeast(seq)`](Wait::AtLeast), after `seq`; with
+    /// [`Wait::NoWait`], after what the view has applied when the stream first looks.
+    /// Either way every later change follows, each exactly once, and none is missed
+    /// between the replay and the live changes. Deletes
     /// are changes too ([`Op::Delete`]). A value is read from the log like
     /// [`get`](KvReader::get) does: one record read and one map call per put.
     ///
@@ -146,7 +150,15 @@ where
         let reader = self.clone();
         let waiter = self.waiter().clone();
         // The starting point is now: the wait's target and the watch of `since`.
-        let wait = waiter.capture(wait);
+        let captured = waiter.capture(wait);
+        // Where "now" is for `WatchFrom::Now`: the target (none: the log is empty, and
+        // every change is new), or with `NoWait` the view's position at the first look.
+        let now = match (wait, captured) {
+            (Wait::NoWait, _) => None,
+            (_, Wait::AtLeast(target)) => Some(Some(target)),
+            _ => Some(None),
+        };
+        let wait = captured;
         let mut since_watch = waiter.since_watch();
         let (lo, hi) = keys.bounds();
         let keep = Keep::of(self.history_option());
@@ -157,7 +169,7 @@ where
                 .try_read(wait, || {
                     damaged(match from {
                         WatchFrom::History => store.changes(&lo, &hi, None),
-                        WatchFrom::Now => Ok((Vec::new(), store.since())),
+                        WatchFrom::Now => Ok((Vec::new(), now.unwrap_or_else(|| store.since()))),
                     })
                 })
                 .await;
@@ -273,10 +285,8 @@ impl Keep {
                     newest.insert(key, *seq);
                 }
             }
-            let newest: HashMap<Box<[u8]>, Seq> = newest
-                .into_iter()
-                .map(|(k, s)| (Box::from(k), s))
-                .collect();
+            let newest: HashMap<Box<[u8]>, Seq> =
+                newest.into_iter().map(|(k, s)| (Box::from(k), s)).collect();
             entries.retain(|(key, seq, _)| *seq > horizon || newest.get(key) == Some(seq));
         }
         entries.into_iter()
@@ -316,9 +326,18 @@ mod tests {
 
     #[test]
     fn keep_newest_reports_each_keys_newest_below_the_horizon() {
-        assert_eq!(seqs(Keep::NewestAtOrBelow(Seq::MAX), LIST, None, 4), vec![3, 4, 4]);
-        assert_eq!(seqs(Keep::NewestAtOrBelow(2), LIST, None, 4), vec![1, 2, 3, 4, 4]);
-        assert_eq!(seqs(Keep::NewestAtOrBelow(2), LIST, Some(2), 4), vec![3, 4, 4]);
+        assert_eq!(
+            seqs(Keep::NewestAtOrBelow(Seq::MAX), LIST, None, 4),
+            vec![3, 4, 4]
+        );
+        assert_eq!(
+            seqs(Keep::NewestAtOrBelow(2), LIST, None, 4),
+            vec![1, 2, 3, 4, 4]
+        );
+        assert_eq!(
+            seqs(Keep::NewestAtOrBelow(2), LIST, Some(2), 4),
+            vec![3, 4, 4]
+        );
     }
 
     #[test]

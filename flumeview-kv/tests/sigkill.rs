@@ -60,8 +60,12 @@ fn sigkill_child() -> TestResult {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let seen = Arc::new(AtomicU64::new(0));
-        let db = Flume::<Rec>::new(open_log(dir).await?)
-            .use_view("kv", counting_kv(&seen).options(options()).persist(dir.join("kv")))?;
+        let db = Flume::<Rec>::new(open_log(dir).await?).use_view(
+            "kv",
+            counting_kv(&seen)
+                .options(options())
+                .persist(dir.join("kv")),
+        )?;
         let all: Vec<Rec> = (0..RECORDS).map(rec).collect();
         for chunk in all.chunks(50) {
             db.append_batch(chunk).await?;
@@ -104,7 +108,10 @@ async fn killed_mid_writes_reopens_equal_to_a_rebuild() -> TestResult {
     let exe = std::env::current_exe()?;
     for round in 0..rounds() {
         // 0, 40, 150 ms after the first checkpoint, then on, wrapping at 400 ms.
-        let delay_ms = [0, 40, 150].get(round as usize).copied().unwrap_or(round * 37 % 400);
+        let delay_ms = [0, 40, 150]
+            .get(round as usize)
+            .copied()
+            .unwrap_or(round * 37 % 400);
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(&exe)
             .args([
@@ -135,7 +142,10 @@ async fn killed_mid_writes_reopens_equal_to_a_rebuild() -> TestResult {
         );
         assert_eq!(since, since_again);
         assert!(records > 0, "round {round}: the child wrote nothing");
-        assert_eq!(mapped, records, "round {round}: the rebuild maps every record");
+        assert_eq!(
+            mapped, records,
+            "round {round}: the rebuild maps every record"
+        );
         assert!(remapped <= records, "round {round}");
         assert_eq!(reopened, rebuilt, "round {round}");
     }

@@ -73,7 +73,11 @@ async fn now_skips_the_history() -> TestResult {
 #[tokio::test]
 async fn one_key_and_a_prefix_see_only_their_keys() -> TestResult {
     let (db, kv) = db().await?;
-    let mut one = kv.watch(WatchKeys::key("user/1".into()), WatchFrom::History, Wait::Log);
+    let mut one = kv.watch(
+        WatchKeys::key("user/1".into()),
+        WatchFrom::History,
+        Wait::Log,
+    );
     let mut users = kv.watch(WatchKeys::prefix("user/"), WatchFrom::History, Wait::Log);
     let mut all = kv.watch(WatchKeys::All, WatchFrom::Now, Wait::Log);
     for rec in [
@@ -110,7 +114,7 @@ async fn a_record_touching_two_keys_gives_two_changes_in_key_order() -> TestResu
     let (db, kv) = db().await?;
     db.append(&set("x", 7)).await?; // 0
     db.append(&Rec::Move("x".into(), "a".into(), 7)).await?; // 1
-    // Set then removed by one record: only its final op counts.
+                                                             // Set then removed by one record: only its final op counts.
     db.append(&Rec::Move("b".into(), "b".into(), 9)).await?; // 2
     let mut watch = kv.watch(WatchKeys::All, WatchFrom::History, Wait::Log);
     let mut got = Vec::new();
@@ -154,7 +158,7 @@ async fn no_gap_or_duplicate_at_the_seam_under_concurrent_appends() -> TestResul
                     db.append_batch(&batch).await?;
                     tokio::task::yield_now().await;
                 }
-                flume_core::Result::Ok(())
+                Ok::<(), flume_core::Error>(())
             })
         };
         // Start once some records are in, while the writer goes on.
@@ -182,7 +186,10 @@ async fn no_gap_or_duplicate_at_the_seam_under_concurrent_appends() -> TestResul
         };
         assert_eq!(seqs, (start..RECORDS).collect::<Vec<_>>(), "{from:?}");
         db.close().await?;
-        assert!(watch.next().await.is_none(), "{from:?}: no duplicate at the end");
+        assert!(
+            watch.next().await.is_none(),
+            "{from:?}: no duplicate at the end"
+        );
     }
     Ok(())
 }
@@ -221,6 +228,9 @@ async fn an_empty_view_then_a_closed_one() -> TestResult {
     db.close().await?;
     assert!(watch.next().await.is_none());
     let mut late = kv.watch(WatchKeys::All, WatchFrom::History, Wait::Log);
-    assert!(late.next().await.is_none(), "a closed database has nothing to watch");
+    assert!(
+        late.next().await.is_none(),
+        "a closed database has nothing to watch"
+    );
     Ok(())
 }

@@ -69,11 +69,14 @@ pub(crate) async fn next<T>(stream: &mut BoxStream<'static, flume_core::Result<T
         .expect("the stream failed")
 }
 
+/// A key's history: (version, operation), newest first.
+pub(crate) type KeyHistory = Vec<(flume_core::Seq, flumeview_kv::Op<u64>)>;
+
 /// Everything a view answers about `keys`: each one's full history, and the live
 /// entries of the whole view.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Dump {
-    pub(crate) histories: Vec<(String, Vec<(flume_core::Seq, flumeview_kv::Op<u64>)>)>,
+    pub(crate) histories: Vec<(String, KeyHistory)>,
     pub(crate) entries: Vec<(String, flumeview_kv::Versioned<u64>)>,
 }
 
