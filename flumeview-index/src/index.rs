@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use flume_core::{BoxError, Checkpoint, CheckpointPolicy, ReaderContext, Record, Records, View};
 
-use crate::compactor::Compactor;
-use crate::emit::{Emit, OpBuf};
-use crate::files;
-use crate::store::Store;
+use flume_lsm::{Compactor, Emit, OpBuf, Retention, Semantics, Store};
+
 use crate::{IndexOptions, IndexReader};
 
 /// The map every constructor compiles down to: it sees the raw record.
@@ -106,7 +104,7 @@ impl<T: 'static> Index<T> {
         Index {
             version,
             map: Box::new(map),
-            store: Arc::new(Store::new(version, &options, None)),
+            store: Arc::new(new_store(version, &options, None)),
             options,
             dir: None,
             ops: OpBuf::default(),
@@ -154,13 +152,13 @@ impl<T: 'static> Index<T> {
     }
 
     fn rebuild_store(&mut self) {
-        self.store = Arc::new(Store::new(self.version, &self.options, self.dir.clone()));
+        self.store = Arc::new(new_store(self.version, &self.options, self.dir.clone()));
     }
 
     /// Locks the directory and starts the compactor, once.
     fn open(&mut self) -> Result<(), BoxError> {
         if let (Some(dir), None) = (&self.dir, &self.lock) {
-            self.lock = Some(files::lock_dir(dir)?);
+            self.lock = Some(flume_lsm::lock_dir(dir)?);
         }
         if self.options.background_compaction && self.compactor.is_none() {
             self.compactor = Some(Compactor::start(&self.store)?);
@@ -184,6 +182,23 @@ impl<T: 'static> Index<T> {
         f(&mut self.ops.emit(seq));
         self.store.apply(&self.ops, seq)?;
         Ok(())
+    }
+}
+
+/// The engine of an index: multi-valued keys, compaction keeping only what is live.
+fn new_store(version: u32, options: &IndexOptions, dir: Option<PathBuf>) -> Store {
+    let store = Store::new(
+        version,
+        options,
+        dir,
+        Semantics::MultiValued,
+        Retention::Live,
+    );
+    if cfg!(test) {
+        // The crate's tests arm crash points on it.
+        store.with_faults(flume_core::durable::Faults::new())
+    } else {
+        store
     }
 }
 

@@ -4,6 +4,7 @@
 //! `(author, sequence)`, a tag — and answers which records a key, a key range or a key
 //! prefix points at. It is a log-structured merge tree: a bounded in-memory table,
 //! immutable sorted runs on disk read through memory maps, and background compaction.
+//! The engine is the [`flume_lsm`] crate, which `flumeview-kv` shares.
 //!
 //! ```
 //! use flume_core::{Flume, Wait};
@@ -91,27 +92,14 @@
     unreachable_pub
 )]
 
-mod bloom;
-mod coding;
-mod compactor;
-mod emit;
-mod entry;
-mod files;
 mod index;
-pub mod key;
-mod manifest;
-mod memtable;
-mod merge;
-mod mmap;
-mod options;
 mod reader;
-mod run;
-mod store;
 
 #[cfg(test)]
 mod tests;
 
-pub use crate::emit::Emit;
 pub use crate::index::Index;
-pub use crate::options::IndexOptions;
 pub use crate::reader::{Hit, IndexReader, Scan};
+pub use flume_lsm::key;
+pub use flume_lsm::Emit;
+pub use flume_lsm::LsmOptions as IndexOptions;

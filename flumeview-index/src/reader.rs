@@ -7,8 +7,8 @@ use std::sync::Arc;
 use flume_core::{Error, Live, LogReader, Result, Seq, Wait, Waiter};
 use futures::stream::{BoxStream, StreamExt};
 
-use crate::key::prefix_end;
-use crate::store::{Query, Store};
+use flume_lsm::key::prefix_end;
+use flume_lsm::{Query, Store};
 
 /// One answer of a scan: a key and the seq of a record it points at.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use flume_core::{BoxError, Error, Seq, View};
 use proptest::prelude::*;
 
-use crate::entry::Kind;
-use crate::key::prefix_end;
-use crate::store::{Query, Store};
+use flume_lsm::key::{above_lo, below_hi, prefix_end};
+use flume_lsm::{Kind, Query, Store};
+
 use crate::{Index, IndexOptions};
 
 /// One record's operations.
@@ -49,7 +49,7 @@ impl Model {
     fn pairs(&self, lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> Vec<(Vec<u8>, Seq)> {
         self.0
             .iter()
-            .filter(|(k, _)| crate::key::above_lo(k, lo) && crate::key::below_hi(k, hi))
+            .filter(|(k, _)| above_lo(k, lo) && below_hi(k, hi))
             .flat_map(|(k, seqs)| seqs.iter().map(move |s| (k.clone(), *s)))
             .collect()
     }
@@ -343,9 +343,9 @@ fn a_crash_at_any_step_resumes_from_a_consistent_state() -> Result<(), BoxError>
             let dir = tempfile::tempdir()?;
             let mut idx = index(Some(dir.path()), options);
             View::<()>::load(&mut idx)?;
-            idx.store().faults.arm(point, countdown);
+            idx.store().faults().arm(point, countdown);
             let result = drive(&mut idx, &records);
-            let crashed = idx.store().faults.fired();
+            let crashed = idx.store().faults().fired();
             // Failing exactly when the crash fired, and with the injected crash itself.
             match &result {
                 Ok(()) => assert!(!crashed, "{point} #{countdown}: fired but succeeded"),

@@ -7,6 +7,7 @@ use flume_core::{Result, Seq};
 
 use crate::entry::{Entry, Kind};
 use crate::run::RunCursor;
+use crate::{Retention, Semantics};
 
 /// One ordered source of entries.
 pub(crate) enum Source {
@@ -102,30 +103,53 @@ impl Merge {
 }
 
 /// One answer of a scan: a key and a seq it points at.
-pub(crate) type Pair = (Box<[u8]>, Seq);
+pub type Pair = (Box<[u8]>, Seq);
 
 /// Collects the live (key, seq) pairs of a merged stream, at most `limit` of them:
 /// forward in (key, seq) order, reverse in the opposite order.
 ///
-/// A put is live when no delete of its key has a higher seq. Memory: one key's live
-/// seqs, at most `limit` of them.
+/// A put is live when no delete of its key has a higher seq (and, under
+/// [`Semantics::SingleValued`], no put either). Memory: one key's live seqs, at most
+/// `limit` of them.
 pub(crate) fn live_pairs(
     merge: &mut Merge,
     reverse: bool,
     limit: Option<usize>,
+    semantics: Semantics,
 ) -> Result<Vec<Pair>> {
     let mut out: Vec<Pair> = Vec::new();
+    walk_live(merge, reverse, limit, semantics, |key, seq| {
+        out.push((key.clone(), seq));
+    })?;
+    Ok(out)
+}
+
+/// How many live pairs a forward walk of the stream finds (what [`live_pairs`] would
+/// return, without collecting them).
+pub(crate) fn count_live(merge: &mut Merge, semantics: Semantics) -> Result<usize> {
+    let mut n = 0;
+    walk_live(merge, false, None, semantics, |_, _| n += 1)?;
+    Ok(n)
+}
+
+/// Calls `found` with each live (key, seq) pair of a merged stream, at most `limit` of
+/// them, in the order [`live_pairs`] returns them.
+fn walk_live(
+    merge: &mut Merge,
+    reverse: bool,
+    limit: Option<usize>,
+    semantics: Semantics,
+    mut found: impl FnMut(&Box<[u8]>, Seq),
+) -> Result<()> {
+    let single = semantics == Semantics::SingleValued;
     let mut remaining = limit.unwrap_or(usize::MAX);
     let mut group: Option<Box<[u8]>> = None;
     let mut live: VecDeque<Seq> = VecDeque::new();
     let mut dead = false;
-    let flush = |group: &Option<Box<[u8]>>,
-                 live: &mut VecDeque<Seq>,
-                 out: &mut Vec<Pair>,
-                 remaining: &mut usize| {
+    let mut flush = |group: &Option<Box<[u8]>>, live: &mut VecDeque<Seq>, remaining: &mut usize| {
         if let Some(key) = group {
             for &seq in live.iter().rev() {
-                out.push((key.clone(), seq));
+                found(key, seq);
             }
             *remaining -= live.len();
             live.clear();
@@ -134,7 +158,7 @@ pub(crate) fn live_pairs(
     while remaining > 0 {
         let Some(e) = merge.next_entry()? else { break };
         if group.as_deref() != Some(&*e.key) {
-            flush(&group, &mut live, &mut out, &mut remaining);
+            flush(&group, &mut live, &mut remaining);
             if remaining == 0 {
                 group = None;
                 break;
@@ -143,17 +167,23 @@ pub(crate) fn live_pairs(
             dead = false;
         }
         match (reverse, e.kind) {
-            // Forward: newest first within a key; a delete hides the rest of the group.
+            // Forward: newest first within a key; a delete hides the rest of the group,
+            // and so does a put when the store is single-valued.
             (false, _) if dead => {}
             (false, Kind::Put) => {
                 live.push_back(e.seq);
                 if live.len() > remaining {
                     live.pop_front();
                 }
+                dead = single;
             }
             (false, Kind::Delete) => dead = true,
-            // Reverse: oldest first within a key; a delete hides what came before it.
+            // Reverse: oldest first within a key; a delete hides what came before it,
+            // and so does a put when the store is single-valued.
             (true, Kind::Put) => {
+                if single {
+                    live.clear();
+                }
                 live.push_back(e.seq);
                 if live.len() > remaining {
                     live.pop_front();
@@ -162,26 +192,45 @@ pub(crate) fn live_pairs(
             (true, Kind::Delete) => live.clear(),
         }
     }
-    flush(&group, &mut live, &mut out, &mut remaining);
-    Ok(out)
+    flush(&group, &mut live, &mut remaining);
+    Ok(())
 }
 
-/// What a compaction keeps of a merged stream (forward order): the puts above each
-/// key's newest delete, and that delete only when older runs may still hold the key.
+/// What a compaction keeps of a merged stream (forward order), as the store's
+/// [`Semantics`] and [`Retention`] say.
+///
+/// [`Retention::Live`]: the entries that are not hidden (the puts above each key's
+/// newest delete; under [`Semantics::SingleValued`] only each key's newest entry), and a
+/// delete only when older runs may still hold the key (`keep_deletes`).
+/// [`Retention::All`]: every entry. [`Retention::Since`]`(h)`: what `Live` keeps, every
+/// entry above `h`, and each key's newest entry at or below `h`.
 pub(crate) struct Compacted {
     merge: Merge,
     keep_deletes: bool,
+    semantics: Semantics,
+    retention: Retention,
     group: Option<Box<[u8]>>,
+    /// Whether the rest of the group is hidden.
     dead: bool,
+    /// Whether the group's newest entry at or below the `Since` horizon has been seen.
+    below: bool,
 }
 
 impl Compacted {
-    pub(crate) fn new(merge: Merge, keep_deletes: bool) -> Self {
+    pub(crate) fn new(
+        merge: Merge,
+        keep_deletes: bool,
+        semantics: Semantics,
+        retention: Retention,
+    ) -> Self {
         Compacted {
             merge,
             keep_deletes,
+            semantics,
+            retention,
             group: None,
             dead: false,
+            below: false,
         }
     }
 
@@ -194,21 +243,30 @@ impl Compacted {
             let Some(e) = self.merge.next_entry()? else {
                 return Ok(None);
             };
+            if self.retention == Retention::All {
+                return Ok(Some(e));
+            }
             if self.group.as_deref() != Some(&*e.key) {
                 self.group = Some(e.key.clone());
                 self.dead = false;
+                self.below = false;
             }
-            if self.dead {
-                continue;
+            // What `Live` keeps.
+            let live = !self.dead && (e.kind == Kind::Put || self.keep_deletes);
+            if !self.dead {
+                self.dead = e.kind == Kind::Delete || self.semantics == Semantics::SingleValued;
             }
-            match e.kind {
-                Kind::Put => return Ok(Some(e)),
-                Kind::Delete => {
-                    self.dead = true;
-                    if self.keep_deletes {
-                        return Ok(Some(e));
-                    }
+            let keep = match self.retention {
+                Retention::Live | Retention::All => live,
+                Retention::Since(h) if e.seq > h => true,
+                Retention::Since(_) => {
+                    let newest_below = !self.below;
+                    self.below = true;
+                    live || newest_below
                 }
+            };
+            if keep {
+                return Ok(Some(e));
             }
         }
     }
@@ -240,7 +298,7 @@ mod tests {
             ]),
         ];
         let mut merge = Merge::new(sources, reverse, None);
-        live_pairs(&mut merge, reverse, limit)
+        live_pairs(&mut merge, reverse, limit, Semantics::MultiValued)
             .expect("memory")
             .into_iter()
             .map(|(k, s)| (String::from_utf8(k.into_vec()).expect("utf8"), s))
@@ -276,7 +334,7 @@ mod tests {
                 false,
                 None,
             );
-            let mut c = Compacted::new(merge, keep);
+            let mut c = Compacted::new(merge, keep, Semantics::MultiValued, Retention::Live);
             let mut out = Vec::new();
             while let Some(e) = c.next_entry().expect("memory") {
                 out.push((e.key.to_vec(), e.seq, e.kind));

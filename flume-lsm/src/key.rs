@@ -15,7 +15,7 @@
 //! `tuple(("@alice",))` finds every `("@alice", …)` key and never `("@alice2", …)`.
 //!
 //! ```
-//! use flumeview_index::key;
+//! use flume_lsm::key;
 //!
 //! assert!(key::i64(-5) < key::i64(3));
 //! assert!(key::u64(9) < key::u64(10));
@@ -42,7 +42,7 @@ use std::ops::Bound;
 /// The key of a string: its UTF-8 bytes, as they are (no copy).
 ///
 /// ```
-/// assert_eq!(flumeview_index::key::string("abc"), b"abc");
+/// assert_eq!(flume_lsm::key::string("abc"), b"abc");
 /// ```
 pub fn string(s: &str) -> &[u8] {
     s.as_bytes()
@@ -51,7 +51,7 @@ pub fn string(s: &str) -> &[u8] {
 /// The key of an unsigned integer: 8 bytes, big-endian, so byte order is numeric order.
 ///
 /// ```
-/// assert_eq!(flumeview_index::key::u64(258), [0, 0, 0, 0, 0, 0, 1, 2]);
+/// assert_eq!(flume_lsm::key::u64(258), [0, 0, 0, 0, 0, 0, 1, 2]);
 /// ```
 pub fn u64(n: u64) -> [u8; 8] {
     n.to_be_bytes()
@@ -60,7 +60,7 @@ pub fn u64(n: u64) -> [u8; 8] {
 /// The key of an unsigned 32-bit integer: 4 bytes, big-endian.
 ///
 /// ```
-/// assert_eq!(flumeview_index::key::u32(1), [0, 0, 0, 1]);
+/// assert_eq!(flume_lsm::key::u32(1), [0, 0, 0, 1]);
 /// ```
 pub fn u32(n: u32) -> [u8; 4] {
     n.to_be_bytes()
@@ -70,7 +70,7 @@ pub fn u32(n: u32) -> [u8; 4] {
 /// order is numeric order (`i64::MIN` is all zeroes).
 ///
 /// ```
-/// use flumeview_index::key;
+/// use flume_lsm::key;
 /// assert_eq!(key::i64(0), [0x80, 0, 0, 0, 0, 0, 0, 0]);
 /// assert!(key::i64(-1) < key::i64(0));
 /// ```
@@ -81,7 +81,7 @@ pub fn i64(n: i64) -> [u8; 8] {
 /// The key of a signed 32-bit integer: 4 bytes, big-endian with the sign bit flipped.
 ///
 /// ```
-/// use flumeview_index::key;
+/// use flume_lsm::key;
 /// assert!(key::i32(-1) < key::i32(1));
 /// ```
 pub fn i32(n: i32) -> [u8; 4] {
@@ -92,7 +92,7 @@ pub fn i32(n: i32) -> [u8; 4] {
 /// Order-preserving and prefix-free: see the [module docs](self).
 ///
 /// ```
-/// use flumeview_index::key;
+/// use flume_lsm::key;
 /// let k = key::tuple(("@bob", 3u64));
 /// assert_eq!(k, b"@bob\x00\x01\x00\x00\x00\x00\x00\x00\x00\x03");
 /// ```
@@ -212,7 +212,7 @@ tuple_impl!(A, B, C, D);
 /// asked type or the key is malformed.
 ///
 /// ```
-/// use flumeview_index::key;
+/// use flume_lsm::key;
 /// let k = key::tuple(("x\0y", -3i64, b"raw".to_vec()));
 /// let mut parts = key::Parts::new(&k);
 /// assert_eq!(parts.string().as_deref(), Some("x\0y"));
@@ -308,7 +308,7 @@ impl<'a> Parts<'a> {
 
 /// The smallest key greater than every key starting with `prefix`, or `None` when there
 /// is none (the prefix is empty or all `ff` bytes).
-pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -329,7 +329,7 @@ pub(crate) fn key_prefix(key: &[u8]) -> u64 {
 }
 
 /// Whether `key` is at or above the lower bound.
-pub(crate) fn above_lo(key: &[u8], lo: &Bound<Vec<u8>>) -> bool {
+pub fn above_lo(key: &[u8], lo: &Bound<Vec<u8>>) -> bool {
     match lo {
         Bound::Included(b) => key >= b.as_slice(),
         Bound::Excluded(b) => key > b.as_slice(),
@@ -338,7 +338,7 @@ pub(crate) fn above_lo(key: &[u8], lo: &Bound<Vec<u8>>) -> bool {
 }
 
 /// Whether `key` is at or below the upper bound.
-pub(crate) fn below_hi(key: &[u8], hi: &Bound<Vec<u8>>) -> bool {
+pub fn below_hi(key: &[u8], hi: &Bound<Vec<u8>>) -> bool {
     match hi {
         Bound::Included(b) => key <= b.as_slice(),
         Bound::Excluded(b) => key < b.as_slice(),

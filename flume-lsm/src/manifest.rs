@@ -83,7 +83,7 @@ impl Manifest {
         if bytes[0..4] != MAGIC {
             return Err(corrupt(
                 0,
-                "not a flumeview-index manifest (wrong magic bytes)".into(),
+                "not a flume-lsm manifest (wrong magic bytes)".into(),
             ));
         }
         let format = u16_at(bytes, 4);

@@ -1,4 +1,4 @@
-//! The index directory: file names, the listing, the lock. Atomic replacement, the
+//! A store's directory: file names, the listing, the lock. Atomic replacement, the
 //! lock itself and the fault points that simulate a crash at each step are
 //! `flume_core::durable`'s.
 
@@ -17,7 +17,7 @@ pub(crate) const RUN_SUFFIX: &str = ".run";
 /// A file being written (a run or the manifest: `durable::TempFile`'s names).
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
-/// How long opening waits for another handle of the same directory to let go (an index
+/// How long opening waits for another handle of the same directory to let go (a store
 /// of a database that is still closing in this process).
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -40,11 +40,11 @@ pub(crate) fn parse_run_name(name: &str) -> Option<u64> {
 /// # Errors
 /// [`Error::Locked`](flume_core::Error::Locked) when another handle keeps it locked for
 /// longer than a few seconds; [`Error::Io`].
-pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
+pub fn lock_dir(dir: &Path) -> Result<File> {
     DirLock::acquire(dir, LOCK_WAIT).map(DirLock::into_file)
 }
 
-/// What an index directory holds besides the manifest.
+/// What a store directory holds besides the manifest.
 #[derive(Debug, Default)]
 pub(crate) struct Listing {
     /// Run files, by id.

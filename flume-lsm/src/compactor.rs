@@ -1,4 +1,4 @@
-//! The background compaction thread of one index.
+//! The background compaction thread of one store.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -27,7 +27,7 @@ impl Signal {
 }
 
 /// Runs compactions on its own thread whenever poked; stopped and joined on drop.
-pub(crate) struct Compactor {
+pub struct Compactor {
     signal: Arc<Signal>,
     thread: Option<JoinHandle<()>>,
 }
@@ -43,12 +43,12 @@ impl Compactor {
     ///
     /// # Errors
     /// When the OS cannot start a thread.
-    pub(crate) fn start(store: &Arc<Store>) -> std::io::Result<Compactor> {
+    pub fn start(store: &Arc<Store>) -> std::io::Result<Compactor> {
         let signal = Arc::new(Signal::default());
         let weak: Weak<Store> = Arc::downgrade(store);
         let thread_signal = Arc::clone(&signal);
         let thread = std::thread::Builder::new()
-            .name("flumeview-index-compactor".into())
+            .name("flume-lsm-compactor".into())
             .spawn(move || run(&weak, &thread_signal))?;
         Ok(Compactor {
             signal,
@@ -57,7 +57,7 @@ impl Compactor {
     }
 
     /// Asks for a compaction pass (the thread merges as long as the policy finds runs).
-    pub(crate) fn poke(&self) {
+    pub fn poke(&self) {
         let mut state = self
             .signal
             .state
@@ -89,7 +89,7 @@ fn run(store: &Weak<Store>, signal: &Signal) {
                 Ok(true) if !signal.stopped() => continue,
                 Ok(_) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "index compaction failed; it is tried again after the next checkpoint");
+                    tracing::warn!(error = %e, "compaction failed; it is tried again after the next checkpoint");
                     break;
                 }
             }

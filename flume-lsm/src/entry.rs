@@ -1,7 +1,7 @@
-//! The index's unit of storage: one operation on one key at one seq, and its order.
+//! The store's unit of storage: one operation on one key at one seq, and its order.
 //!
 //! Entries sort by key ascending, then by seq **descending**, then puts before deletes.
-//! Newest-first within a key makes every question the index answers a forward walk that
+//! Newest-first within a key makes every question the store answers a forward walk that
 //! stops early: the latest value of a key is the first entry of its group, and a delete
 //! hides everything after it in the group (all older puts).
 
@@ -9,12 +9,16 @@ use std::cmp::Ordering;
 
 use flume_core::Seq;
 
-/// What an entry does to its key.
+/// What an entry does to its key. Which older entries an entry hides depends on the
+/// store's [`Semantics`](crate::Semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Kind {
-    /// The key points at the entry's seq.
+pub enum Kind {
+    /// The key points at the entry's seq. In a
+    /// [`SingleValued`](crate::Semantics::SingleValued) store it also hides every older
+    /// entry of the key; in a [`MultiValued`](crate::Semantics::MultiValued) one the
+    /// key's older puts stay.
     Put = 1,
-    /// Every put of the key at a lower seq is gone.
+    /// Every entry of the key at a lower seq is hidden: the key points at nothing older.
     Delete = 2,
 }
 
@@ -46,7 +50,7 @@ impl Entry {
     }
 
     /// What a memtable counts per entry on top of its key bytes (the
-    /// [`IndexOptions::memtable_bytes`](crate::IndexOptions::memtable_bytes) budget).
+    /// [`LsmOptions::memtable_bytes`](crate::LsmOptions::memtable_bytes) budget).
     pub(crate) const OVERHEAD: usize = 64;
 }
 

@@ -8,10 +8,10 @@
 //! - a run file is deleted (never truncated) once no manifest names it; on Unix a deleted
 //!   file stays readable through existing mappings, so readers still holding the run
 //!   are unaffected;
-//! - the index directory is locked exclusively (`LOCK`), so no other index handle, in
+//! - the store directory is locked exclusively (`LOCK`), so no other store handle, in
 //!   this or another process, writes to the directory while it is open.
 //!
-//! Other programs modifying the run files of an open index break this contract (as they
+//! Other programs modifying the run files of an open store break this contract (as they
 //! would for any embedded database).
 #![allow(unsafe_code)]
 
@@ -24,6 +24,6 @@ use memmap2::Mmap;
 pub(crate) fn map(file: &File) -> io::Result<Mmap> {
     // SAFETY: see the module docs: run files are immutable once renamed into place, are
     // deleted but never truncated or rewritten, and the directory is locked against
-    // other writers for as long as the index is open.
+    // other writers for as long as the store is open.
     unsafe { Mmap::map(file) }
 }

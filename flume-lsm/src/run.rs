@@ -1,5 +1,5 @@
 //! Run files: immutable sorted runs of entries, written once by a flush or a compaction
-//! and read through a memory map (or, for an index without a directory, from memory).
+//! and read through a memory map (or, for a store without a directory, from memory).
 //!
 //! The layout is documented byte by byte in `docs/format.md`, section
 //! "flumeview-index files"; `tests::snapshot_*` pin it.
@@ -37,7 +37,7 @@ use crate::key::key_prefix;
 /// The first four bytes of a run file, and the four before its footer's CRC.
 pub(crate) const MAGIC: [u8; 4] = *b"FVIX";
 /// The run format version this crate writes and reads. Version 1 (bloom filters of
-/// `k` bits anywhere in the filter, hashed with FNV-1a) is refused as damaged: the index
+/// `k` bits anywhere in the filter, hashed with FNV-1a) is refused as damaged: the view
 /// is then rebuilt from the log.
 pub(crate) const FORMAT_VERSION: u16 = 2;
 /// Bytes of the header.
@@ -175,7 +175,7 @@ impl Run {
         if bytes[0..4] != MAGIC {
             return Err(corrupt(
                 0,
-                "not a flumeview-index run file (wrong magic bytes)".into(),
+                "not a flume-lsm run file (wrong magic bytes)".into(),
             ));
         }
         let format = u16_at(bytes, 4);

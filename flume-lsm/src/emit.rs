@@ -1,0 +1,119 @@
+//! `OpBuf` and `Emit`: the operations of a batch of records, gathered before they are
+//! applied to a store.
+
+use std::fmt;
+use std::ops::Range;
+
+use flume_core::Seq;
+
+use crate::entry::Kind;
+
+/// The operations of a batch of records, gathered before they enter the memtable in one
+/// go ([`Store::apply`](crate::Store::apply)). Reused from batch to batch, so mapping a
+/// record allocates nothing once warm.
+///
+/// ```
+/// use flume_lsm::{Kind, OpBuf};
+///
+/// let mut ops = OpBuf::default();
+/// let mut emit = ops.emit(7);
+/// emit.delete(b"draft");
+/// emit.put(b"post");
+/// let gathered: Vec<(&[u8], u64, Kind)> = ops.ops().collect();
+/// assert_eq!(gathered, [(&b"draft"[..], 7, Kind::Delete), (&b"post"[..], 7, Kind::Put)]);
+/// ops.clear();
+/// assert!(ops.is_empty());
+/// ```
+#[derive(Debug, Default)]
+pub struct OpBuf {
+    keys: Vec<u8>,
+    ops: Vec<(Seq, Kind, Range<usize>)>,
+}
+
+impl OpBuf {
+    /// Forgets every operation, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.ops.clear();
+    }
+
+    /// Whether no operation was gathered since the last [`clear`](OpBuf::clear).
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// How many operations were gathered since the last [`clear`](OpBuf::clear).
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// A sink for the operations of the record at `seq`.
+    pub fn emit(&mut self, seq: Seq) -> Emit<'_> {
+        Emit { buf: self, seq }
+    }
+
+    /// Adds one operation directly (what [`Emit::put`] and [`Emit::delete`] do).
+    pub fn push(&mut self, seq: Seq, kind: Kind, key: &[u8]) {
+        let start = self.keys.len();
+        self.keys.extend_from_slice(key);
+        self.ops.push((seq, kind, start..self.keys.len()));
+    }
+
+    /// The operations, in the order emitted.
+    pub fn ops(&self) -> impl Iterator<Item = (&[u8], Seq, Kind)> + '_ {
+        self.ops
+            .iter()
+            .map(|(seq, kind, range)| (&self.keys[range.clone()], *seq, *kind))
+    }
+}
+
+/// Where a map function sends the operations of one record (made by
+/// [`OpBuf::emit`]).
+///
+/// [`put`](Emit::put) makes a key point at the record; [`delete`](Emit::delete) removes
+/// every earlier put of a key (a later record may put it again). A record may emit any
+/// number of operations, on any keys; a delete and a put of the same key in the same
+/// record replace the key's earlier values with this record. What a put does to the
+/// key's earlier puts depends on the store's [`Semantics`](crate::Semantics): in a
+/// multi-valued store (an index) they stay, in a single-valued one (a key-value view)
+/// the put replaces them.
+///
+/// In `flumeview-index`, a map gets one per record:
+///
+/// ```ignore
+/// let by_tag = Index::new(1, |edit: &Edit, e: &mut Emit<'_>| {
+///     for tag in &edit.tags {
+///         e.put(key::tuple((tag, &edit.id)));
+///     }
+/// });
+/// ```
+pub struct Emit<'a> {
+    buf: &'a mut OpBuf,
+    seq: Seq,
+}
+
+impl fmt::Debug for Emit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emit").field("seq", &self.seq).finish()
+    }
+}
+
+impl Emit<'_> {
+    /// The seq of the record being mapped.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// Makes `key` point at this record: as well as at any earlier record it points at in
+    /// a [`MultiValued`](crate::Semantics::MultiValued) store, instead of them in a
+    /// [`SingleValued`](crate::Semantics::SingleValued) one.
+    pub fn put(&mut self, key: impl AsRef<[u8]>) {
+        self.buf.push(self.seq, Kind::Put, key.as_ref());
+    }
+
+    /// Removes every put of `key` by an earlier record. Puts by this record and later
+    /// ones count.
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.buf.push(self.seq, Kind::Delete, key.as_ref());
+    }
+}

@@ -1,0 +1,192 @@
+//! `Key`: typed keys with an order-preserving byte encoding.
+
+use flume_core::BoxError;
+
+use crate::key::{self, Parts};
+
+/// A key type of a [`Kv`](crate::Kv): encoded to bytes whose order is the key's order,
+/// so that [`range`](crate::KvReader::range) scans and the order of
+/// [`all`](crate::KvReader::all) follow the keys' own order.
+///
+/// | type | encoding ([`key`] module) |
+/// |---|---|
+/// | `String` | its UTF-8 bytes ([`key::string`]) |
+/// | `Vec<u8>` | the bytes as they are |
+/// | `u64`, `u32` | big-endian ([`key::u64()`], [`key::u32()`]) |
+/// | `i64`, `i32` | big-endian with the sign bit flipped ([`key::i64()`], [`key::i32()`]) |
+/// | `(A, B)`, `(A, B, C)` of the above | [`key::tuple()`]: prefix-free, part by part |
+///
+/// A tuple's first parts encoded with [`key::tuple()`] are a byte prefix of every key
+/// that starts with them, so [`prefix`](crate::KvReader::prefix) finds, say, every
+/// `(user, document)` key of one user.
+///
+/// ```
+/// use flumeview_kv::{key, Key};
+///
+/// let mut bytes = Vec::new();
+/// ("alice".to_string(), 7u64).encode(&mut bytes);
+/// assert_eq!(bytes, key::tuple(("alice", 7u64)));
+/// assert_eq!(<(String, u64)>::decode(&bytes).unwrap(), ("alice".to_string(), 7));
+///
+/// let (mut a, mut b) = (Vec::new(), Vec::new());
+/// (-3i64).encode(&mut a);
+/// 2i64.encode(&mut b);
+/// assert!(a < b);
+/// ```
+///
+/// Implement it for a key type of your own by encoding to bytes whose byte order is the
+/// order you want scans in (any encoding works for `get`; only scans see the order).
+pub trait Key: Sized + Send + Sync + 'static {
+    /// Appends the key's encoding to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+
+    /// The key back from its encoding.
+    ///
+    /// # Errors
+    /// Bytes that are not an encoding of this type (the view's keys were written by a
+    /// map with another key type: bump the view's version).
+    fn decode(bytes: &[u8]) -> Result<Self, BoxError>;
+
+    /// The key's encoding, as a new vector.
+    ///
+    /// ```
+    /// use flumeview_kv::Key;
+    /// assert_eq!(7u32.to_bytes(), [0, 0, 0, 7]);
+    /// ```
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+}
+
+/// A [`Key`] that can be a part of a tuple key: its tuple encoding (see [`key::Part`])
+/// is prefix-free, unlike the plain encoding of a string or byte key.
+///
+/// ```
+/// use flumeview_kv::{key, KeyPart};
+/// let mut out = Vec::new();
+/// "a".to_string().encode_part(&mut out);
+/// assert_eq!(out, key::tuple(("a",)));
+/// ```
+pub trait KeyPart: Key {
+    /// Appends the part's encoding inside a tuple to `out`.
+    fn encode_part(&self, out: &mut Vec<u8>);
+
+    /// Reads the next part of a tuple, `None` when it is not of this type.
+    fn decode_part(parts: &mut Parts<'_>) -> Option<Self>;
+}
+
+fn not_a(what: &str, bytes: &[u8]) -> BoxError {
+    format!("{} bytes are not the key encoding of {what}", bytes.len()).into()
+}
+
+impl Key for String {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(key::string(self));
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, BoxError> {
+        Ok(String::from_utf8(bytes.to_vec())?)
+    }
+}
+
+impl Key for Vec<u8> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, BoxError> {
+        Ok(bytes.to_vec())
+    }
+}
+
+macro_rules! int_key {
+    ($ty:ident, $n:literal) => {
+        impl Key for $ty {
+            fn encode(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&key::$ty(*self));
+            }
+
+            fn decode(bytes: &[u8]) -> Result<Self, BoxError> {
+                if bytes.len() != $n {
+                    return Err(not_a(stringify!($ty), bytes));
+                }
+                Parts::new(bytes)
+                    .$ty()
+                    .ok_or_else(|| not_a(stringify!($ty), bytes))
+            }
+        }
+
+        impl KeyPart for $ty {
+            fn encode_part(&self, out: &mut Vec<u8>) {
+                self.encode(out);
+            }
+
+            fn decode_part(parts: &mut Parts<'_>) -> Option<Self> {
+                parts.$ty()
+            }
+        }
+    };
+}
+
+int_key!(u64, 8);
+int_key!(u32, 4);
+int_key!(i64, 8);
+int_key!(i32, 4);
+
+impl KeyPart for String {
+    fn encode_part(&self, out: &mut Vec<u8>) {
+        key::Part::encode(self.as_str(), out);
+    }
+
+    fn decode_part(parts: &mut Parts<'_>) -> Option<Self> {
+        parts.string()
+    }
+}
+
+impl KeyPart for Vec<u8> {
+    fn encode_part(&self, out: &mut Vec<u8>) {
+        key::Part::encode(self.as_slice(), out);
+    }
+
+    fn decode_part(parts: &mut Parts<'_>) -> Option<Self> {
+        parts.bytes()
+    }
+}
+
+impl<A: KeyPart, B: KeyPart> Key for (A, B) {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode_part(out);
+        self.1.encode_part(out);
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, BoxError> {
+        let mut parts = Parts::new(bytes);
+        let a = A::decode_part(&mut parts);
+        let b = B::decode_part(&mut parts);
+        match (a, b) {
+            (Some(a), Some(b)) if parts.is_empty() => Ok((a, b)),
+            _ => Err(not_a("a 2-tuple", bytes)),
+        }
+    }
+}
+
+impl<A: KeyPart, B: KeyPart, C: KeyPart> Key for (A, B, C) {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode_part(out);
+        self.1.encode_part(out);
+        self.2.encode_part(out);
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, BoxError> {
+        let mut parts = Parts::new(bytes);
+        let a = A::decode_part(&mut parts);
+        let b = B::decode_part(&mut parts);
+        let c = C::decode_part(&mut parts);
+        match (a, b, c) {
+            (Some(a), Some(b), Some(c)) if parts.is_empty() => Ok((a, b, c)),
+            _ => Err(not_a("a 3-tuple", bytes)),
+        }
+    }
+}
