@@ -111,6 +111,8 @@ mod reader;
 mod types;
 // [write helper modules]
 // [watch modules]
+mod watch;
+pub use crate::watch::{Change, WatchFrom, WatchKeys};
 
 #[cfg(test)]
 mod tests;

@@ -234,3 +234,36 @@ async fn an_empty_view_then_a_closed_one() -> TestResult {
     );
     Ok(())
 }
+
+/// The replay reports only what the view's `History` option keeps (so what it reports
+/// does not depend on whether compaction has dropped the rest yet).
+#[tokio::test]
+async fn the_replay_follows_the_history_option() -> TestResult {
+    use flumeview_kv::History;
+    let cases = [
+        (History::All, vec![0, 1, 2, 3, 4]),
+        (History::Since(2), vec![1, 2, 3, 4]),
+        (History::Latest, vec![1, 3, 4]),
+    ];
+    for (history, expected) in cases {
+        let db = Flume::<Rec>::new(MemoryLog::new());
+        let kv: Reader = db.add_view("kv", common_watch::kv().history(history))?;
+        db.append(&set("a", 0)).await?; // 0
+        db.append(&set("a", 1)).await?; // 1
+        db.append(&set("b", 2)).await?; // 2
+        db.append(&remove("b")).await?; // 3
+        db.append(&set("c", 4)).await?; // 4
+        let mut watch = kv.watch(WatchKeys::All, WatchFrom::History, Wait::Log);
+        let mut got = Vec::new();
+        for _ in 0..expected.len() {
+            got.push(next(&mut watch).await.seq);
+        }
+        assert_eq!(got, expected, "{history:?}");
+        // Live changes follow as they come.
+        db.append(&set("a", 5)).await?;
+        assert_eq!(next(&mut watch).await, change(5, "a", Op::Put(5)));
+        db.close().await?;
+        assert!(watch.next().await.is_none(), "{history:?}");
+    }
+    Ok(())
+}
