@@ -108,9 +108,11 @@ where
     /// was called; with [`Wait::AtLeast(seq)`](Wait::AtLeast), after `seq`; with
     /// [`Wait::NoWait`], after what the view has applied when the stream first looks.
     /// Either way every later change follows, each exactly once, and none is missed
-    /// between the replay and the live changes. Deletes
-    /// are changes too ([`Op::Delete`]). A value is read from the log like
-    /// [`get`](KvReader::get) does: one record read and one map call per put.
+    /// between the replay and the live changes. Deletes are changes too
+    /// ([`Op::Delete`]). A value is read from the log like [`get`](KvReader::get) does:
+    /// one record read and one map call per put. Following costs little between
+    /// changes: each look skips the sorted runs that hold nothing newer than what the
+    /// stream has reported.
     ///
     /// The starting point is when `watch` is called: [`Wait::Log`] waits for the log as
     /// it was then, not at the first poll.
@@ -124,7 +126,8 @@ where
     /// While the view rebuilds (after a version change or `Flume::rebuild`) the stream
     /// waits until the rebuild passes the changes it has already reported. It ends when
     /// the database closes (after the changes the view had applied by then), and with an
-    /// error item when the view fails or a read fails.
+    /// error item when the view fails or a read fails. Dropping the stream stops the
+    /// watch; nothing else happens.
     ///
     /// ```
     /// # async fn demo(kv: flumeview_kv::KvReader<String, String, u64>) -> flume_core::Result<()> {
