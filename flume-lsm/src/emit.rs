@@ -78,14 +78,28 @@ impl OpBuf {
 /// multi-valued store (an index) they stay, in a single-valued one (a key-value view)
 /// the put replaces them.
 ///
-/// In `flumeview-index`, a map gets one per record:
+/// A view hands its map one per record; for an index of posts by tag:
 ///
-/// ```ignore
-/// let by_tag = Index::new(1, |edit: &Edit, e: &mut Emit<'_>| {
-///     for tag in &edit.tags {
-///         e.put(key::tuple((tag, &edit.id)));
+/// ```
+/// use flume_lsm::{key, Emit, Kind, OpBuf};
+///
+/// struct Post { id: String, tags: Vec<String>, removed: bool }
+///
+/// fn by_tag(post: &Post, e: &mut Emit<'_>) {
+///     for tag in &post.tags {
+///         if post.removed {
+///             e.delete(key::tuple((tag, &post.id)));
+///         } else {
+///             e.put(key::tuple((tag, &post.id)));
+///         }
 ///     }
-/// });
+/// }
+///
+/// let mut ops = OpBuf::default();
+/// let post = Post { id: "%1".into(), tags: vec!["rust".into(), "lsm".into()], removed: false };
+/// by_tag(&post, &mut ops.emit(0));
+/// assert_eq!(ops.len(), 2);
+/// assert!(ops.ops().all(|(_, seq, kind)| seq == 0 && kind == Kind::Put));
 /// ```
 pub struct Emit<'a> {
     buf: &'a mut OpBuf,

@@ -67,6 +67,23 @@
 //! and each key's state at it ([`Retention::Since`]). Old run files are deleted only
 //! once a durable manifest no longer names them.
 //!
+//! ## Building a view on it
+//!
+//! The `flume_core::View` methods map onto the store one to one:
+//!
+//! | `View` | the store |
+//! |---|---|
+//! | `load` | [`lock_dir`] once (the directory belongs to one open store), [`Compactor::start`] once (unless [`LsmOptions::background_compaction`] is off), then [`Store::load`] |
+//! | `apply` | gather the batch's operations in an [`OpBuf`] (one [`OpBuf::emit`] per record), then [`Store::apply`] |
+//! | `checkpoint` | [`Store::checkpoint`]; when it returns `true`, [`Compactor::poke`] |
+//! | `reset` | [`Store::reset`] |
+//! | `checkpoint_policy` | [`LsmOptions::checkpoint`] |
+//!
+//! Readers share the store in an `Arc` and call its query methods; a read that fails
+//! with `Error::Corrupt` found a damaged run, which the view reports as
+//! `Error::view_damaged` so that the driver rebuilds it. Tests can simulate a crash at
+//! every step of the store's file writes with [`Store::with_faults`].
+//!
 //! ## Concurrency
 //!
 //! One writer (the view) applies, flushes and checkpoints; any number of readers query
@@ -95,6 +112,8 @@ mod run;
 mod semantics;
 mod store;
 
+#[cfg(test)]
+mod tests;
 
 pub use crate::compactor::Compactor;
 pub use crate::emit::{Emit, OpBuf};

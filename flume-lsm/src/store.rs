@@ -56,6 +56,16 @@ struct Committed {
 }
 
 /// The storage engine of one view: see the [crate docs](crate).
+///
+/// | side | methods |
+/// |---|---|
+/// | the view (one writer) | [`load`](Store::load), [`apply`](Store::apply), [`flush`](Store::flush), [`checkpoint`](Store::checkpoint), [`reset`](Store::reset) |
+/// | compaction (any thread, usually a [`Compactor`](crate::Compactor)) | [`compact`](Store::compact) |
+/// | readers (any number, concurrently) | [`latest`](Store::latest), [`seqs`](Store::seqs), [`scan`](Store::scan), [`count`](Store::count), [`history`](Store::history), [`changes`](Store::changes), [`since`](Store::since) |
+///
+/// A store is `Send + Sync`; share it in an `Arc` between the view, its readers and its
+/// compactor. Readers take a lock only to copy the part of the memtable they need, and
+/// never wait for a flush or a compaction.
 pub struct Store {
     version: u32,
     dir: Option<PathBuf>,
@@ -725,7 +735,14 @@ impl Store {
         self.write_run(entries, max_keys, level, step, cancelled)
     }
 
-    /// Reads the manifest and opens its runs; removes files no manifest names.
+    /// Reads the manifest and opens its runs; removes files no manifest names (written
+    /// after the last checkpoint, or left by an interrupted write).
+    ///
+    /// Returns `None` when there is nothing to load (no directory, or no manifest: the
+    /// view builds from the start of the log), else the manifest's view version and
+    /// `since`. When that version is not the store's, nothing is opened: the caller
+    /// resets the store ([`Store::reset`]) and rebuilds. Otherwise the store holds what
+    /// the manifest names and the view re-applies the records after `since`.
     ///
     /// # Errors
     /// [`Error::Corrupt`] for a damaged manifest or run; [`Error::Io`].
@@ -841,8 +858,17 @@ impl Store {
 
     // ----- compaction ----------------------------------------------------------------
 
-    /// Merges one group of committed runs, if the policy (or `full`: all of them) finds
-    /// one. Returns whether it changed anything.
+    /// Merges one group of committed runs, if the policy finds one: the newest
+    /// [`LsmOptions::merge_fan_in`] consecutive runs of one level become one run of the
+    /// next level (with `full`: every committed run, even a single one, is rewritten as
+    /// one). What the merge keeps is the store's [`Retention`]'s choice. Returns whether
+    /// it changed anything; without `full`, call it again until it returns `false` to
+    /// merge as far as the policy goes. `stop` is
+    /// polled while merging: when it returns true the merge is abandoned (so is one that
+    /// a [`Store::reset`] overtakes).
+    ///
+    /// Readers and the writer go on meanwhile; the result is installed under a brief
+    /// lock, the manifest first, and the merged runs' files are deleted after it.
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Corrupt`]; the runs are then left as they were.

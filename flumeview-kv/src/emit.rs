@@ -88,7 +88,8 @@ enum Sink<'a, V> {
 
 /// Where a [`Kv`](crate::Kv)'s map sends the key-value operations of one record.
 ///
-/// [`put`](KvEmit::put) sets a key's value, [`delete`](KvEmit::delete) removes the key.
+/// [`put`](KvEmit::put) sets a key's value, [`delete`](KvEmit::delete) removes the key,
+/// [`put_with`](KvEmit::put_with) is a put whose value is made only when a read needs it.
 /// A record may touch any number of keys; when it touches one key several times, its
 /// last operation on it counts (a put then a delete is a delete).
 ///
@@ -160,17 +161,37 @@ impl<'a, K: Key, V> KvEmit<'a, K, V> {
 
     /// Sets `key` to `value` as of this record.
     pub fn put(&mut self, key: K, value: V) {
-        self.op(&key, Op::Put(value));
+        self.op(&key, Some(|| value));
+    }
+
+    /// Sets `key` to the value `value` makes, as of this record, calling `value` only
+    /// when the value is needed: while the view indexes records it never is (values
+    /// are not stored), only when a read looks for this key's value in this record.
+    ///
+    /// ```
+    /// use flumeview_kv::Kv;
+    ///
+    /// #[derive(Debug)]
+    /// struct Doc { id: u64, body: String }
+    ///
+    /// // Indexing does not copy any body; a read of a document copies its body once.
+    /// let docs: Kv<Doc, u64, String> = Kv::new(1, |doc: &Doc, e| {
+    ///     e.put_with(doc.id, || doc.body.clone())
+    /// });
+    /// ```
+    pub fn put_with(&mut self, key: K, value: impl FnOnce() -> V) {
+        self.op(&key, Some(value));
     }
 
     /// Removes `key` as of this record (a later record may put it again).
     pub fn delete(&mut self, key: K) {
-        self.op(&key, Op::Delete);
+        self.op(&key, None::<fn() -> V>);
     }
 
-    fn op(&mut self, key: &K, op: Op<V>) {
+    /// A put (with the function that makes its value) or a delete (`None`).
+    fn op(&mut self, key: &K, put: Option<impl FnOnce() -> V>) {
         match &mut self.sink {
-            Sink::Collect(ops) => ops.push(key, matches!(op, Op::Put(_))),
+            Sink::Collect(ops) => ops.push(key, put.is_some()),
             Sink::Find {
                 target,
                 scratch,
@@ -179,7 +200,7 @@ impl<'a, K: Key, V> KvEmit<'a, K, V> {
                 scratch.clear();
                 key.encode(scratch);
                 if scratch == target {
-                    *found = Some(op);
+                    *found = Some(put.map_or(Op::Delete, |value| Op::Put(value())));
                 }
             }
         }

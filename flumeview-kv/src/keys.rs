@@ -190,3 +190,72 @@ impl<A: KeyPart, B: KeyPart, C: KeyPart> Key for (A, B, C) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip<K: Key + PartialEq + std::fmt::Debug>(k: &K) -> Result<(), TestCaseError> {
+        prop_assert_eq!(&K::decode(&k.to_bytes()).expect("decodes"), k);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn scalar_keys_keep_their_order_and_read_back(
+            a in any::<i64>(), b in any::<i64>(), c in any::<u32>(), d in any::<u32>(),
+            s in ".{0,6}", t in ".{0,6}",
+        ) {
+            prop_assert_eq!(a.cmp(&b), a.to_bytes().cmp(&b.to_bytes()));
+            prop_assert_eq!((a as i32).cmp(&(b as i32)), (a as i32).to_bytes().cmp(&(b as i32).to_bytes()));
+            prop_assert_eq!((a as u64).cmp(&(b as u64)), (a as u64).to_bytes().cmp(&(b as u64).to_bytes()));
+            prop_assert_eq!(c.cmp(&d), c.to_bytes().cmp(&d.to_bytes()));
+            prop_assert_eq!(s.cmp(&t), s.to_bytes().cmp(&t.to_bytes()));
+            roundtrip(&a)?;
+            roundtrip(&(a as i32))?;
+            roundtrip(&(a as u64))?;
+            roundtrip(&c)?;
+            roundtrip(&s)?;
+            roundtrip(&s.clone().into_bytes())?;
+        }
+
+        #[test]
+        fn tuple_keys_keep_their_order_read_back_and_are_prefix_free(
+            a in proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(b'a'), Just(0xff)], 0..4),
+            b in any::<u64>(),
+            c in proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(b'a'), Just(0xff)], 0..4),
+            d in any::<u64>(),
+            s in "[a\u{0}]{0,3}", t in "[a\u{0}]{0,3}", n in any::<i32>(),
+        ) {
+            let (x, y) = ((a.clone(), b), (c.clone(), d));
+            prop_assert_eq!(x.cmp(&y), x.to_bytes().cmp(&y.to_bytes()));
+            roundtrip(&x)?;
+            let (x3, y3) = ((s.clone(), n, b), (t.clone(), n, d));
+            prop_assert_eq!(x3.cmp(&y3), x3.to_bytes().cmp(&y3.to_bytes()));
+            roundtrip(&x3)?;
+            // The first part, as `key::tuple` encodes it, is a prefix exactly when equal.
+            prop_assert_eq!(y.to_bytes().starts_with(&key::tuple((a.clone(),))), a == c);
+            prop_assert_eq!(y3.to_bytes().starts_with(&key::tuple((s.as_str(),))), s == t);
+        }
+
+        #[test]
+        fn decoding_junk_fails_without_panicking(junk in proptest::collection::vec(any::<u8>(), 0..20)) {
+            let _ = u64::decode(&junk);
+            let _ = i32::decode(&junk);
+            let _ = String::decode(&junk);
+            let _ = <(String, u64)>::decode(&junk);
+            let _ = <(Vec<u8>, i64, u32)>::decode(&junk);
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_and_trailing_bytes_are_errors() {
+        assert!(u64::decode(&[0; 7]).is_err());
+        assert!(u32::decode(&[0; 5]).is_err());
+        let mut bytes = ("a".to_string(), 1u64).to_bytes();
+        bytes.push(0);
+        assert!(<(String, u64)>::decode(&bytes).is_err());
+        assert!(String::decode(&[0xff]).is_err());
+    }
+}

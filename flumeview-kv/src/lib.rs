@@ -68,7 +68,8 @@
 //! one log read and decode each, like a record read from `flumeview-index`; versions,
 //! [`contains`](KvReader::contains), key scans and [`count`](KvScan::count) read no
 //! record. The map must be a deterministic function of the record (bump the view's
-//! version whenever it changes).
+//! version whenever it changes). [`KvEmit::put_with`] makes a value only when a read
+//! needs it, so that indexing a record copies no value at all.
 //!
 //! ## Reading
 //!

@@ -94,6 +94,12 @@ where
         &self.log
     }
 
+    /// The view's map (a read runs it again on a record to recover a value).
+    #[allow(dead_code)]
+    pub(crate) fn map(&self) -> &Arc<MapFn<T, K, V>> {
+        &self.map
+    }
+
     /// The view's history option.
     #[allow(dead_code)]
     pub(crate) fn history_option(&self) -> History {
@@ -182,6 +188,22 @@ where
     /// The key's version (the seq of the record that wrote its value), or `None` when
     /// the key is not set. Reads no record.
     ///
+    /// ```
+    /// # use flume_core::{Flume, Wait};
+    /// # use flumelog_memory::MemoryLog;
+    /// # use flumeview_kv::{Kv, KvReader};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> flume_core::Result<()> {
+    /// # let db = Flume::<(String, Option<u32>)>::new(MemoryLog::new());
+    /// # let kv: KvReader<(String, Option<u32>), String, u32> = db.add_view("kv", Kv::new(1,
+    /// #     |(k, v): &(String, Option<u32>), e| match v { Some(v) => e.put(k.clone(), *v), None => e.delete(k.clone()) }))?;
+    /// let a = "a".to_string();
+    /// let seq = db.append(&(a.clone(), Some(1))).await?;
+    /// assert_eq!(kv.version(&a, Wait::Log).await?, Some(seq));
+    /// db.append(&(a.clone(), None)).await?;
+    /// assert_eq!(kv.version(&a, Wait::Log).await?, None);
+    /// # db.close().await }
+    /// ```
+    ///
     /// # Errors
     /// As [`KvReader::get`], without the log's.
     ///
@@ -199,6 +221,21 @@ where
 
     /// Whether the key is set. Reads no record.
     ///
+    /// ```
+    /// # use flume_core::{Flume, Wait};
+    /// # use flumelog_memory::MemoryLog;
+    /// # use flumeview_kv::{Kv, KvReader};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> flume_core::Result<()> {
+    /// # let db = Flume::<(String, Option<u32>)>::new(MemoryLog::new());
+    /// # let kv: KvReader<(String, Option<u32>), String, u32> = db.add_view("kv", Kv::new(1,
+    /// #     |(k, v): &(String, Option<u32>), e| match v { Some(v) => e.put(k.clone(), *v), None => e.delete(k.clone()) }))?;
+    /// let a = "a".to_string();
+    /// assert!(!kv.contains(&a, Wait::Log).await?);
+    /// db.append(&(a.clone(), Some(1))).await?;
+    /// assert!(kv.contains(&a, Wait::Log).await?);
+    /// # db.close().await }
+    /// ```
+    ///
     /// # Errors
     /// As [`KvReader::version`].
     ///
@@ -212,6 +249,26 @@ where
     /// and every delete, as far as the view's [`History`] keeps them
     /// ([`History::Latest`]: the newest only; [`History::Since(h)`](History::Since): those
     /// above `h` and the newest at or below `h`). Empty for a key never written.
+    ///
+    /// ```
+    /// # use flume_core::{Flume, Wait};
+    /// # use flumelog_memory::MemoryLog;
+    /// # use flumeview_kv::{Kv, KvReader};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> flume_core::Result<()> {
+    /// # let db = Flume::<(String, Option<u32>)>::new(MemoryLog::new());
+    /// # let kv: KvReader<(String, Option<u32>), String, u32> = db.add_view("kv", Kv::new(1,
+    /// #     |(k, v): &(String, Option<u32>), e| match v { Some(v) => e.put(k.clone(), *v), None => e.delete(k.clone()) }))?;
+    /// use flumeview_kv::Op;
+    /// let a = "a".to_string();
+    /// let s0 = db.append(&(a.clone(), Some(1))).await?;
+    /// let s1 = db.append(&(a.clone(), None)).await?;
+    /// let s2 = db.append(&(a.clone(), Some(2))).await?;
+    /// assert_eq!(
+    ///     kv.history(&a, Wait::Log).await?,
+    ///     [(s2, Op::Put(2)), (s1, Op::Delete), (s0, Op::Put(1))]
+    /// );
+    /// # db.close().await }
+    /// ```
     ///
     /// # Errors
     /// As [`KvReader::get`].
@@ -238,6 +295,25 @@ where
     ///
     /// The answer reflects what the view has applied (as `wait` says); a `seq` above it
     /// answers as of the view's current state.
+    ///
+    /// ```
+    /// # use flume_core::{Flume, Wait};
+    /// # use flumelog_memory::MemoryLog;
+    /// # use flumeview_kv::{Kv, KvReader};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> flume_core::Result<()> {
+    /// # let db = Flume::<(String, Option<u32>)>::new(MemoryLog::new());
+    /// # let kv: KvReader<(String, Option<u32>), String, u32> = db.add_view("kv", Kv::new(1,
+    /// #     |(k, v): &(String, Option<u32>), e| match v { Some(v) => e.put(k.clone(), *v), None => e.delete(k.clone()) }))?;
+    /// let a = "a".to_string();
+    /// let s0 = db.append(&(a.clone(), Some(1))).await?;
+    /// let s1 = db.append(&(a.clone(), Some(2))).await?;
+    /// let s2 = db.append(&(a.clone(), None)).await?;
+    /// let at = |seq| kv.get_at(&a, seq, Wait::Log);
+    /// assert_eq!(at(s0).await?.map(|v| (v.value, v.version)), Some((1, s0)));
+    /// assert_eq!(at(s1).await?.map(|v| (v.value, v.version)), Some((2, s1)));
+    /// assert_eq!(at(s2).await?, None);
+    /// # db.close().await }
+    /// ```
     ///
     /// # Errors
     /// [`Error::HistoryTrimmed`] when `seq` is below what the view's [`History`] keeps:
@@ -313,6 +389,23 @@ where
     }
 
     /// A scan of every live key.
+    ///
+    /// ```
+    /// # use flume_core::{Flume, Wait};
+    /// # use flumelog_memory::MemoryLog;
+    /// # use flumeview_kv::{Kv, KvReader};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> flume_core::Result<()> {
+    /// # let db = Flume::<(String, Option<u32>)>::new(MemoryLog::new());
+    /// # let kv: KvReader<(String, Option<u32>), String, u32> = db.add_view("kv", Kv::new(1,
+    /// #     |(k, v): &(String, Option<u32>), e| match v { Some(v) => e.put(k.clone(), *v), None => e.delete(k.clone()) }))?;
+    /// for (k, v) in [("b", 2), ("a", 1), ("c", 3)] {
+    ///     db.append(&(k.to_string(), Some(v))).await?;
+    /// }
+    /// let keys = kv.all().keys(Wait::Log).await?;
+    /// assert_eq!(keys, [("a".to_string(), 1), ("b".to_string(), 0), ("c".to_string(), 2)]);
+    /// assert_eq!(kv.all().count(Wait::Log).await?, 3);
+    /// # db.close().await }
+    /// ```
     pub fn all(&self) -> KvScan<T, K, V> {
         KvScan::new(self.clone(), Bound::Unbounded, Bound::Unbounded)
     }
@@ -405,6 +498,30 @@ where
 
     /// The live keys with their values and versions, each value read back from the
     /// record that wrote it.
+    ///
+    /// ```
+    /// # use flume_core::{Flume, Wait};
+    /// # use flumelog_memory::MemoryLog;
+    /// # use flumeview_kv::{Kv, KvReader};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> flume_core::Result<()> {
+    /// # let db = Flume::<(u64, String)>::new(MemoryLog::new());
+    /// # let kv: KvReader<(u64, String), u64, String> =
+    /// #     db.add_view("kv", Kv::new(1, |(k, v): &(u64, String), e| e.put(*k, v.clone())))?;
+    /// for (id, name) in [(3, "c"), (1, "a"), (2, "b"), (1, "a2")] {
+    ///     db.append(&(id, name.to_string())).await?;
+    /// }
+    /// let largest_two: Vec<(u64, String, u64)> = kv
+    ///     .all()
+    ///     .reverse()
+    ///     .limit(2)
+    ///     .entries(Wait::Log)
+    ///     .await?
+    ///     .into_iter()
+    ///     .map(|(id, v)| (id, v.value, v.version))
+    ///     .collect();
+    /// assert_eq!(largest_two, [(3, "c".to_string(), 0), (2, "b".to_string(), 2)]);
+    /// # db.close().await }
+    /// ```
     ///
     /// # Errors
     /// As [`KvScan::keys`], and the log's errors reading the records.

@@ -64,7 +64,8 @@ async fn answers_do_not_depend_on_compaction() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Flume::<Rec>::new(MemoryLog::new());
         let kv: Reader = db.add_view("kv", view(history, dir.path())).expect("view");
-        let len = 24;
+        // Record 24 deletes key 0: its newest entry is a delete.
+        let len = 25;
         for i in 0..len {
             let rec = Rec {
                 key: (i % 3) as u32,
@@ -79,13 +80,14 @@ async fn answers_do_not_depend_on_compaction() {
         let after = dump(&kv, len).await;
         assert_eq!(before, after, "{history:?}");
 
-        // What compaction kept of key 0 (seqs 0, 3, …, 21; deletes at 9 and 24 - no).
+        // What compaction kept of key 0: seqs 0, 3, …, 24, deletes at 9 and 24.
         let stored = store.history(&0u32.to_be_bytes()).expect("stored");
         let expected = match history {
-            History::All => 8,
+            History::All => 9,
+            // The delete at 24.
             History::Latest => 1,
-            // 12, 15, 18, 21, and the newest at or below 9.
-            History::Since(_) => 5,
+            // 12, 15, 18, 21, 24, and the newest at or below 9 (the delete at 9).
+            History::Since(_) => 6,
         };
         assert_eq!(stored.len(), expected, "{history:?}: {stored:?}");
         db.close().await.expect("close");

@@ -1,7 +1,7 @@
 //! The view conformance suite (`flume_core::testing`) run against `Kv`: records put and
 //! delete a handful of keys (several records per key, a record touching two keys), with
 //! memtables small enough that applying flushes runs between checkpoints. The state read
-//! is every live entry and every key's whole history.
+//! is every live entry and every key's history, once for each `History` option.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use flume_core::testing::ViewUnderTest;
 use flume_core::{Result, Seq, Wait};
 use flumelog_memory::MemoryLog;
-use flumeview_kv::{Kv, KvReader, LsmOptions, Op, Versioned};
+use flumeview_kv::{History, Kv, KvReader, LsmOptions, Op, Versioned};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ const KEYS: u64 = 5;
 
 type State = (Vec<(u64, Versioned<u64>)>, Vec<Vec<(Seq, Op<u64>)>>);
 
-struct Commands;
+struct Commands(History);
 
 impl ViewUnderTest for Commands {
     type Value = Cmd;
@@ -61,6 +61,7 @@ impl ViewUnderTest for Commands {
             }
         })
         .persist(dir)
+        .history(self.0)
         .options(LsmOptions::default().memtable_bytes(1 << 9).merge_fan_in(2))
     }
 
@@ -98,7 +99,17 @@ impl ViewUnderTest for Commands {
             })
             .collect();
         let histories = (0..KEYS)
-            .map(|k| history.get(&k).cloned().unwrap_or_default())
+            .map(|k| {
+                let all = history.get(&k).cloned().unwrap_or_default();
+                match self.0 {
+                    History::All => all,
+                    History::Latest => all.into_iter().take(1).collect(),
+                    History::Since(h) => {
+                        let above = all.iter().take_while(|e| e.0 > h).count();
+                        all.into_iter().take(above + 1).collect()
+                    }
+                }
+            })
             .collect();
         (live, histories)
     }
@@ -108,4 +119,6 @@ impl ViewUnderTest for Commands {
     }
 }
 
-flume_core::view_conformance_tests!(Commands);
+flume_core::view_conformance_tests!(Commands(History::All));
+flume_core::view_conformance_tests!(latest => Commands(History::Latest));
+flume_core::view_conformance_tests!(since => Commands(History::Since(12)));

@@ -239,3 +239,39 @@ async fn a_map_that_no_longer_emits_the_key_is_a_codec_error() -> TestResult {
     db.close().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn put_with_makes_a_value_only_for_a_read_that_needs_it() -> TestResult {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let made = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&made);
+    let db = Flume::<u32>::new(MemoryLog::new());
+    let kv: KvReader<u32, u32, String> = db.add_view(
+        "kv",
+        Kv::new(1, move |n: &u32, e| {
+            e.put_with(n % 10, || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                format!("value {n}")
+            });
+        }),
+    )?;
+    for n in 0..100 {
+        db.append(&n).await?;
+    }
+    assert_eq!(kv.all().count(Wait::Log).await?, 10);
+    assert_eq!(kv.version(&3, Wait::Log).await?, Some(93));
+    assert_eq!(made.load(Ordering::SeqCst), 0, "indexing made no value");
+    assert_eq!(kv.get(&3, Wait::Log).await?, v_string("value 93", 93));
+    assert_eq!(made.load(Ordering::SeqCst), 1);
+    db.close().await?;
+    Ok(())
+}
+
+fn v_string(value: &str, version: Seq) -> Option<Versioned<String>> {
+    Some(Versioned {
+        value: value.to_string(),
+        version,
+    })
+}
