@@ -261,7 +261,7 @@ impl<K, V> KvOp<K, V> {
         V: Clone,
     {
         match self {
-            KvOp::Put { key, value } => kv.put(key.clone(), value.clone()),
+            KvOp::Put { key, value } => kv.put_with(key.clone(), || value.clone()),
             KvOp::Delete { key } => kv.delete(key.clone()),
         }
     }
