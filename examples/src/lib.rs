@@ -5,6 +5,11 @@
 //! - `file_log`: a durable log with a persisted view that resumes where it stopped;
 //! - `index`: SSB-style messages indexed by key and by (author, seq), with a rebuild
 //!   progress bar;
+//! - `kv`: a Get/Put/Delete store on the file log with compare-and-set (`flumeview-kv`);
+//! - `documents`: versioned JSON documents: create, update on the version read, a
+//!   conflicting update, history and an as-of read;
+//! - `replicated_kv`: two instances of a KV store on one JetStream stream racing to
+//!   compare-and-set the same key (needs a `nats-server`);
 //! - `workload`: the driver that runs flume-rs in the shared benchmark harness.
 //!
 //! Run one with `cargo run -p examples --example quickstart`.

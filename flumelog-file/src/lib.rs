@@ -115,6 +115,11 @@
 //! (or, for records not yet written, out of the write buffer) and never wait for I/O.
 //! A second open of the same directory, from this or another process, fails with
 //! [`Error::Locked`]. Other programs must not modify the files of an open log.
+//!
+//! A conditional append ([`Log::append_if`], [`Log::append_batch_if_with`]) compares
+//! the expected tail with the log's under the same short lock where appends get their
+//! seqs, and is then written and synced like any other append: no system call and no
+//! fsync of its own, and of appenders expecting one tail exactly one wins.
 #![warn(
     missing_docs,
     missing_debug_implementations,

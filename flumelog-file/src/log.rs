@@ -299,17 +299,19 @@ impl FileLog {
         &self.handle.writer
     }
 
-    /// Validates and queues records; returns their seqs and what to wait for.
+    /// Validates and queues records (only if the log ends at `expected`, for a
+    /// conditional append); returns their seqs and what to wait for.
     fn enqueue(
         &self,
         records: impl ExactSizeIterator<Item = Bytes>,
         durability: Option<Durability>,
+        expected: Option<Option<Seq>>,
     ) -> Result<(Range<Seq>, Await, u64)> {
         let shared = self.shared();
         let durability = durability.unwrap_or(shared.options.durability);
         // (Only a synced append asks the runtime: the question costs a thread-local.)
         let sync_inline_ok = durability == Durability::Synced && can_block_in_place();
-        let pushed = queue::push(shared, records, durability, sync_inline_ok)?;
+        let pushed = queue::push(shared, records, durability, sync_inline_ok, expected)?;
         match pushed.then {
             Then::Wait => {}
             Then::Notify => shared.wake.notify_one(),
@@ -349,8 +351,14 @@ impl FileLog {
 
     /// The fast path of a buffered append of one record, when the log writes buffered
     /// appends before acknowledging them (`max_write_delay` zero): see
-    /// [`Inline::Record`]. `None`: take the general path.
-    fn append_inline(&self, record: &Bytes, durability: Option<Durability>) -> Option<Result<Seq>> {
+    /// [`Inline::Record`] (conditional when `expected` is set). `None`: take the general
+    /// path.
+    fn append_inline(
+        &self,
+        record: &Bytes,
+        durability: Option<Durability>,
+        expected: Option<Option<Seq>>,
+    ) -> Option<Result<Seq>> {
         let options = &self.shared().options;
         if durability.unwrap_or(options.durability) != Durability::Buffered
             || !options.max_write_delay.is_zero()
@@ -358,15 +366,17 @@ impl FileLog {
         {
             return None;
         }
-        try_commit(&self.handle.writer, Inline::Record(record))
+        try_commit(&self.handle.writer, Inline::Record { record, expected })
     }
 
+    /// Queues `records` (see [`enqueue`](Self::enqueue)) and waits for their durability.
     fn append_many(
         &self,
         records: impl ExactSizeIterator<Item = Bytes>,
         durability: Option<Durability>,
+        expected: Option<Option<Seq>>,
     ) -> BoxFuture<'static, Result<Range<Seq>>> {
-        match self.enqueue(records, durability) {
+        match self.enqueue(records, durability, expected) {
             Err(e) => Box::pin(futures::future::ready(Err(e))),
             Ok((range, Await::Nothing, _)) => Box::pin(futures::future::ready(Ok(range))),
             Ok((range, Await::SyncInline(end), reverts)) => {
@@ -421,10 +431,10 @@ impl Log for FileLog {
         record: Bytes,
         durability: Option<Durability>,
     ) -> BoxFuture<'_, Result<Seq>> {
-        if let Some(result) = self.append_inline(&record, durability) {
+        if let Some(result) = self.append_inline(&record, durability, None) {
             return Box::pin(futures::future::ready(result));
         }
-        let fut = self.append_many(std::iter::once(record), durability);
+        let fut = self.append_many(std::iter::once(record), durability, None);
         Box::pin(async move { fut.await.map(|r| r.start) })
     }
 
@@ -442,7 +452,53 @@ impl Log for FileLog {
         records: Vec<Bytes>,
         durability: Option<Durability>,
     ) -> BoxFuture<'_, Result<Range<Seq>>> {
-        self.append_many(records.into_iter(), durability)
+        self.append_many(records.into_iter(), durability, None)
+    }
+
+    /// [`append_batch_with`](Self::append_batch_with) only if the log's last seq is
+    /// `expected`. The check is made under the lock where appends get their seqs, so it
+    /// costs no system call and no fsync of its own; the batch is then written and
+    /// synced like any other, at `durability` (the log's default when `None`).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use flume_core::{Error, Log};
+    /// use flumelog_file::{FileLog, FileLogOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> flume_core::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = FileLog::open(dir.path(), FileLogOptions::default()).await?;
+    /// let batch = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+    /// assert_eq!(log.append_batch_if_with(batch.clone(), None, None).await?, 0..2);
+    /// let stale = log.append_batch_if_with(batch, None, None).await;
+    /// assert!(matches!(stale, Err(Error::Conflict { expected: None, actual: Some(1) })));
+    /// assert_eq!(*log.since().borrow(), Some(1));
+    /// # log.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the log ends elsewhere (nothing is appended); otherwise
+    /// as [`append_batch_with`](Self::append_batch_with) ([`Error::Closed`] before a
+    /// conflict).
+    ///
+    /// # Cancel safety
+    /// As [`append_with`](Self::append_with): the check and the append happen when the
+    /// method is called.
+    fn append_batch_if_with(
+        &self,
+        records: Vec<Bytes>,
+        expected: Option<Seq>,
+        durability: Option<Durability>,
+    ) -> BoxFuture<'_, Result<Range<Seq>>> {
+        if let [record] = records.as_slice() {
+            if let Some(result) = self.append_inline(record, durability, Some(expected)) {
+                return Box::pin(futures::future::ready(result.map(|seq| seq..seq + 1)));
+            }
+        }
+        self.append_many(records.into_iter(), durability, Some(expected))
     }
 
     fn get(&self, seq: Seq) -> BoxFuture<'_, Result<Bytes>> {

@@ -80,7 +80,8 @@ pub enum NatsError {
         reason: String,
     },
 
-    /// A conditional append found another last seq than the caller expected.
+    /// A conditional append found another last seq than the caller expected (nothing
+    /// was appended). Converts into [`flume_core::Error::Conflict`].
     #[error(
         "conditional append expected the log to end at {expected:?}, but it ends at {actual:?}; \
          read the new records and try again"
@@ -171,6 +172,9 @@ impl From<NatsError> for flume_core::Error {
                 reason,
             },
             NatsError::Closed => flume_core::Error::Closed,
+            NatsError::Conflict { expected, actual } => {
+                flume_core::Error::Conflict { expected, actual }
+            }
             other => flume_core::Error::Backend(Box::new(other)),
         }
     }

@@ -61,9 +61,13 @@
 //! turns go roughly oldest first, and a writer whose pipeline keeps the stream busy can
 //! no longer keep another process waiting until its timeout. An append still refused at its deadline fails with
 //! [`NatsError::Contended`] (it was not stored, unless an earlier attempt of it timed
-//! out). A conditional append ([`NatsLog::append_if`]) never waits for its turn and
-//! never retries a refusal: it answers [`NatsError::Conflict`] after one read of the
-//! tail.
+//! out). A conditional append ([`NatsLog::append_if`], or [`Log::append_if`](flume_core::Log::append_if))
+//! never waits for its turn and never retries against another tail: a refusal is
+//! answered with [`NatsError::Conflict`] (as [`flume_core::Error::Conflict`]) after one
+//! read of the tail, unless that read finds the tail it expected (the refusal was about
+//! a half-written batch, completed by the read), and then it is sent again. It is only
+//! sent against a tail known to end a batch (its writer's, the one `since` shows, or
+//! one just read from the stream leader), so that it can never take a filler's place.
 //!
 //! # A tail that went backwards
 //!

@@ -192,6 +192,23 @@ impl Log for NatsLog {
         Box::pin(async move { Ok(self.inner.append_batch(records, None).await?) })
     }
 
+    /// Appends `records` (one message, or a batch message and its fillers) only if the
+    /// stream ends at `expected`: the server checks it (`Nats-Expected-Last-Sequence`
+    /// `expected + 1`, or an empty stream for `None`), so it holds across processes. A
+    /// refusal is answered with [`Error::Conflict`](flume_core::Error::Conflict) naming the
+    /// tail then read from the stream leader, after one read; it is never retried against
+    /// another tail. An empty batch reads the tail from the stream leader.
+    ///
+    /// `durability` is accepted and ignored, as for [`Log::append_with`].
+    fn append_batch_if_with(
+        &self,
+        records: Vec<Bytes>,
+        expected: Option<Seq>,
+        _durability: Option<Durability>,
+    ) -> BoxFuture<'_, Result<Range<Seq>>> {
+        Box::pin(async move { Ok(self.inner.append_batch(records, Some(expected)).await?) })
+    }
+
     fn get(&self, seq: Seq) -> BoxFuture<'_, Result<Bytes>> {
         Box::pin(async move {
             self.inner.check_open()?;
@@ -339,6 +356,57 @@ mod tests {
         // A true conflict is still one.
         let conflict = log.append_if(Some(0), Bytes::from("x")).await.unwrap_err();
         assert!(matches!(conflict, NatsError::Conflict { .. }), "{conflict}");
+    }
+
+    /// A conditional append whose expected seq is inside another writer's half-written
+    /// batch (its batch message stored, its fillers not yet) names the stream's last
+    /// sequence exactly, so the server would store it in a filler's place: it must be
+    /// answered from a fresh read of the tail (which completes the batch) instead.
+    #[tokio::test]
+    #[cfg_attr(no_nats_server, ignore = "no nats-server: set NATS_SERVER or PATH")]
+    async fn nats_server_conditional_append_never_lands_inside_a_half_written_batch() {
+        let (_server, log) = log_with_one_record(
+            "nats_server_conditional_append_never_lands_inside_a_half_written_batch",
+            "half_written",
+        )
+        .await;
+        let records: Vec<Bytes> = ["b", "c", "d"].map(Bytes::from).to_vec();
+        let mut headers = HeaderMap::new();
+        headers.insert(format::BATCH, "3");
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(format::frame(&records).unwrap())
+            .headers(headers)
+            .message_id("another-writer-batch")
+            .expected_last_sequence(1);
+        let ack = log
+            .inner
+            .js
+            .send_publish(log.inner.subject.clone(), publish)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.sequence, 2, "the batch message of seqs 1..=3");
+        let e = log.append_if(Some(1), Bytes::from("x")).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NatsError::Conflict {
+                    expected: Some(1),
+                    actual: Some(3)
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            stored(&log).await,
+            4,
+            "the batch completed, nothing else stored"
+        );
+        assert_eq!(log.append_if(Some(3), Bytes::from("e")).await.unwrap(), 4);
+        for (seq, want) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            assert_eq!(log.get(seq as Seq).await.unwrap(), Bytes::from(want));
+        }
     }
 
     #[tokio::test]

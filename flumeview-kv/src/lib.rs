@@ -111,6 +111,8 @@ mod kv;
 mod reader;
 mod types;
 // [write helper modules]
+mod write;
+pub use crate::write::{Cas, Expect, KvOp, KvStore};
 // [watch modules]
 mod watch;
 pub use crate::watch::{Change, WatchFrom, WatchKeys};

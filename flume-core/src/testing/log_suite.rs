@@ -33,6 +33,11 @@ macro_rules! __log_conformance_list {
             large_records: "1 MiB records round-trip through `get` and `stream`",
             empty_record: "a zero-length record round-trips",
             sync_makes_durable: "`durable() >= since()` after `sync`, and after a synced append",
+            append_if_on_empty_log: "conditional appends on an empty log: `None` wins once, a seq conflicts; empty batches check the tail",
+            append_if_conflict_appends_nothing: "a wrong expected tail is `Conflict` with the actual one; nothing appended, `since` unchanged",
+            append_batch_if_all_or_nothing: "conditional batches: consecutive seqs or nothing; empty batches check the tail; synced ones are durable",
+            append_if_after_close: "after `close`, conditional appends return `Closed`",
+            conditional_appenders_race: "8 tasks append on the tail they read: one winner per tail, the log is exactly the winners",
         }
     };
 }

@@ -46,6 +46,7 @@
 
 mod appends;
 mod close;
+mod conditional;
 mod durability;
 mod live;
 mod log_suite;
@@ -56,6 +57,7 @@ mod view_suite;
 
 pub use self::appends::*;
 pub use self::close::*;
+pub use self::conditional::*;
 pub use self::durability::*;
 pub use self::live::*;
 pub use self::streams::*;

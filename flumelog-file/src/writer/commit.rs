@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use flume_core::{Result, Seq};
+use flume_core::{Error, Result, Seq};
 
 use super::queue::{Command, State};
 use super::{Inline, Writer, AHEAD};
@@ -46,7 +46,7 @@ impl Writer {
             return None;
         }
         let (mut job, end) = match ask {
-            Inline::Record(record) => return self.append_one(record),
+            Inline::Record { record, expected } => return self.append_one(record, expected),
             Inline::Write { end } => {
                 if progress.written() >= end {
                     return Some(Ok(end - 1));
@@ -123,8 +123,9 @@ impl Writer {
     /// [`Inline::Record`]: when nothing else is queued and the record fits the active
     /// segment's reserved, mapped space, it is framed straight into the mapping (no
     /// system call) and published to readers, all under the tail lock, so that no
-    /// reader can see its seq before its bytes.
-    fn append_one(&mut self, record: &Bytes) -> Option<Result<Seq>> {
+    /// reader can see its seq before its bytes. A conditional append (`expected`) is
+    /// compared with the tail under that same lock.
+    fn append_one(&mut self, record: &Bytes, expected: Option<Option<Seq>>) -> Option<Result<Seq>> {
         let at = self.active.len;
         let end = at + format::framed_len(record.len()) as u64;
         if self.active.count > 0 && end > self.shared.options.segment_size {
@@ -146,6 +147,10 @@ impl Writer {
             || !tail.queue.pending.is_empty()
         {
             return None;
+        }
+        let actual = tail.queue.next_seq.checked_sub(1);
+        if let Some(expected) = expected.filter(|e| *e != actual) {
+            return Some(Err(Error::Conflict { expected, actual }));
         }
         let map = self.active.wmap.as_deref()?;
         self.buf.clear();

@@ -190,7 +190,11 @@ pub(crate) enum Inline<'a> {
     /// Frame this buffered record straight into the active segment's mapping, without
     /// queuing it (the shortest way: nothing else queued, and it fits the reserved,
     /// mapped space). The caller checked its size against `max_record_size`.
-    Record(&'a Bytes),
+    /// `expected`: a conditional append's tail, compared under the tail lock.
+    Record {
+        record: &'a Bytes,
+        expected: Option<Option<Seq>>,
+    },
     /// Write everything queued, at least up to `end` (a count), with one `write` and
     /// no fsync (a buffered append that must reach the OS).
     Write { end: u64 },
@@ -205,7 +209,8 @@ pub(crate) enum Inline<'a> {
 /// log is closing); the writer thread then takes it (a queued record waits for it; an
 /// [`Inline::Record`] must be queued by the caller). `Some(Ok(seq))`: done (`seq` is
 /// the record's for [`Inline::Record`], the first of the range otherwise);
-/// `Some(Err(_))`: it failed, and the log is poisoned.
+/// `Some(Err(Conflict))`: a conditional [`Inline::Record`] found another tail (nothing
+/// written); `Some(Err(_))` otherwise: it failed, and the log is poisoned.
 pub(crate) fn try_commit(writer: &Mutex<Writer>, ask: Inline<'_>) -> Option<Result<Seq>> {
     let sync = matches!(ask, Inline::Sync { .. });
     if sync && !can_block_in_place() {

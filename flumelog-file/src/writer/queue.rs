@@ -333,12 +333,15 @@ pub(crate) enum Then {
 }
 
 /// Validates and queues `records` (one batch); assigns their seqs and moves `since`.
-/// `sync_inline_ok`: the caller could sync on its own thread.
+/// `sync_inline_ok`: the caller could sync on its own thread. `expected`: a conditional
+/// append's tail (`Some(None)`: only into an empty log), checked here, under the `tail`
+/// lock where seqs are assigned, so that of appends expecting one tail one wins.
 pub(crate) fn push(
     shared: &Shared,
     records: impl ExactSizeIterator<Item = Bytes>,
     durability: Durability,
     sync_inline_ok: bool,
+    expected: Option<Option<Seq>>,
 ) -> Result<Pushed> {
     let options = &shared.options;
     let n = records.len();
@@ -347,6 +350,10 @@ pub(crate) fn push(
     shared.check_open(&tail)?;
     let queue = &mut tail.queue;
     let first = queue.next_seq;
+    let actual = first.checked_sub(1);
+    if let Some(expected) = expected.filter(|e| *e != actual) {
+        return Err(Error::Conflict { expected, actual });
+    }
     let reverts = queue.reverts;
     if n == 0 {
         return Ok(Pushed {

@@ -10,7 +10,7 @@ use flume_core::Seq;
 use tokio::time::Instant;
 
 use super::fairness::Race;
-use super::writer::{classify, Attempt, Attempts};
+use super::writer::{classify, Attempt, Attempts, Writer};
 use super::{raise, Inner};
 use crate::error::{other, NatsError};
 use crate::format;
@@ -18,21 +18,41 @@ use crate::format;
 /// Room left in a message for the headers this crate adds.
 const HEADER_ROOM: usize = 512;
 
+/// How a refused conditional append ends, short of a conflict.
+enum Settled {
+    /// An earlier attempt was stored after all, at this stream sequence.
+    Stored(u64),
+    /// The stream does end where the append expected (the refusal was about something
+    /// else: a half-written batch completed since, a stale chain of message ids): send it
+    /// again.
+    Retry,
+}
+
+/// The stream sequence a conditional append's expected last seq names (0: an empty
+/// stream): record `seq` is stream sequence `seq + 1`.
+fn stream_tail(expected: Option<Seq>) -> u64 {
+    expected.map_or(0, |s| s.saturating_add(1))
+}
+
 impl Inner {
     /// The answer to a conditional append that found another tail: an earlier attempt of
     /// it, if one without an answer was stored after all, else a conflict naming the
-    /// tail read from the stream leader.
+    /// tail read from the stream leader (and shown by `since` from then on), unless that
+    /// tail is the expected one after all.
     async fn settle_conflict(
         &self,
         deadline: Instant,
         expected: Option<Seq>,
         id: &str,
         tried: &[u64],
-    ) -> Result<u64, NatsError> {
+    ) -> Result<Settled, NatsError> {
         let mut w = self.lock_writer(deadline, "conditional append").await?;
         w.stale = true;
         if let Some(sequence) = self.find_attempt(&mut w, deadline, id, tried).await? {
-            return Ok(sequence);
+            return Ok(Settled::Stored(sequence));
+        }
+        if w.tail == stream_tail(expected) {
+            return Ok(Settled::Retry);
         }
         Err(NatsError::Conflict {
             expected,
@@ -41,17 +61,84 @@ impl Inner {
     }
 
     /// [`settle_conflict`](Self::settle_conflict) for a single record: its seq when an
-    /// earlier attempt was stored after all.
+    /// earlier attempt was stored after all, `None` when it must be sent again (after a
+    /// back-off).
     async fn settle_one(
         &self,
         deadline: Instant,
+        attempt: &mut u32,
         expected: Option<Seq>,
         id: &str,
         tried: &[u64],
-    ) -> Result<Seq, NatsError> {
-        let seq = self.settle_conflict(deadline, expected, id, tried).await? - 1;
-        raise(&self.since, seq);
-        Ok(seq)
+    ) -> Result<Option<Seq>, NatsError> {
+        match self.settle_conflict(deadline, expected, id, tried).await? {
+            Settled::Stored(sequence) => {
+                let seq = sequence - 1;
+                raise(&self.since, seq);
+                Ok(Some(seq))
+            }
+            Settled::Retry => {
+                self.back_off(deadline, attempt, "append", "refused at the expected tail")
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Points the writer at the tail a conditional append expects, or answers its
+    /// conflict without sending anything.
+    ///
+    /// The server checks only that the stream's last sequence is the expected one: it
+    /// cannot tell the end of a batch from the middle of a half-written one (a batch
+    /// message whose fillers are still to come), and a record stored there would take a
+    /// filler's place. So the expected tail is sent only when it is known to end a batch:
+    /// it is the writer's own tail, or the one `since` shows (both only ever stop at the
+    /// end of a batch), or the tail read just now from the stream leader (`fresh`: in
+    /// this round already), which completes a half-written batch first.
+    async fn aim(
+        &self,
+        w: &mut Writer,
+        expected: Option<Seq>,
+        fresh: bool,
+        deadline: Instant,
+    ) -> Result<(), NatsError> {
+        let want = stream_tail(expected);
+        let shown = self.since.current().map_or(0, |s| s + 1);
+        if want != w.tail && want != shown {
+            if !fresh {
+                w.stale = true;
+                self.refresh(w, deadline).await?;
+            }
+            if want != w.tail {
+                return Err(NatsError::Conflict {
+                    expected,
+                    actual: w.tail.checked_sub(1),
+                });
+            }
+        }
+        w.expect(expected);
+        Ok(())
+    }
+
+    /// A conditional append of nothing: whether the stream ends at `expected`, read from
+    /// the stream leader (this handle's `since` may lag behind other processes' appends).
+    async fn check_tail(&self, expected: Option<Seq>) -> Result<Range<Seq>, NatsError> {
+        let deadline = Instant::now() + self.options.append_timeout;
+        self.bounded("conditional append", deadline, async {
+            let mut w = self.lock_writer(deadline, "conditional append").await?;
+            self.check_open()?;
+            w.stale = true;
+            self.refresh(&mut w, deadline).await?;
+            let want = stream_tail(expected);
+            if w.tail != want {
+                return Err(NatsError::Conflict {
+                    expected,
+                    actual: w.tail.checked_sub(1),
+                });
+            }
+            Ok(want..want)
+        })
+        .await
     }
 
     pub(super) async fn append_one(
@@ -109,6 +196,7 @@ impl Inner {
                     // Another writer appended in the pause: read the tail it left.
                     w.stale = true;
                 }
+                let fresh = w.stale || !tried.is_empty();
                 if !tried.is_empty() {
                     if let Some(sequence) = self.find_attempt(&mut w, deadline, &id, &tried).await?
                     {
@@ -119,7 +207,7 @@ impl Inner {
                     self.refresh(&mut w, deadline).await?;
                 }
                 if let Some(expected) = condition {
-                    w.expect(expected);
+                    self.aim(&mut w, expected, fresh, deadline).await?;
                 }
                 let tail = w.tail;
                 match self.send(&w, &id, HeaderMap::new(), record.clone()).await {
@@ -133,7 +221,13 @@ impl Inner {
                         w.stale = true;
                         drop(w);
                         if let Some(expected) = condition {
-                            return self.settle_one(deadline, expected, &id, &tried).await;
+                            if let Some(seq) = self
+                                .settle_one(deadline, &mut attempt, expected, &id, &tried)
+                                .await?
+                            {
+                                return Ok(seq);
+                            }
+                            continue;
                         }
                         self.lost_race(deadline, started, &mut race, !tried.is_empty())
                             .await?;
@@ -175,7 +269,13 @@ impl Inner {
                         // Refused: this attempt is not stored.
                         self.mark_stale(generation).await;
                         if let Some(expected) = condition {
-                            return self.settle_one(deadline, expected, &id, &tried).await;
+                            if let Some(seq) = self
+                                .settle_one(deadline, &mut attempt, expected, &id, &tried)
+                                .await?
+                            {
+                                return Ok(seq);
+                            }
+                            continue;
                         }
                         self.lost_race(deadline, started, &mut race, !tried.is_empty())
                             .await?;
@@ -217,16 +317,11 @@ impl Inner {
         self.check_open()?;
         let n = records.len() as u64;
         if n == 0 {
+            if let Some(expected) = condition {
+                return self.check_tail(expected).await;
+            }
             let next = self.since.current().map_or(0, |s| s + 1);
-            return match condition {
-                Some(expected) if expected.map_or(0, |s| s.saturating_add(1)) != next => {
-                    Err(NatsError::Conflict {
-                        expected,
-                        actual: next.checked_sub(1),
-                    })
-                }
-                _ => Ok(next..next),
-            };
+            return Ok(next..next);
         }
         if n == 1 {
             let record = records.into_iter().next().expect("one record");
@@ -274,6 +369,7 @@ impl Inner {
             if waited {
                 w.stale = true;
             }
+            let fresh = w.stale || !tried.is_empty();
             let found = if tried.is_empty() {
                 if w.stale {
                     self.refresh(&mut w, deadline).await?;
@@ -286,7 +382,7 @@ impl Inner {
                 (Ok(batch), None)
             } else {
                 if let Some(expected) = condition {
-                    w.expect(expected);
+                    self.aim(&mut w, expected, fresh, deadline).await?;
                 }
                 let tail = w.tail;
                 let sent = Instant::now();
@@ -321,9 +417,19 @@ impl Inner {
                     w.stale = true;
                     drop(w);
                     if let Some(expected) = condition {
-                        self.settle_conflict(deadline, expected, &id, &tried)
+                        if let Settled::Retry = self
+                            .settle_conflict(deadline, expected, &id, &tried)
+                            .await?
+                        {
+                            self.back_off(
+                                deadline,
+                                &mut attempt,
+                                "batch append",
+                                "refused at the expected tail",
+                            )
                             .await?;
-                        // An earlier attempt was stored: let the next round finish it.
+                        }
+                        // Or an earlier attempt was stored: the next round finishes it.
                         continue;
                     }
                     self.lost_race(deadline, started, &mut race, !tried.is_empty())
