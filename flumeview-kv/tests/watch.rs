@@ -165,26 +165,36 @@ async fn no_gap_or_duplicate_at_the_seam_under_concurrent_appends() -> TestResul
         while db.since() < Some(RECORDS / 4) {
             tokio::task::yield_now().await;
         }
-        let mut watch = kv.watch(WatchKeys::All, from, Wait::NoWait);
-        let first = next(&mut watch).await;
-        let mut seqs = vec![first.seq];
-        while *seqs.last().expect("one") < RECORDS - 1 {
-            let c = next(&mut watch).await;
-            let expected = if c.seq % 7 == 3 {
-                Op::Delete
-            } else {
-                Op::Put(c.seq)
-            };
-            assert_eq!(c.op, expected, "{from:?} at {}", c.seq);
-            assert_eq!(c.key, format!("k{:02}", c.seq % 20));
-            seqs.push(c.seq);
-        }
-        writer.await??;
-        let start = match from {
-            WatchFrom::History => 0,
-            WatchFrom::Now => first.seq,
+        // `History` replays from whatever the view has; `Now` starts after the seq the
+        // log had here, whatever the view has applied yet.
+        let at = db.since().expect("some records");
+        let (mut watch, start) = match from {
+            WatchFrom::History => (kv.watch(WatchKeys::All, from, Wait::NoWait), 0),
+            WatchFrom::Now => (kv.watch(WatchKeys::All, from, Wait::AtLeast(at)), at + 1),
         };
-        assert_eq!(seqs, (start..RECORDS).collect::<Vec<_>>(), "{from:?}");
+        // Read while the writer goes on, up to a last record appended once it is done.
+        let reader = tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            loop {
+                let c = next(&mut watch).await;
+                seqs.push(c.seq);
+                if c.seq == RECORDS {
+                    assert_eq!(c, change(RECORDS, "end", Op::Put(RECORDS)));
+                    return (seqs, watch);
+                }
+                let expected = if c.seq % 7 == 3 {
+                    Op::Delete
+                } else {
+                    Op::Put(c.seq)
+                };
+                assert_eq!(c.op, expected, "at {}", c.seq);
+                assert_eq!(c.key, format!("k{:02}", c.seq % 20));
+            }
+        });
+        writer.await??;
+        db.append(&set("end", RECORDS)).await?;
+        let (seqs, mut watch) = reader.await?;
+        assert_eq!(seqs, (start..=RECORDS).collect::<Vec<_>>(), "{from:?}");
         db.close().await?;
         assert!(
             watch.next().await.is_none(),
@@ -265,5 +275,49 @@ async fn the_replay_follows_the_history_option() -> TestResult {
         db.close().await?;
         assert!(watch.next().await.is_none(), "{history:?}");
     }
+    Ok(())
+}
+
+/// After a reopen over a durable log, a persisted view replays the same history and
+/// `Now` starts at the log's end.
+#[tokio::test]
+async fn a_reopened_view_replays_the_same_history() -> TestResult {
+    use flumelog_file::{FileLog, FileLogOptions};
+    let dir = tempfile::tempdir()?;
+    let open = || async {
+        let log = FileLog::open(dir.path().join("log"), FileLogOptions::default()).await?;
+        let db = Flume::<Rec>::new(log);
+        let kv: Reader = db.add_view("kv", common_watch::kv().persist(dir.path().join("kv")))?;
+        flume_core::Result::<_>::Ok((db, kv))
+    };
+    let (db, kv) = open().await?;
+    for i in 0..20u64 {
+        let rec = if i % 4 == 3 {
+            remove(&format!("k{}", i % 3))
+        } else {
+            set(&format!("k{}", i % 3), i)
+        };
+        db.append(&rec).await?;
+    }
+    let mut before = Vec::new();
+    let mut watch = kv.watch(WatchKeys::All, WatchFrom::History, Wait::Log);
+    for _ in 0..20 {
+        before.push(next(&mut watch).await);
+    }
+    db.close().await?;
+    assert!(watch.next().await.is_none());
+
+    let (db, kv) = open().await?;
+    let mut replay = kv.watch(WatchKeys::All, WatchFrom::History, Wait::Log);
+    let mut now = kv.watch(WatchKeys::All, WatchFrom::Now, Wait::Log);
+    let mut after = Vec::new();
+    for _ in 0..20 {
+        after.push(next(&mut replay).await);
+    }
+    assert_eq!(after, before);
+    db.append(&set("k9", 99)).await?;
+    assert_eq!(next(&mut replay).await, change(20, "k9", Op::Put(99)));
+    assert_eq!(next(&mut now).await, change(20, "k9", Op::Put(99)));
+    db.close().await?;
     Ok(())
 }
