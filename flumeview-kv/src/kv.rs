@@ -140,10 +140,10 @@ where
 
     /// Which versions stay readable. Default: [`History::All`].
     ///
-    /// Reads answer by this option whenever compaction runs (see [`History`]). Going
-    /// from a shorter history to a longer one ([`History::Latest`] to
-    /// [`History::All`], say) does not bring back versions compaction already dropped:
-    /// bump the view's version then, to rebuild it from the log.
+    /// Reads answer by this option whenever compaction runs (see [`History`]). A
+    /// persisted view remembers the option it was built with (in the version its
+    /// manifest records): opened with another option, it is rebuilt from the log, since
+    /// compaction may have dropped versions the new option keeps.
     ///
     /// ```
     /// use flumeview_kv::{History, Kv};
@@ -179,6 +179,25 @@ where
     }
 }
 
+/// The version the engine records in the manifest: the view's version, combined with
+/// the history option unless it is [`History::All`] (so that a view persisted with the
+/// default keeps its plain version). A view opened with another option finds another
+/// version and is rebuilt: what compaction dropped under a shorter history cannot be
+/// read under a longer one.
+fn stored_version(version: u32, history: History) -> u32 {
+    let tag = match history {
+        History::All => return version,
+        History::Latest => 1u64 << 63,
+        History::Since(h) => h.rotate_left(17) ^ (1 << 62),
+    };
+    // SplitMix64's finaliser, folded to 32 bits.
+    let mut x = (u64::from(version) << 32 | 0x5f37) ^ tag;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x ^ (x >> 32)) as u32
+}
+
 /// The engine for a view: one entry per key per record, a put hiding the key's older
 /// entries; compaction keeps what `history` needs.
 fn new_store(
@@ -195,7 +214,7 @@ fn new_store(
         History::Since(h) => Retention::Since(h),
     };
     Arc::new(Store::new(
-        version,
+        stored_version(version, history),
         options,
         dir,
         Semantics::SingleValued,
@@ -228,13 +247,28 @@ where
     /// Locks the directory, reads the manifest and opens the runs it names; removes
     /// files a crash left behind.
     ///
+    /// A manifest written with another version or another [`History`] answers a
+    /// checkpoint of another version: the driver then rebuilds the view.
+    ///
     /// # Errors
     /// [`Error::Locked`](flume_core::Error::Locked) when another open view holds the
     /// directory; an unreadable or damaged manifest or run: the driver then resets the
     /// view, which deletes its files.
     fn load(&mut self) -> Result<Option<Checkpoint>, BoxError> {
         self.open()?;
-        Ok(self.store.load()?)
+        let stored = self.store.load()?;
+        let current = stored_version(self.version, self.history);
+        Ok(stored.map(|checkpoint| Checkpoint {
+            // The driver compares it with `View::version`: any other number rebuilds.
+            version: if checkpoint.version == current {
+                self.version
+            } else if checkpoint.version == self.version {
+                self.version.wrapping_add(1)
+            } else {
+                checkpoint.version
+            },
+            since: checkpoint.since,
+        }))
     }
 
     /// Maps the batch (keeping each record's last operation per key), then adds the

@@ -6,10 +6,15 @@ use std::sync::Arc;
 
 use flume_core::{Error, LogReader, Result, Seq, Wait, Waiter};
 use flume_lsm::{Kind, Query, Store};
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::emit::KvEmit;
 use crate::kv::MapFn;
 use crate::{History, Key, Op, Versioned};
+
+/// How many records a read of several values reads from the log at once (in order): a
+/// log on a server answers them in one round trip's time instead of one each.
+const READ_AHEAD: usize = 16;
 
 /// Reads a [`Kv`](crate::Kv). Cheap to clone; every clone reads the same view.
 ///
@@ -23,7 +28,10 @@ use crate::{History, Key, Op, Versioned};
 /// | [`version`](KvReader::version), [`contains`](KvReader::contains) | the version / whether the key is set | none |
 /// | [`history`](KvReader::history) | every kept version, newest first, deletes included | one per put |
 /// | [`get_at`](KvReader::get_at) | the value as of a past seq | one |
-/// | [`range`](KvReader::range), [`prefix`](KvReader::prefix), [`all`](KvReader::all) | a [`KvScan`] of live keys | per [`entries`](KvScan::entries) |
+/// | [`range`](KvReader::range), [`prefix`](KvReader::prefix), [`all`](KvReader::all) | a [`KvScan`] of live keys | one per key, for [`entries`](KvScan::entries) |
+///
+/// Reads of several values (`history`, `entries`) read up to 16 records from the log at
+/// a time, so that a log on a server (`flumelog-nats`) answers in round trips of 16.
 pub struct KvReader<T, K, V> {
     store: Arc<Store>,
     waiter: Waiter,
@@ -278,15 +286,18 @@ where
     pub async fn history(&self, key: &K, wait: Wait) -> Result<Vec<(Seq, Op<V>)>> {
         let bytes = key.to_bytes();
         let entries = self.entries(&bytes, wait).await?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (seq, kind) in entries {
-            let op = match kind {
-                Kind::Put => Op::Put(self.put_value(&bytes, seq).await?),
-                Kind::Delete => Op::Delete,
-            };
-            out.push((seq, op));
-        }
-        Ok(out)
+        let bytes = &bytes;
+        stream::iter(entries)
+            .map(|(seq, kind)| async move {
+                let op = match kind {
+                    Kind::Put => Op::Put(self.put_value(bytes, seq).await?),
+                    Kind::Delete => Op::Delete,
+                };
+                Ok((seq, op))
+            })
+            .buffered(READ_AHEAD)
+            .try_collect()
+            .await
     }
 
     /// The key's value as of `seq`: the value of the newest put at or below `seq`,
@@ -531,15 +542,15 @@ where
     pub async fn entries(self, wait: Wait) -> Result<Vec<(K, Versioned<V>)>> {
         let reader = self.reader.clone();
         let keys = self.keys(wait).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        let mut bytes = Vec::new();
-        for (key, version) in keys {
-            bytes.clear();
-            key.encode(&mut bytes);
-            let value = reader.put_value(&bytes, version).await?;
-            out.push((key, Versioned { value, version }));
-        }
-        Ok(out)
+        let reader = &reader;
+        stream::iter(keys)
+            .map(|(key, version)| async move {
+                let value = reader.put_value(&key.to_bytes(), version).await?;
+                Ok((key, Versioned { value, version }))
+            })
+            .buffered(READ_AHEAD)
+            .try_collect()
+            .await
     }
 
     /// How many live keys the scan holds (at most its limit), counted by the engine

@@ -275,3 +275,53 @@ fn v_string(value: &str, version: Seq) -> Option<Versioned<String>> {
         version,
     })
 }
+
+#[tokio::test]
+async fn empty_and_inverted_ranges_find_nothing() -> TestResult {
+    let db = Flume::<u32>::new(MemoryLog::new());
+    let kv: KvReader<u32, u32, u32> = db.add_view("kv", Kv::new(1, |n: &u32, e| e.put(*n, *n)))?;
+    db.append_batch(&[1, 2, 3, 4, 5, 6]).await?;
+    let empty_start = 3;
+    #[allow(clippy::reversed_empty_ranges)]
+    let scans = [
+        kv.range(5..3),
+        kv.range(3..3),
+        kv.range(empty_start..empty_start),
+        kv.prefix([9u8]),
+    ];
+    for scan in scans {
+        assert_eq!(scan.count(Wait::Log).await?, 0);
+    }
+    #[allow(clippy::reversed_empty_ranges)]
+    let keys = kv.range(5..3).keys(Wait::Log).await?;
+    assert_eq!(keys, []);
+    assert_eq!(kv.range(3..=3).keys(Wait::Log).await?, [(3, 2)]);
+    assert_eq!(kv.range(5..).count(Wait::Log).await?, 2);
+    assert_eq!(
+        kv.range(..=2).reverse().keys(Wait::Log).await?,
+        [(2, 1), (1, 0)]
+    );
+    db.close().await?;
+    Ok(())
+}
+
+/// The reads' futures can be spawned on a multi-threaded runtime.
+#[tokio::test]
+async fn read_futures_are_send() -> TestResult {
+    fn spawnable<F: std::future::Future + Send>(f: F) -> F {
+        f
+    }
+    let (db, kv) = written(History::All).await?;
+    let key = k("x");
+    spawnable(kv.get(&key, Wait::Log)).await?;
+    spawnable(kv.version(&key, Wait::Log)).await?;
+    spawnable(kv.history(&key, Wait::Log)).await?;
+    spawnable(kv.get_at(&key, 2, Wait::Log)).await?;
+    spawnable(kv.all().entries(Wait::Log)).await?;
+    spawnable(kv.all().count(Wait::Log)).await?;
+    let reader = kv.clone();
+    let spawned = tokio::spawn(async move { reader.prefix("x").keys(Wait::Log).await });
+    assert_eq!(spawned.await??, [(k("x"), 3)]);
+    db.close().await?;
+    Ok(())
+}
