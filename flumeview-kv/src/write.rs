@@ -160,8 +160,8 @@ where
     ///   appended as one conditional batch ([`Flume::append_batch_if`]).
     ///
     /// # Errors
-    /// The errors of the view's reads and of [`Flume::append_if`] other than
-    /// [`Error::Conflict`] (which only makes the loop go round again).
+    /// The errors of the view's reads and of [`Flume::append_batch_if`] other than
+    /// [`Error::Conflict`], which only makes the loop go round again at the tail it names.
     ///
     /// # Cancel safety
     /// If the future is dropped the record may or may not be appended (at most once).
@@ -212,10 +212,12 @@ where
             }
             match db.append_batch_if(records, tail).await {
                 Ok(range) => return Ok(Cas::Written(range.start)),
-                Err(Error::Conflict { actual, .. }) => {
+                // The log ends at `actual` now: judge again at that tail. (Every backend
+                // reports a tail other than the expected one; one that did not would
+                // make this loop spin, so that conflict is passed on instead.)
+                Err(Error::Conflict { actual, .. }) if actual != tail => {
                     tracing::trace!(?tail, ?actual, "compare-and-set: the log moved, again");
-                    // The log can only have grown; never wait for less than before.
-                    tail = actual.max(tail).max(db.since());
+                    tail = actual;
                 }
                 Err(e) => return Err(e),
             }

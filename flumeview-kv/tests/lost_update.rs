@@ -161,7 +161,7 @@ async fn incrementer(store: KvStore<String, u64>) -> flume_core::Result<Outcome>
 }
 
 /// Runs the race on `db` and checks everything the log and the view say afterwards.
-async fn race(log: impl Log, view: Kv<KvOp<String, u64>, String, u64>) -> TestResult {
+async fn race(name: &str, log: impl Log, view: Kv<KvOp<String, u64>, String, u64>) -> TestResult {
     let (log, counts) = counting(log);
     let db = Flume::new(log);
     let store = KvStore::new(db.clone(), "kv", view)?;
@@ -179,7 +179,7 @@ async fn race(log: impl Log, view: Kv<KvOp<String, u64>, String, u64>) -> TestRe
     let total = TASKS * INCREMENTS_PER_TASK;
     let (conditional, refused) = counts.report();
     eprintln!(
-        "{total} increments by {TASKS} tasks: {} successful compare-and-sets, {} conflicts \
+        "{name}: {total} increments by {TASKS} tasks: {} successful compare-and-sets, {} conflicts \
          reported; {conditional} conditional appends tried, {refused} refused (tail moved)",
         won.len(),
         conflicts.len()
@@ -249,14 +249,14 @@ async fn race(log: impl Log, view: Kv<KvOp<String, u64>, String, u64>) -> TestRe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_lost_update_on_the_memory_log() -> TestResult {
-    race(MemoryLog::new(), Kv::ops(1)).await
+    race("memory log", MemoryLog::new(), Kv::ops(1)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_lost_update_on_the_file_log() -> TestResult {
     let dir = tempfile::tempdir()?;
     let log = FileLog::open(dir.path().join("log"), FileLogOptions::default()).await?;
-    race(log, Kv::ops(1).persist(dir.path().join("kv"))).await
+    race("file log", log, Kv::ops(1).persist(dir.path().join("kv"))).await
 }
 
 /// Writers of different keys: each expects the version it wrote last, which nobody else

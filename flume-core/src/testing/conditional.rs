@@ -309,14 +309,18 @@ where
     L: Log,
 {
     let log = fresh(&mut new_log).await;
-    conditional_race(vec![log], 8, 48).await;
+    let (winners, conflicts) = conditional_race(vec![log], 8, 48).await;
+    // Not a check (a scheduler may run the tasks one after another), but worth seeing:
+    // a race worth the name has losers.
+    eprintln!("conditional_appenders_race: {winners} winners, {conflicts} conflicts");
 }
 
 /// A race of conditional appends over `handles` of one empty log (several handles
 /// of a shared log, say two connections to one NATS stream, or one handle):
 /// `tasks_per_handle` tasks on each read their handle's `since` and append conditionally
 /// on it (every fourth task with batches of three), over and over, until the log holds at
-/// least `len` records. Checks that every refusal is a [`Error::Conflict`] naming the
+/// least `len` records. The tasks start together, and each pauses for a millisecond
+/// between reading the tail and appending, so that others read the same tail. Checks that every refusal is a [`Error::Conflict`] naming the
 /// expected tail and a later actual one, which that handle's `since` then reaches; that
 /// no two appends win on the same tail; that the winners, ordered by seq, chain from the
 /// empty log, each expecting the previous one's last seq; and that the log is exactly
@@ -332,12 +336,19 @@ pub async fn conditional_race<L: Log>(
     let handles: Vec<Arc<L>> = handles.into_iter().map(Arc::new).collect();
     let first = Arc::clone(handles.first().expect("at least one handle"));
     let mut tasks = Vec::new();
+    let start = Arc::new(tokio::sync::Barrier::new(
+        handles.len() * tasks_per_handle as usize,
+    ));
     for (h, log) in handles.iter().enumerate() {
         for t in 0..tasks_per_handle {
             let log = Arc::clone(log);
             let task = format!("handle {h} task {t}");
             let batch = if t % 4 == 3 { 3 } else { 1 };
-            tasks.push(tokio::spawn(race_task(log, task, batch, len)));
+            let start = Arc::clone(&start);
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                race_task(log, task, batch, len).await
+            }));
         }
     }
     let mut winners = Vec::new();
@@ -415,6 +426,11 @@ async fn race_task<L: Log>(log: Arc<L>, task: String, batch: u64, len: Seq) -> (
         let records: Vec<Bytes> = (0..batch)
             .map(|i| Bytes::from(format!("{task} attempt {attempt} record {i}")))
             .collect();
+        // Between reading the tail and appending, a writer reads a view and decides:
+        // here it only pauses, so that the other tasks read the same tail meanwhile (a
+        // yield is not enough: a scheduler may run one task on and on). Nothing is
+        // timed: the pause only makes losers likely, the checks hold either way.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         let result = within(
             "a conditional append in the race",
             log.append_batch_if_with(records.clone(), expected, None),
