@@ -1,13 +1,12 @@
-//! A key-value store at 1M keys on a file log: `get` (an engine lookup, then one record
-//! read and one map call) and `put_if` (a compare-and-set append: wait for the view,
-//! read the key's version, append only if the log's tail has not moved, then the
-//! view applies it).
+//! A key-value view at 1M keys on a file log: `get` (an engine lookup, then one record
+//! read and one map call) and `put_if` (`KvReader::append_if_version`: wait for the
+//! view to apply the log's tail, read the key's version, append only if the tail has
+//! not moved).
 //!
-//! The data is built once (1M records, one key each); criterion then times
-//! batches of 1000 operations, and a second pass times single operations to report p50
-//! and p99 (printed as `kv get: …` and `kv put_if: …`; then put_if again on a memory
-//! log, for comparison). Not run by the tests:
-//! `cargo bench -p flumeview-kv`.
+//! The data is built once (1M records, one key each); criterion then times batches of
+//! 1000 operations, and a second pass times single operations to report p50 and p99
+//! (printed as `kv get: …` and `kv put_if: …`; then put_if again on a memory log, for
+//! comparison). Not run by the tests: `cargo bench -p flumeview-kv`.
 
 #![allow(missing_docs)]
 
