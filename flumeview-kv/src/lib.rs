@@ -127,6 +127,8 @@ mod types;
 mod write;
 pub use crate::write::{Cas, Expect, KvOp, KvStore};
 // [watch modules]
+mod watch;
+pub use crate::watch::{Change, WatchFrom, WatchKeys};
 
 #[cfg(test)]
 mod tests;
