@@ -81,6 +81,13 @@
 //! [`entries`](KvScan::entries) or a [`count`](KvScan::count). Every read waits for
 //! the view to catch up as its [`Wait`](flume_core::Wait) says.
 //!
+//! ## Watching
+//!
+//! [`KvReader::watch`] streams the [`Change`]s of one key, a key prefix or every key
+//! ([`WatchKeys`]) in log order, deletes included: first the kept history
+//! ([`WatchFrom::History`]) or nothing ([`WatchFrom::Now`]), then each new change as the
+//! view applies it, with no gap and no duplicate at the seam.
+//!
 //! ## Writing: compare-and-set
 //!
 //! Records are appended to the log as usual ([`Flume::append`](flume_core::Flume::append));
@@ -123,12 +130,8 @@ mod keys;
 mod kv;
 mod reader;
 mod types;
-// [write helper modules]
-mod write;
-pub use crate::write::{Cas, Expect, KvOp, KvStore};
-// [watch modules]
 mod watch;
-pub use crate::watch::{Change, WatchFrom, WatchKeys};
+mod write;
 
 #[cfg(test)]
 mod tests;
@@ -138,6 +141,8 @@ pub use crate::keys::{Key, KeyPart};
 pub use crate::kv::Kv;
 pub use crate::reader::{KvReader, KvScan};
 pub use crate::types::{History, Op, Versioned};
+pub use crate::watch::{Change, WatchFrom, WatchKeys};
+pub use crate::write::{Cas, Expect, KvOp, KvStore};
 /// Order-preserving key encodings (the engine's), for [`KvReader::prefix`] and keys of
 /// your own.
 pub use flume_lsm::key;
