@@ -123,4 +123,4 @@ pub use crate::files::lock_dir;
 pub use crate::merge::Pair;
 pub use crate::options::LsmOptions;
 pub use crate::semantics::{Retention, Semantics};
-pub use crate::store::{Query, Store};
+pub use crate::store::{damaged_as_view, Query, Store, CRASH_POINTS};

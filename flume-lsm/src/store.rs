@@ -128,6 +128,50 @@ pub struct Query<'a> {
     pub point: Option<&'a [u8]>,
 }
 
+/// Every crash point of the store's file steps, as [`Store::faults`] names them, each
+/// checked before the step it names: `flush.*` (writing a memtable out as a run),
+/// `manifest.*` (a checkpoint's manifest), `compact.*` (a background compaction),
+/// `merge.*` (the merge a checkpoint may do first) and `reset.remove`. Crash tests of
+/// the store and of the views on it walk this list.
+///
+/// ```
+/// assert!(flume_lsm::CRASH_POINTS.contains(&"manifest.rename"));
+/// ```
+pub const CRASH_POINTS: &[&str] = &[
+    "flush.write",
+    "flush.sync",
+    "flush.rename",
+    "manifest.write",
+    "manifest.sync",
+    "manifest.rename",
+    "manifest.dir_sync",
+    "compact.write",
+    "compact.sync",
+    "compact.rename",
+    "compact.install",
+    "compact.delete",
+    "merge.write",
+    "merge.sync",
+    "merge.rename",
+    "merge.install",
+    "merge.delete",
+    "reset.remove",
+];
+
+/// A read's answer from the store, with a damaged run ([`Error::Corrupt`]) reported as
+/// the view's own data damaged ([`Error::view_damaged`]): a view's reader wraps its
+/// store reads in it, so that [`Waiter::try_read`](flume_core::Waiter::try_read) has the
+/// view rebuilt from the log and reads again.
+///
+/// # Errors
+/// `result`'s error, a [`Error::Corrupt`] turned into [`Error::ViewDamaged`].
+pub fn damaged_as_view<R>(result: Result<R>) -> Result<R> {
+    result.map_err(|e| match e {
+        Error::Corrupt { .. } => Error::view_damaged(e),
+        e => e,
+    })
+}
+
 impl Store {
     /// A store for a view of `version`, tuned by `options`, kept in `dir` (`None`: in
     /// memory only), with the given [`Semantics`] and [`Retention`].
@@ -175,12 +219,8 @@ impl Store {
         self
     }
 
-    /// The fault-injection plan the store's file steps consult. The crash points, each
-    /// checked before the step it names: `flush.write`, `flush.sync`, `flush.rename`
-    /// (writing a memtable out), `merge.*` (the same for the merge a checkpoint may do,
-    /// plus `merge.install` and `merge.delete`), `manifest.write`, `manifest.sync`,
-    /// `manifest.rename`, `manifest.dir_sync`, `compact.write`, `compact.sync`,
-    /// `compact.rename`, `compact.install`, `compact.delete`, and `reset.remove`.
+    /// The fault-injection plan the store's file steps consult: the crash points of
+    /// [`CRASH_POINTS`], each checked before the step it names.
     pub fn faults(&self) -> &Faults {
         &self.faults
     }

@@ -11,7 +11,7 @@ use flume_core::{Result, Seq};
 use proptest::prelude::*;
 
 use crate::key::{above_lo, below_hi, prefix_end};
-use crate::{Kind, LsmOptions, OpBuf, Query, Retention, Semantics, Store};
+use crate::{Kind, LsmOptions, OpBuf, Query, Retention, Semantics, Store, CRASH_POINTS};
 
 use Kind::{Delete, Put};
 
@@ -860,28 +860,6 @@ fn workload(n: usize) -> Vec<Ops> {
         })
         .collect()
 }
-
-/// Every crash point of the store's file steps (see [`Store::faults`]).
-const CRASH_POINTS: &[&str] = &[
-    "flush.write",
-    "flush.sync",
-    "flush.rename",
-    "manifest.write",
-    "manifest.sync",
-    "manifest.rename",
-    "manifest.dir_sync",
-    "compact.write",
-    "compact.sync",
-    "compact.rename",
-    "compact.install",
-    "compact.delete",
-    "merge.write",
-    "merge.sync",
-    "merge.rename",
-    "merge.install",
-    "merge.delete",
-    "reset.remove",
-];
 
 /// Applies the workload as a view would: a checkpoint every 20 records and a
 /// compaction after each, and a reset (then the rebuild) at record 120.

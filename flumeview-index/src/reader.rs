@@ -7,6 +7,7 @@ use std::sync::Arc;
 use flume_core::{Error, Live, LogReader, Result, Seq, Wait, Waiter};
 use futures::stream::{BoxStream, StreamExt};
 
+use flume_lsm::damaged_as_view as damaged;
 use flume_lsm::key::prefix_end;
 use flume_lsm::{Query, Store};
 
@@ -388,13 +389,4 @@ impl<T: Send + Sync + 'static> Scan<T> {
             }
         })
     }
-}
-
-/// A damaged run found by a read is the index's own data damaged: reported as such, so
-/// that the read has the index rebuilt from the log and tries again.
-fn damaged<R>(result: Result<R>) -> Result<R> {
-    result.map_err(|e| match e {
-        Error::Corrupt { .. } => Error::view_damaged(e),
-        e => e,
-    })
 }

@@ -11,7 +11,7 @@ use flume_core::{BoxError, Error, Seq, View};
 use proptest::prelude::*;
 
 use flume_lsm::key::{above_lo, below_hi, prefix_end};
-use flume_lsm::{Kind, Query, Store};
+use flume_lsm::{Kind, Query, Store, CRASH_POINTS};
 
 use crate::{Index, IndexOptions};
 
@@ -281,27 +281,6 @@ fn workload(n: usize) -> Vec<Ops> {
         })
         .collect()
 }
-
-const CRASH_POINTS: &[&str] = &[
-    "flush.write",
-    "flush.sync",
-    "flush.rename",
-    "manifest.write",
-    "manifest.sync",
-    "manifest.rename",
-    "manifest.dir_sync",
-    "compact.write",
-    "compact.sync",
-    "compact.rename",
-    "compact.install",
-    "compact.delete",
-    "merge.write",
-    "merge.sync",
-    "merge.rename",
-    "merge.install",
-    "merge.delete",
-    "reset.remove",
-];
 
 /// Runs the workload: checkpoints every 25 records, a compaction after each, and a
 /// reset (followed by the rebuild the driver would do) at record 150.

@@ -5,6 +5,8 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use flume_core::{Error, LogReader, Result, Seq, Wait, Waiter};
+use flume_lsm::damaged_as_view as damaged;
+use flume_lsm::key::prefix_end;
 use flume_lsm::{Kind, Query, Store};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -569,40 +571,5 @@ where
             .try_read(wait, || damaged(store.count(&self.lo, &self.hi)))
             .await?;
         Ok(self.limit.map_or(n, |limit| n.min(limit)))
-    }
-}
-
-/// A damaged run found by a read is the view's own data damaged: reported as such, so
-/// that the read has the view rebuilt from the log and tries again.
-pub(crate) fn damaged<R>(result: Result<R>) -> Result<R> {
-    result.map_err(|e| match e {
-        Error::Corrupt { .. } => Error::view_damaged(e),
-        e => e,
-    })
-}
-
-/// The smallest key greater than every key starting with `prefix`, or `None` when there
-/// is none (the prefix is empty or all `ff` bytes).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_end;
-
-    #[test]
-    fn prefix_end_is_the_first_key_after_the_prefix() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff\xff"), None);
-        assert_eq!(prefix_end(b""), None);
     }
 }

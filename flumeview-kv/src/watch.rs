@@ -14,8 +14,8 @@ use flume_lsm::key::prefix_end;
 use flume_lsm::Kind;
 use futures::stream::BoxStream;
 
-use crate::reader::damaged;
 use crate::{History, Key, KvReader, Op};
+use flume_lsm::damaged_as_view as damaged;
 
 /// The keys a [watch](KvReader::watch) follows.
 ///

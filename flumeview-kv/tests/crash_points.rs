@@ -17,34 +17,12 @@ use std::sync::Arc;
 use common_watch::{counting_kv, dump, Rec, TestResult};
 use flume_core::durable::Faults;
 use flume_core::{Error, Flume, Seq, Wait};
-use flume_lsm::{Kind, LsmOptions, OpBuf, Retention, Semantics, Store};
+use flume_lsm::{Kind, LsmOptions, OpBuf, Retention, Semantics, Store, CRASH_POINTS};
 use flumelog_memory::MemoryLog;
 use flumeview_kv::{Key, KvReader};
 
 const RECORDS: u64 = 260;
 const KEYS: u64 = 40;
-
-/// The engine's crash points (`flume_lsm::Store::faults`).
-const CRASH_POINTS: &[&str] = &[
-    "flush.write",
-    "flush.sync",
-    "flush.rename",
-    "manifest.write",
-    "manifest.sync",
-    "manifest.rename",
-    "manifest.dir_sync",
-    "compact.write",
-    "compact.sync",
-    "compact.rename",
-    "compact.install",
-    "compact.delete",
-    "merge.write",
-    "merge.sync",
-    "merge.rename",
-    "merge.install",
-    "merge.delete",
-    "reset.remove",
-];
 
 fn key(i: u64) -> String {
     format!("k{:02}", i.wrapping_mul(17) % KEYS)
