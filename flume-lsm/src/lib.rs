@@ -70,14 +70,16 @@
 //!
 //! ## Building a view on it
 //!
-//! The `flume_core::View` methods map onto the store one to one:
+//! A view holds its store in an [`Engine`], which takes the directory lock and starts
+//! the compactor on first use and stops the compactor before releasing the lock. The
+//! `flume_core::View` methods map onto it one to one:
 //!
-//! | `View` | the store |
+//! | `View` | the engine |
 //! |---|---|
-//! | `load` | [`lock_dir`] once (the directory belongs to one open store), [`Compactor::start`] once (unless [`LsmOptions::background_compaction`] is off), then [`Store::load`] |
-//! | `apply` | gather the batch's operations in an [`OpBuf`] (one [`OpBuf::emit`] per record), then [`Store::apply`] |
-//! | `checkpoint` | [`Store::checkpoint`]; when it returns `true`, [`Compactor::poke`] |
-//! | `reset` | [`Store::reset`] |
+//! | `load` | [`Engine::load`]: [`lock_dir`] once (the directory belongs to one open store), [`Compactor::start`] once (unless [`LsmOptions::background_compaction`] is off), then [`Store::load`] |
+//! | `apply` | gather the batch's operations in an [`OpBuf`] (one [`OpBuf::emit`] per record), then [`Store::apply`] on [`Engine::store`] |
+//! | `checkpoint` | [`Engine::checkpoint`]: [`Store::checkpoint`], then [`Compactor::poke`] when it wrote a run |
+//! | `reset` | [`Engine::reset`]: [`Store::reset`] |
 //! | `checkpoint_policy` | [`LsmOptions::checkpoint`] |
 //!
 //! Readers share the store in an `Arc` and call its query methods; a read that fails
@@ -103,6 +105,7 @@ mod compactor;
 mod emit;
 mod entry;
 mod files;
+mod handle;
 pub mod key;
 mod manifest;
 mod memtable;
@@ -120,6 +123,7 @@ pub use crate::compactor::Compactor;
 pub use crate::emit::{Emit, OpBuf};
 pub use crate::entry::Kind;
 pub use crate::files::lock_dir;
+pub use crate::handle::Engine;
 pub use crate::merge::Pair;
 pub use crate::options::LsmOptions;
 pub use crate::semantics::{Retention, Semantics};

@@ -1,13 +1,12 @@
 //! `Index`: the view, its builder methods, and its `View` implementation.
 
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flume_core::{BoxError, Checkpoint, CheckpointPolicy, ReaderContext, Record, Records, View};
 
-use flume_lsm::{Compactor, Emit, OpBuf, Retention, Semantics, Store};
+use flume_lsm::{Emit, Engine, OpBuf, Retention, Semantics, Store};
 
 use crate::{IndexOptions, IndexReader};
 
@@ -37,10 +36,8 @@ pub struct Index<T> {
     map: Map<T>,
     options: IndexOptions,
     dir: Option<PathBuf>,
-    store: Arc<Store>,
+    engine: Engine,
     ops: OpBuf,
-    lock: Option<File>,
-    compactor: Option<Compactor>,
 }
 
 impl<T> fmt::Debug for Index<T> {
@@ -49,7 +46,7 @@ impl<T> fmt::Debug for Index<T> {
             .field("version", &self.version)
             .field("dir", &self.dir)
             .field("options", &self.options)
-            .field("store", &self.store)
+            .field("store", self.engine.store())
             .finish_non_exhaustive()
     }
 }
@@ -104,12 +101,10 @@ impl<T: 'static> Index<T> {
         Index {
             version,
             map: Box::new(map),
-            store: Arc::new(new_store(version, &options, None)),
+            engine: new_engine(version, &options, None),
             options,
             dir: None,
             ops: OpBuf::default(),
-            lock: None,
-            compactor: None,
         }
     }
 
@@ -152,23 +147,12 @@ impl<T: 'static> Index<T> {
     }
 
     fn rebuild_store(&mut self) {
-        self.store = Arc::new(new_store(self.version, &self.options, self.dir.clone()));
-    }
-
-    /// Locks the directory and starts the compactor, once.
-    fn open(&mut self) -> Result<(), BoxError> {
-        if let (Some(dir), None) = (&self.dir, &self.lock) {
-            self.lock = Some(flume_lsm::lock_dir(dir)?);
-        }
-        if self.options.background_compaction && self.compactor.is_none() {
-            self.compactor = Some(Compactor::start(&self.store)?);
-        }
-        Ok(())
+        self.engine = new_engine(self.version, &self.options, self.dir.clone());
     }
 
     #[cfg(test)]
     pub(crate) fn store(&self) -> &Arc<Store> {
-        &self.store
+        self.engine.store()
     }
 
     /// Applies operations gathered by a test (records cannot be built outside flume-core).
@@ -180,13 +164,13 @@ impl<T: 'static> Index<T> {
     ) -> Result<(), BoxError> {
         self.ops.clear();
         f(&mut self.ops.emit(seq));
-        self.store.apply(&self.ops, seq)?;
+        self.engine.store().apply(&self.ops, seq)?;
         Ok(())
     }
 }
 
 /// The engine of an index: multi-valued keys, compaction keeping only what is live.
-fn new_store(version: u32, options: &IndexOptions, dir: Option<PathBuf>) -> Store {
+fn new_engine(version: u32, options: &IndexOptions, dir: Option<PathBuf>) -> Engine {
     let store = Store::new(
         version,
         options,
@@ -194,12 +178,13 @@ fn new_store(version: u32, options: &IndexOptions, dir: Option<PathBuf>) -> Stor
         Semantics::MultiValued,
         Retention::Live,
     );
-    if cfg!(test) {
+    let store = if cfg!(test) {
         // The crate's tests arm crash points on it.
         store.with_faults(flume_core::durable::Faults::new())
     } else {
         store
-    }
+    };
+    Engine::new(store, options)
 }
 
 impl<T: Send + Sync + 'static> View<T> for Index<T> {
@@ -210,7 +195,7 @@ impl<T: Send + Sync + 'static> View<T> for Index<T> {
     }
 
     fn reader(&self, ctx: ReaderContext<T>) -> IndexReader<T> {
-        IndexReader::new(Arc::clone(&self.store), ctx.waiter, ctx.log)
+        IndexReader::new(Arc::clone(self.engine.store()), ctx.waiter, ctx.log)
     }
 
     /// Locks the directory, reads the manifest and opens the runs it names; removes
@@ -222,8 +207,7 @@ impl<T: Send + Sync + 'static> View<T> for Index<T> {
     /// ([`Error::Corrupt`](flume_core::Error::Corrupt), [`Error::Io`](flume_core::Error::Io)):
     /// the driver then resets the index, which deletes its files.
     fn load(&mut self) -> Result<Option<Checkpoint>, BoxError> {
-        self.open()?;
-        Ok(self.store.load()?)
+        Ok(self.engine.load()?)
     }
 
     /// Maps the batch, then adds its operations to the memtable in one step (readers see
@@ -237,7 +221,7 @@ impl<T: Send + Sync + 'static> View<T> for Index<T> {
         let Some(last) = records.last_seq() else {
             return Ok(());
         };
-        let after = self.store.since();
+        let after = self.engine.store().since();
         self.ops.clear();
         for record in records.iter() {
             if after.is_some_and(|a| record.seq() <= a) {
@@ -245,7 +229,7 @@ impl<T: Send + Sync + 'static> View<T> for Index<T> {
             }
             (self.map)(&record, &mut self.ops.emit(record.seq()))?;
         }
-        self.store.apply(&self.ops, last)?;
+        self.engine.store().apply(&self.ops, last)?;
         Ok(())
     }
 
@@ -255,13 +239,7 @@ impl<T: Send + Sync + 'static> View<T> for Index<T> {
     /// # Errors
     /// [`Error::Io`](flume_core::Error::Io); the previous checkpoint stays in force.
     fn checkpoint(&mut self, since: flume_core::Seq) -> Result<(), BoxError> {
-        self.open()?;
-        if self.store.checkpoint(since)? {
-            if let Some(compactor) = &self.compactor {
-                compactor.poke();
-            }
-        }
-        Ok(())
+        Ok(self.engine.checkpoint(since)?)
     }
 
     /// Deletes every run and the manifest, and empties the memtable.
@@ -269,20 +247,10 @@ impl<T: Send + Sync + 'static> View<T> for Index<T> {
     /// # Errors
     /// [`Error::Io`](flume_core::Error::Io) when a file cannot be deleted.
     fn reset(&mut self) -> Result<(), BoxError> {
-        self.open()?;
-        self.store.reset()?;
-        Ok(())
+        Ok(self.engine.reset()?)
     }
 
     fn checkpoint_policy(&self) -> CheckpointPolicy {
         self.options.checkpoint
-    }
-}
-
-impl<T> Drop for Index<T> {
-    /// Stops the compactor before the directory lock is released, so that a new handle
-    /// of the directory never sees this one's compaction finish.
-    fn drop(&mut self) {
-        self.compactor.take();
     }
 }

@@ -1,12 +1,11 @@
 //! `Kv`: the view, its builder methods, and its `View` implementation.
 
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flume_core::{BoxError, Checkpoint, CheckpointPolicy, ReaderContext, Records, Seq, View};
-use flume_lsm::{Compactor, LsmOptions, OpBuf, Retention, Semantics, Store};
+use flume_lsm::{Engine, LsmOptions, OpBuf, Retention, Semantics, Store};
 
 use crate::emit::{KvEmit, RecordOps};
 use crate::{History, Key, KvReader};
@@ -41,11 +40,9 @@ pub struct Kv<T, K, V> {
     options: LsmOptions,
     history: History,
     dir: Option<PathBuf>,
-    store: Arc<Store>,
+    engine: Engine,
     ops: OpBuf,
     record: RecordOps,
-    lock: Option<File>,
-    compactor: Option<Compactor>,
 }
 
 impl<T, K, V> fmt::Debug for Kv<T, K, V> {
@@ -55,7 +52,7 @@ impl<T, K, V> fmt::Debug for Kv<T, K, V> {
             .field("dir", &self.dir)
             .field("history", &self.history)
             .field("options", &self.options)
-            .field("store", &self.store)
+            .field("store", self.engine.store())
             .finish_non_exhaustive()
     }
 }
@@ -92,14 +89,12 @@ where
         Kv {
             version,
             map: Arc::new(map),
-            store: new_store(version, &options, None, history),
+            engine: new_engine(version, &options, None, history),
             options,
             history,
             dir: None,
             ops: OpBuf::default(),
             record: RecordOps::default(),
-            lock: None,
-            compactor: None,
         }
     }
 
@@ -166,29 +161,18 @@ where
     }
 
     fn rebuild_store(&mut self) {
-        self.store = new_store(self.version, &self.options, self.dir.clone(), self.history);
-    }
-
-    /// Locks the directory and starts the compactor, once.
-    fn open(&mut self) -> Result<(), BoxError> {
-        if let (Some(dir), None) = (&self.dir, &self.lock) {
-            self.lock = Some(flume_lsm::lock_dir(dir)?);
-        }
-        if self.options.background_compaction && self.compactor.is_none() {
-            self.compactor = Some(Compactor::start(&self.store)?);
-        }
-        Ok(())
+        self.engine = new_engine(self.version, &self.options, self.dir.clone(), self.history);
     }
 }
 
 /// The engine for a view: one entry per key per record, a put hiding the key's older
 /// entries; compaction keeps what `history` needs.
-fn new_store(
+fn new_engine(
     version: u32,
     options: &LsmOptions,
     dir: Option<PathBuf>,
     history: History,
-) -> Arc<Store> {
+) -> Engine {
     let retention = match history {
         History::All => Retention::All,
         // Each key's newest entry, a delete included, so that `history` and `get_at`
@@ -196,13 +180,8 @@ fn new_store(
         History::Latest => Retention::Since(Seq::MAX),
         History::Since(h) => Retention::Since(h),
     };
-    Arc::new(Store::new(
-        version,
-        options,
-        dir,
-        Semantics::SingleValued,
-        retention,
-    ))
+    let store = Store::new(version, options, dir, Semantics::SingleValued, retention);
+    Engine::new(store, options)
 }
 
 impl<T, K, V> View<T> for Kv<T, K, V>
@@ -219,7 +198,7 @@ where
 
     fn reader(&self, ctx: ReaderContext<T>) -> KvReader<T, K, V> {
         KvReader::new(
-            Arc::clone(&self.store),
+            Arc::clone(self.engine.store()),
             ctx.waiter,
             ctx.log,
             Arc::clone(&self.map),
@@ -235,8 +214,7 @@ where
     /// directory; an unreadable or damaged manifest or run: the driver then resets the
     /// view, which deletes its files.
     fn load(&mut self) -> Result<Option<Checkpoint>, BoxError> {
-        self.open()?;
-        Ok(self.store.load()?)
+        Ok(self.engine.load()?)
     }
 
     /// Maps the batch (keeping each record's last operation per key), then adds the
@@ -249,7 +227,7 @@ where
         let Some(last) = records.last_seq() else {
             return Ok(());
         };
-        let after = self.store.since();
+        let after = self.engine.store().since();
         self.ops.clear();
         for record in records.iter() {
             let seq = record.seq();
@@ -267,7 +245,7 @@ where
                 }
             });
         }
-        self.store.apply(&self.ops, last)?;
+        self.engine.store().apply(&self.ops, last)?;
         Ok(())
     }
 
@@ -277,13 +255,7 @@ where
     /// # Errors
     /// [`Error::Io`](flume_core::Error::Io); the previous checkpoint stays in force.
     fn checkpoint(&mut self, since: Seq) -> Result<(), BoxError> {
-        self.open()?;
-        if self.store.checkpoint(since)? {
-            if let Some(compactor) = &self.compactor {
-                compactor.poke();
-            }
-        }
-        Ok(())
+        Ok(self.engine.checkpoint(since)?)
     }
 
     /// Deletes every run and the manifest, and empties the memtable.
@@ -291,20 +263,10 @@ where
     /// # Errors
     /// [`Error::Io`](flume_core::Error::Io) when a file cannot be deleted.
     fn reset(&mut self) -> Result<(), BoxError> {
-        self.open()?;
-        self.store.reset()?;
-        Ok(())
+        Ok(self.engine.reset()?)
     }
 
     fn checkpoint_policy(&self) -> CheckpointPolicy {
         self.options.checkpoint
-    }
-}
-
-impl<T, K, V> Drop for Kv<T, K, V> {
-    /// Stops the compactor before the directory lock is released, so that a new handle
-    /// of the directory never sees this one's compaction finish.
-    fn drop(&mut self) {
-        self.compactor.take();
     }
 }
