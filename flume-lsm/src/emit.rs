@@ -52,7 +52,9 @@ impl OpBuf {
         Emit { buf: self, seq }
     }
 
-    /// Adds one operation directly (what [`Emit::put`] and [`Emit::delete`] do).
+    /// Adds one operation directly (what [`Emit::put`], [`Emit::delete`] and
+    /// [`Emit::remove`] do). For a [`Kind::Remove`], `seq` is the seq of the put it
+    /// removes (at most the seq of the record removing it).
     pub fn push(&mut self, seq: Seq, kind: Kind, key: &[u8]) {
         let start = self.keys.len();
         self.keys.extend_from_slice(key);
@@ -71,7 +73,8 @@ impl OpBuf {
 /// [`OpBuf::emit`]).
 ///
 /// [`put`](Emit::put) makes a key point at the record; [`delete`](Emit::delete) removes
-/// every earlier put of a key (a later record may put it again). A record may emit any
+/// every earlier put of a key (a later record may put it again); [`remove`](Emit::remove)
+/// removes one put: the key's put by one record. A record may emit any
 /// number of operations, on any keys; a delete and a put of the same key in the same
 /// record replace the key's earlier values with this record. What a put does to the
 /// key's earlier puts depends on the store's [`Semantics`](crate::Semantics): in a
@@ -129,5 +132,38 @@ impl Emit<'_> {
     /// ones count.
     pub fn delete(&mut self, key: impl AsRef<[u8]>) {
         self.buf.push(self.seq, Kind::Delete, key.as_ref());
+    }
+
+    /// Removes exactly one entry: the put of `key` by the record at `seq` (this record
+    /// or an earlier one). Other puts of the key stay, and nothing is revealed: in a
+    /// [`SingleValued`](crate::Semantics::SingleValued) store the removed put still
+    /// hides the older entries of its key, so the key then points at nothing. A `seq`
+    /// above this record's is ignored (a record cannot remove what a later one puts);
+    /// removing a put that does not exist does nothing. Emitting the same remove twice
+    /// (a record mapped again after a crash) is harmless.
+    ///
+    /// The entry is stored at `seq` (the [`Kind::Remove`] shows in
+    /// [`Store::history`](crate::Store::history) and
+    /// [`Store::changes`](crate::Store::changes) at that seq), so that it meets its put
+    /// in every merge; a follower of `changes` past `seq` does not see it.
+    ///
+    /// A "delete post" record removing the post's entry from an index of posts by
+    /// author:
+    ///
+    /// ```
+    /// use flume_lsm::{Kind, OpBuf};
+    ///
+    /// let mut ops = OpBuf::default();
+    /// ops.emit(3).put(b"alice");
+    /// let mut e = ops.emit(9);
+    /// e.remove(b"alice", 3); // the post at seq 3 is deleted by the record at seq 9
+    /// e.remove(b"alice", 12); // above 9: ignored
+    /// let gathered: Vec<(&[u8], u64, Kind)> = ops.ops().collect();
+    /// assert_eq!(gathered, [(&b"alice"[..], 3, Kind::Put), (&b"alice"[..], 3, Kind::Remove)]);
+    /// ```
+    pub fn remove(&mut self, key: impl AsRef<[u8]>, seq: Seq) {
+        if seq <= self.seq {
+            self.buf.push(seq, Kind::Remove, key.as_ref());
+        }
     }
 }

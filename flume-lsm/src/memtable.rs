@@ -20,7 +20,7 @@
 //! counts once in every answer meanwhile.
 
 use std::cmp::Ordering;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ops::{Bound, Range};
 
 use flume_core::Seq;
@@ -71,6 +71,9 @@ pub(crate) struct Memtable {
     bytes: usize,
     /// Reused by merges.
     scratch: Vec<Slot>,
+    /// Each key's newest delete in the table (deletes are few): found in O(1) instead
+    /// of walking a key of many entries.
+    deletes: HashMap<Box<[u8]>, Seq>,
 }
 
 impl Memtable {
@@ -105,6 +108,7 @@ impl Memtable {
         self.slots.clear();
         self.chunks.clear();
         self.bytes = 0;
+        self.deletes.clear();
     }
 
     /// Adds a batch of operations as one chunk, then merges chunks as the size rule
@@ -115,6 +119,14 @@ impl Memtable {
     ) {
         let start = self.slots.len();
         for (key, seq, kind) in ops {
+            if kind == Kind::Delete {
+                match self.deletes.get_mut(key) {
+                    Some(newest) => *newest = (*newest).max(seq),
+                    None => {
+                        self.deletes.insert(key.into(), seq);
+                    }
+                }
+            }
             let at = self.keys.len();
             self.keys.extend_from_slice(key);
             self.slots.push(Slot {
@@ -248,6 +260,87 @@ impl Memtable {
             }
         }
         best
+    }
+
+    /// The seq of `key`'s newest delete in the table, if any.
+    pub(crate) fn newest_delete(&self, key: &[u8]) -> Option<Seq> {
+        self.deletes.get(key).copied()
+    }
+
+    /// A copy of `key`'s entries from the position `(key, seq, kind)` on, in storage
+    /// order: forward, those not before it; reverse, those not after it. At most `cap`
+    /// from each chunk, walking from the position; when a chunk had more, the copy is
+    /// cut where the first such chunk's part ends (in the walk's direction), and `true`
+    /// says so: a merge must not go beyond the copy. Costs O(log n + what is copied).
+    pub(crate) fn key_part(
+        &self,
+        key: &[u8],
+        (seq, kind): (Seq, Kind),
+        reverse: bool,
+        cap: usize,
+    ) -> (VecDeque<Entry>, bool) {
+        let prefix = key_prefix(key);
+        let probe = Slot {
+            prefix,
+            at: 0,
+            len: 0,
+            seq,
+            kind,
+        };
+        let cmp_probe = |s: &Slot| {
+            s.prefix
+                .cmp(&prefix)
+                .then_with(|| key_of(&self.keys, s).cmp(key))
+                .then_with(|| probe.seq.cmp(&s.seq))
+                .then_with(|| s.kind.cmp(&probe.kind))
+        };
+        let same_key = |s: &Slot| s.prefix == prefix && key_of(&self.keys, s) == key;
+        let mut out: Vec<Entry> = Vec::new();
+        // The cut: the furthest entry (in the walk's direction) every part reaches.
+        let mut cut: Option<Entry> = None;
+        for c in 0..self.chunks.len() {
+            let chunk = &self.slots[self.chunk(c)];
+            let part: Vec<&Slot> = if reverse {
+                let end = chunk.partition_point(|s| cmp_probe(s).is_le());
+                chunk[..end]
+                    .iter()
+                    .rev()
+                    .take_while(|s| same_key(s))
+                    .take(cap.saturating_add(1))
+                    .collect()
+            } else {
+                let start = chunk.partition_point(|s| cmp_probe(s).is_lt());
+                chunk[start..]
+                    .iter()
+                    .take_while(|s| same_key(s))
+                    .take(cap.saturating_add(1))
+                    .collect()
+            };
+            let full = part.len() > cap;
+            let part = &part[..part.len().min(cap)];
+            if full {
+                if let Some(last) = part.last() {
+                    let last = Entry::new(key, last.seq, last.kind);
+                    let nearer =
+                        cut.as_ref()
+                            .is_none_or(|c| if reverse { last > *c } else { last < *c });
+                    if nearer {
+                        cut = Some(last);
+                    }
+                }
+                if part.is_empty() {
+                    // A zero cap: nothing can be promised.
+                    return (VecDeque::new(), true);
+                }
+            }
+            out.extend(part.iter().map(|s| Entry::new(key, s.seq, s.kind)));
+        }
+        out.sort_unstable();
+        out.dedup();
+        if let Some(cut) = &cut {
+            out.retain(|e| if reverse { e >= cut } else { e <= cut });
+        }
+        (out.into(), cut.is_some())
     }
 
     /// A copy of the entries within key bounds (and above `after`), in storage order.

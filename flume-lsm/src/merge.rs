@@ -15,13 +15,16 @@ pub(crate) enum Source {
     Mem(VecDeque<Entry>),
     /// A run.
     Run(RunCursor),
+    /// A part of a memtable's entries cut short (see `Memtable::key_part`): when it runs
+    /// out, the merge stops, as what follows may lack entries.
+    Cut(VecDeque<Entry>),
 }
 
 impl Source {
     fn next(&mut self, reverse: bool) -> Result<Option<Entry>> {
         match self {
-            Source::Mem(entries) if reverse => Ok(entries.pop_back()),
-            Source::Mem(entries) => Ok(entries.pop_front()),
+            Source::Mem(entries) | Source::Cut(entries) if reverse => Ok(entries.pop_back()),
+            Source::Mem(entries) | Source::Cut(entries) => Ok(entries.pop_front()),
             Source::Run(cursor) => cursor.next_entry(),
         }
     }
@@ -35,6 +38,8 @@ pub(crate) struct Merge {
     reverse: bool,
     min_seq: Option<Seq>,
     started: bool,
+    /// A cut source ran out: the stream ends here, incomplete.
+    incomplete: bool,
 }
 
 impl Merge {
@@ -45,7 +50,14 @@ impl Merge {
             reverse,
             min_seq,
             started: false,
+            incomplete: false,
         }
+    }
+
+    /// Whether the stream ended early because a cut source ran out (see
+    /// [`Source::Cut`]).
+    pub(crate) fn incomplete(&self) -> bool {
+        self.incomplete
     }
 
     fn pull(&mut self, i: usize) -> Result<()> {
@@ -54,6 +66,9 @@ impl Merge {
             match next {
                 Some(e) if self.min_seq.is_some_and(|m| e.seq <= m) => continue,
                 other => {
+                    if other.is_none() && matches!(self.sources[i], Source::Cut(_)) {
+                        self.incomplete = true;
+                    }
                     self.heads[i] = other;
                     return Ok(());
                 }
@@ -72,6 +87,9 @@ impl Merge {
             for i in 0..self.sources.len() {
                 self.pull(i)?;
             }
+        }
+        if self.incomplete {
+            return Ok(None);
         }
         let mut best: Option<usize> = None;
         for (i, head) in self.heads.iter().enumerate() {
@@ -105,12 +123,12 @@ impl Merge {
 /// One answer of a scan: a key and a seq it points at.
 pub type Pair = (Box<[u8]>, Seq);
 
-/// Collects the live (key, seq) pairs of a merged stream, at most `limit` of them:
-/// forward in (key, seq) order, reverse in the opposite order.
+/// Collects the live (key, seq) pairs of a merged stream, at most
+/// `limit` of them: forward in (key, seq) order, reverse in the opposite order.
 ///
 /// A put is live when no delete of its key has a higher seq (and, under
-/// [`Semantics::SingleValued`], no put either). Memory: one key's live seqs, at most
-/// `limit` of them.
+/// [`Semantics::SingleValued`], no put either) and no remove has its seq. Memory: one
+/// key's live seqs, at most `limit` of them.
 pub(crate) fn live_pairs(
     merge: &mut Merge,
     reverse: bool,
@@ -132,8 +150,31 @@ pub(crate) fn count_live(merge: &mut Merge, semantics: Semantics) -> Result<usiz
     Ok(n)
 }
 
-/// Calls `found` with each live (key, seq) pair of a merged stream, at most `limit` of
-/// them, in the order [`live_pairs`] returns them.
+/// One key's live seqs as a walk finds them, at most `remaining` of them.
+struct Group {
+    key: Option<Box<[u8]>>,
+    live: VecDeque<Seq>,
+    /// Forward: the rest of the group is hidden.
+    dead: bool,
+    /// Forward: the seq of the last remove seen (it precedes the put it hides).
+    removed: Option<Seq>,
+    /// Reverse: a put not yet known to be live (its remove, if any, comes next).
+    pending: Option<Seq>,
+}
+
+impl Group {
+    /// Reverse: the pending put, not removed after all, joins the live seqs.
+    fn commit(&mut self, remaining: usize) {
+        if let Some(seq) = self.pending.take() {
+            self.live.push_back(seq);
+            if self.live.len() > remaining {
+                self.live.pop_front();
+            }
+        }
+    }
+}
+
+/// Calls `found` with each live (key, seq) pair of a merged stream, at most `limit` of them, in the order [`live_pairs`] returns them.
 fn walk_live(
     merge: &mut Merge,
     reverse: bool,
@@ -143,56 +184,77 @@ fn walk_live(
 ) -> Result<()> {
     let single = semantics == Semantics::SingleValued;
     let mut remaining = limit.unwrap_or(usize::MAX);
-    let mut group: Option<Box<[u8]>> = None;
-    let mut live: VecDeque<Seq> = VecDeque::new();
-    let mut dead = false;
-    let mut flush = |group: &Option<Box<[u8]>>, live: &mut VecDeque<Seq>, remaining: &mut usize| {
-        if let Some(key) = group {
-            for &seq in live.iter().rev() {
+    let mut g = Group {
+        key: None,
+        live: VecDeque::new(),
+        dead: false,
+        removed: None,
+        pending: None,
+    };
+    let mut flush = |g: &mut Group, remaining: &mut usize| {
+        g.commit(*remaining);
+        if let Some(key) = &g.key {
+            for &seq in g.live.iter().rev() {
                 found(key, seq);
             }
-            *remaining -= live.len();
-            live.clear();
+            *remaining -= g.live.len();
+            g.live.clear();
         }
     };
     while remaining > 0 {
         let Some(e) = merge.next_entry()? else { break };
-        if group.as_deref() != Some(&*e.key) {
-            flush(&group, &mut live, &mut remaining);
+        if g.key.as_deref() != Some(&*e.key) {
+            flush(&mut g, &mut remaining);
             if remaining == 0 {
-                group = None;
+                g.key = None;
                 break;
             }
-            group = Some(e.key);
-            dead = false;
+            g.key = Some(e.key);
+            g.dead = false;
+            g.removed = None;
         }
-        match (reverse, e.kind) {
-            // Forward: newest first within a key; a delete hides the rest of the group,
-            // and so does a put when the store is single-valued.
-            (false, _) if dead => {}
-            (false, Kind::Put) => {
-                live.push_back(e.seq);
-                if live.len() > remaining {
-                    live.pop_front();
-                }
-                dead = single;
+        if reverse {
+            // Oldest first within a key (at one seq: delete, put, remove): a delete
+            // hides what came before it, and so does a put when the store is
+            // single-valued (even a removed one); a remove right after its put hides it.
+            if e.kind == Kind::Remove && g.pending == Some(e.seq) {
+                g.pending = None;
+                continue;
             }
-            (false, Kind::Delete) => dead = true,
-            // Reverse: oldest first within a key; a delete hides what came before it,
-            // and so does a put when the store is single-valued.
-            (true, Kind::Put) => {
-                if single {
-                    live.clear();
+            g.commit(remaining);
+            match e.kind {
+                Kind::Put => {
+                    if single {
+                        g.live.clear();
+                    }
+                    g.pending = Some(e.seq);
                 }
-                live.push_back(e.seq);
-                if live.len() > remaining {
-                    live.pop_front();
-                }
+                Kind::Delete => g.live.clear(),
+                Kind::Remove => {}
             }
-            (true, Kind::Delete) => live.clear(),
+        } else {
+            // Newest first within a key (at one seq: remove, put, delete): a delete
+            // hides the rest of the group, and so does a put when the store is
+            // single-valued (even a removed one); a remove hides the put right after it.
+            if g.dead {
+                continue;
+            }
+            match e.kind {
+                Kind::Remove => g.removed = Some(e.seq),
+                Kind::Put => {
+                    if g.removed != Some(e.seq) {
+                        g.live.push_back(e.seq);
+                        if g.live.len() > remaining {
+                            g.live.pop_front();
+                        }
+                    }
+                    g.dead = single;
+                }
+                Kind::Delete => g.dead = true,
+            }
         }
     }
-    flush(&group, &mut live, &mut remaining);
+    flush(&mut g, &mut remaining);
     Ok(())
 }
 
@@ -203,7 +265,13 @@ fn walk_live(
 /// newest delete; under [`Semantics::SingleValued`] only each key's newest entry), and a
 /// delete only when older runs may still hold the key (`keep_deletes`).
 /// [`Retention::All`]: every entry. [`Retention::Since`]`(h)`: what `Live` keeps, every
-/// entry above `h`, and each key's newest entry at or below `h`.
+/// entry above `h`, each key's newest put or delete at or below `h`, and every remove.
+///
+/// A remove that meets its put under `Live` goes with it: in a multi-valued store both
+/// are dropped; in a single-valued one the removed put still hides the older entries of
+/// its key, so the pair stays (like a delete) while an older run may hold the key, and
+/// the older entries go. A remove whose put is not in the merge stays only while an
+/// older run may hold that put (`keep_deletes`).
 pub(crate) struct Compacted {
     merge: Merge,
     keep_deletes: bool,
@@ -214,6 +282,12 @@ pub(crate) struct Compacted {
     dead: bool,
     /// Whether the group's newest entry at or below the `Since` horizon has been seen.
     below: bool,
+    /// `Live`: a remove waiting to see whether its put comes next.
+    remove: Option<Entry>,
+    /// An entry read past a pending remove, to process next.
+    next: Option<Entry>,
+    /// An entry to write next as it is.
+    ready: Option<Entry>,
 }
 
 impl Compacted {
@@ -231,6 +305,9 @@ impl Compacted {
             group: None,
             dead: false,
             below: false,
+            remove: None,
+            next: None,
+            ready: None,
         }
     }
 
@@ -239,8 +316,39 @@ impl Compacted {
     /// # Errors
     /// [`flume_core::Error::Corrupt`] from a damaged run block.
     pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if let Some(e) = self.ready.take() {
+            return Ok(Some(e));
+        }
         loop {
-            let Some(e) = self.merge.next_entry()? else {
+            let e = match self.next.take() {
+                Some(e) => Some(e),
+                None => self.merge.next_entry()?,
+            };
+            if let Some(remove) = self.remove.take() {
+                // A pending remove (under `Live`, in a live part of its group).
+                let meets = e.as_ref().is_some_and(|e| {
+                    e.kind == Kind::Put && e.seq == remove.seq && e.key == remove.key
+                });
+                if meets {
+                    // The remove and its put cancel out; but a removed put of a
+                    // single-valued store still hides the rest of its group, so the
+                    // pair stays while an older run may hold older entries.
+                    if self.semantics == Semantics::SingleValued {
+                        self.dead = true;
+                        if self.keep_deletes {
+                            self.ready = e;
+                            return Ok(Some(remove));
+                        }
+                    }
+                    continue;
+                }
+                self.next = e;
+                if self.keep_deletes {
+                    return Ok(Some(remove));
+                }
+                continue;
+            }
+            let Some(e) = e else {
                 return Ok(None);
             };
             if self.retention == Retention::All {
@@ -250,6 +358,16 @@ impl Compacted {
                 self.group = Some(e.key.clone());
                 self.dead = false;
                 self.below = false;
+            }
+            if e.kind == Kind::Remove {
+                match self.retention {
+                    Retention::Since(_) => return Ok(Some(e)),
+                    _ if self.dead => continue,
+                    _ => {
+                        self.remove = Some(e);
+                        continue;
+                    }
+                }
             }
             // What `Live` keeps.
             let live = !self.dead && (e.kind == Kind::Put || self.keep_deletes);

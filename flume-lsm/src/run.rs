@@ -8,8 +8,11 @@
 //! header   "FVIX" | format u16 | flags u16                                  8 bytes
 //! blocks   { entry* | offset u32 * count | count u32 | crc32c u32 }*  each about block_bytes
 //!          entry = kind u8 | seq u64 | key length (LEB128) | key
+//!          kind = 1 put | 2 delete | 3 remove
 //!          offset = where each entry starts in the block (lookups binary-search them)
-//! index    { offset u64 | length u32 | last key length (LEB128) | last key }* | crc32c u32
+//! index    { offset u64 | length u32 | kinds u8 | last key length (LEB128) | last key }* | crc32c u32
+//!          kinds = which kinds the block holds: bit 0 a delete, bit 1 a remove (format 3;
+//!          format 2 rows have no such byte and read as "may hold both")
 //! padding  zero bytes up to a multiple of 64
 //! bloom    { 64-byte block }* | crc32c u32          each key's bits in one block
 //! footer   index offset, length | bloom offset, length | k u32 | blocks u32 |
@@ -36,10 +39,29 @@ use crate::key::key_prefix;
 
 /// The first four bytes of a run file, and the four before its footer's CRC.
 pub(crate) const MAGIC: [u8; 4] = *b"FVIX";
-/// The run format version this crate writes and reads. Version 1 (bloom filters of
-/// `k` bits anywhere in the filter, hashed with FNV-1a) is refused as damaged: the view
-/// is then rebuilt from the log.
-pub(crate) const FORMAT_VERSION: u16 = 2;
+/// The run format version this crate writes. Version 3 adds a `kinds` byte to each
+/// block index row (which kinds the block holds, so that a key's newest delete is found
+/// without reading its other blocks) and the remove kind (3). This crate also reads
+/// version 2 (no `kinds` byte: every block may hold deletes and removes). Version 1
+/// (bloom filters of `k` bits anywhere in the filter, hashed with FNV-1a) is refused as
+/// damaged: the view is then rebuilt from the log. Builds before version 3 refuse
+/// version 3 runs the same way.
+pub(crate) const FORMAT_VERSION: u16 = 3;
+/// The older run format version this crate still reads.
+const FORMAT_VERSION_2: u16 = 2;
+/// `kinds` bit: the block holds a delete.
+pub(crate) const KINDS_DELETE: u8 = 1;
+/// `kinds` bit: the block holds a remove.
+pub(crate) const KINDS_REMOVE: u8 = 2;
+
+/// The `kinds` bit of an entry kind (none for a put).
+pub(crate) fn kind_bit(kind: Kind) -> u8 {
+    match kind {
+        Kind::Put => 0,
+        Kind::Delete => KINDS_DELETE,
+        Kind::Remove => KINDS_REMOVE,
+    }
+}
 /// Bytes of the header.
 pub(crate) const HEADER_LEN: usize = 8;
 /// Bytes of the footer.
@@ -88,6 +110,11 @@ struct Sparse {
     starts: Vec<usize>,
     /// Where each block's last key is in the run's bytes (in the index section).
     last_keys: Vec<(usize, usize)>,
+    /// Which kinds each block holds (`KINDS_*` bits).
+    kinds: Vec<u8>,
+    /// For each block, the first block at or after it that holds a delete (the block
+    /// count if none): a key's newest delete in one jump.
+    next_delete: Vec<u32>,
 }
 
 impl Sparse {
@@ -179,7 +206,7 @@ impl Run {
             ));
         }
         let format = u16_at(bytes, 4);
-        if format != FORMAT_VERSION {
+        if format != FORMAT_VERSION && format != FORMAT_VERSION_2 {
             return Err(corrupt(
                 4,
                 format!("unknown run format version {format} (this build reads {FORMAT_VERSION})"),
@@ -268,12 +295,22 @@ impl Run {
                     format!("block index entry {}: {why}", blocks.len()),
                 )
             };
-            if body - at < 13 {
+            let row = if format == FORMAT_VERSION { 14 } else { 13 };
+            if body - at < row {
                 return Err(bad("truncated"));
             }
             let offset = u64_at(index, at);
             let block_len = u64::from(u32_at(index, at + 8));
             at += 12;
+            let kinds = if format == FORMAT_VERSION {
+                at += 1;
+                index[at - 1]
+            } else {
+                KINDS_DELETE | KINDS_REMOVE
+            };
+            if kinds & !(KINDS_DELETE | KINDS_REMOVE) != 0 {
+                return Err(bad("unknown kinds bits"));
+            }
             let key_len =
                 get_varint(&index[..body], &mut at).ok_or_else(|| bad("bad key length"))?;
             if key_len > (body - at) as u64 {
@@ -296,10 +333,19 @@ impl Run {
             blocks.prefixes.push(key_prefix(key));
             blocks.starts.push(expect);
             blocks.last_keys.push((index_at + at, key.len()));
+            blocks.kinds.push(kinds);
             at += key_len as usize;
             expect += block_len as usize;
         }
         blocks.starts.push(expect);
+        blocks.next_delete = vec![0; blocks.len()];
+        let mut next = blocks.len() as u32;
+        for i in (0..blocks.len()).rev() {
+            if blocks.kinds[i] & KINDS_DELETE != 0 {
+                next = i as u32;
+            }
+            blocks.next_delete[i] = next;
+        }
         let verified = (0..blocks.len().div_ceil(64))
             .map(|_| std::sync::atomic::AtomicU64::new(0))
             .collect();
@@ -481,8 +527,98 @@ impl Run {
         Ok(())
     }
 
-    fn block_count(&self) -> usize {
+    pub(crate) fn block_count(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// Entry `n` of block `i`: kind, seq and key, decoding only it.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the block is damaged.
+    fn entry_in(&self, i: usize, n: usize) -> Result<(Kind, Seq, &[u8])> {
+        let (offset, bytes, end, count) = self.verified_block(i)?;
+        let at = if n < count {
+            u32_at(bytes, end + 4 * n) as usize
+        } else {
+            end
+        };
+        let (kind, seq, range) = Self::entry_at(bytes, at, end).ok_or_else(|| Error::Corrupt {
+            path: self.shown_path(),
+            offset: (offset + at.min(end)) as u64,
+            reason: format!("block {i}: malformed entry {n}"),
+        })?;
+        Ok((kind, seq, &bytes[range]))
+    }
+
+    /// The number of entries of block `i`.
+    fn entry_count(&self, i: usize) -> Result<usize> {
+        Ok(self.verified_block(i)?.3)
+    }
+
+    /// The first block whose last entry is not before the position `(key, seq, kind)`
+    /// in storage order (the block count if none): where the first entry at or after
+    /// that position is. A binary search of the last keys, then, among the blocks whose
+    /// last key is `key` (a key with many entries spans many blocks), of their last
+    /// entries, decoding one entry per probe: O(log blocks) block reads.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when a probed block is damaged.
+    pub(crate) fn seek_block(&self, key: &[u8], seq: Seq, kind: Kind) -> Result<usize> {
+        let first = self.first_block_not(|k| k < key);
+        let past = first + self.blocks_of_key(first, key);
+        let (mut lo, mut hi) = (first, past);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let n = self.entry_count(mid)?;
+            let (last_kind, last_seq, _) = self.entry_in(mid, n - 1)?;
+            // The last entry's key is `key`: compare (seq descending, then kind).
+            let before = last_seq > seq || (last_seq == seq && last_kind < kind);
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// How many blocks from `first` (the first whose last key is not below `key`) on
+    /// have `key` as their last key.
+    fn blocks_of_key(&self, first: usize, key: &[u8]) -> usize {
+        self.first_block_not(|k| k <= key).max(first) - first
+    }
+
+    /// The seq of `key`'s newest delete in the run, if it holds one: jumps to the
+    /// blocks that hold deletes (the `kinds` bits), reading at most the key's first and
+    /// last blocks besides the one that answers.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when a block read is damaged.
+    pub(crate) fn newest_delete(&self, key: &[u8]) -> Result<Option<Seq>> {
+        let n = self.blocks.len();
+        let first = self.first_block_not(|k| k < key);
+        if first >= n {
+            return Ok(None);
+        }
+        // The key's entries end in the first block whose last key is above it.
+        let last = (first + self.blocks_of_key(first, key)).min(n - 1);
+        let mut i = first;
+        let mut entries = Vec::new();
+        while i <= last {
+            let j = self.blocks.next_delete[i] as usize;
+            if j > last {
+                return Ok(None);
+            }
+            self.block(j, &mut entries)?;
+            let found = entries
+                .iter()
+                .find(|e| e.kind == Kind::Delete && self.key(e) == key);
+            if let Some(e) = found {
+                return Ok(Some(e.seq));
+            }
+            i = j + 1;
+        }
+        Ok(None)
     }
 
     /// The first entry of `key` in storage order (its highest seq, a put before a

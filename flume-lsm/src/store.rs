@@ -23,6 +23,7 @@ use crate::bloom::key_hash;
 use crate::emit::OpBuf;
 use crate::entry::{newer, Kind};
 use crate::files;
+use crate::key::{above_lo, below_hi};
 use crate::manifest::{self, Manifest, RunRef};
 use crate::memtable::Memtable;
 use crate::merge::{count_live, live_pairs, Compacted, Merge, Pair, Source};
@@ -113,6 +114,36 @@ fn empty_bounds(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
     false
 }
 
+/// The one key the bounds (or `point`) admit, if they admit exactly one.
+fn one_key<'a>(
+    lo: &'a Bound<Vec<u8>>,
+    hi: &Bound<Vec<u8>>,
+    point: Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
+    match (lo, hi) {
+        (Bound::Included(l), Bound::Included(h)) if l == h => Some(l.as_slice()),
+        _ => point.filter(|p| above_lo(p, lo) && below_hi(p, hi)),
+    }
+}
+
+/// The tighter of a lower bound and `Excluded(key)`: what is beyond a cursor's key.
+fn tighter_lo(lo: &Bound<Vec<u8>>, key: &[u8]) -> Bound<Vec<u8>> {
+    match lo {
+        Bound::Included(l) if l.as_slice() > key => lo.clone(),
+        Bound::Excluded(l) if l.as_slice() >= key => lo.clone(),
+        _ => Bound::Excluded(key.to_vec()),
+    }
+}
+
+/// The tighter of an upper bound and `Excluded(key)`.
+fn tighter_hi(hi: &Bound<Vec<u8>>, key: &[u8]) -> Bound<Vec<u8>> {
+    match hi {
+        Bound::Included(h) if h.as_slice() < key => hi.clone(),
+        Bound::Excluded(h) if h.as_slice() <= key => hi.clone(),
+        _ => Bound::Excluded(key.to_vec()),
+    }
+}
+
 /// What a [`Store::scan`] needs besides its key bounds. The default: forward, no limit,
 /// every seq, not a point lookup.
 #[derive(Debug, Clone, Copy, Default)]
@@ -126,6 +157,11 @@ pub struct Query<'a> {
     /// The single key the bounds admit, when they admit one (enables the bloom
     /// filters).
     pub point: Option<&'a [u8]>,
+    /// Only pairs strictly after this (key, seq) in the scan's order: forward, a
+    /// greater key, or the same key and a greater seq; reverse, a smaller key, or the
+    /// same key and a smaller seq. Resumes a scan after the last pair of a page. The
+    /// key need not be within the bounds, nor stored.
+    pub cursor: Option<(&'a [u8], Seq)>,
 }
 
 /// Every crash point of the store's file steps, as [`Store::faults`] names them, each
@@ -263,8 +299,9 @@ impl Store {
     /// The live (key, seq) pairs within bounds, and the `since` they reflect: forward in
     /// (key, seq) order, reverse in the opposite order, at most `q.limit` of them.
     ///
-    /// A put is live when no entry of its key with a higher seq hides it: a delete, or,
-    /// under [`Semantics::SingleValued`], a put.
+    /// A put is live when no entry of its key with a higher seq hides it (a delete, or,
+    /// under [`Semantics::SingleValued`], a put) and no [`Kind::Remove`] at its seq does.
+    /// With `q.cursor`, only the pairs after it in this order.
     ///
     /// # Errors
     /// [`Error::Corrupt`] when a run block is damaged.
@@ -277,11 +314,247 @@ impl Store {
         if empty_bounds(lo, hi) {
             return Ok((Vec::new(), self.since()));
         }
-        let (mut merge, since) = self.merge(lo, hi, q.reverse, q.after, q.point);
-        Ok((
-            live_pairs(&mut merge, q.reverse, q.limit, self.semantics)?,
-            since,
-        ))
+        if let Some(key) = one_key(lo, hi, q.point) {
+            // One key: seek to where the answer starts, whatever the key's size.
+            let from = match q.cursor {
+                Some((ck, cs)) if ck == key => Some(cs),
+                Some((ck, _)) if (ck > key) != q.reverse => {
+                    return Ok((Vec::new(), self.since()));
+                }
+                _ => None,
+            };
+            let (seqs, since) = self.scan_key(key, q.reverse, from, q.after, q.limit)?;
+            let key: Box<[u8]> = key.into();
+            return Ok((seqs.into_iter().map(|s| (key.clone(), s)).collect(), since));
+        }
+        let mut out = Vec::new();
+        let mut limit = q.limit;
+        let (lo, hi) = match q.cursor {
+            Some((ck, cs)) => {
+                // The rest of the cursor's key first (a seek), then the keys beyond it.
+                if above_lo(ck, lo) && below_hi(ck, hi) {
+                    let (seqs, _) = self.scan_key(ck, q.reverse, Some(cs), q.after, limit)?;
+                    let key: Box<[u8]> = ck.into();
+                    limit = limit.map(|l| l - seqs.len());
+                    out.extend(seqs.into_iter().map(|s| (key.clone(), s)));
+                }
+                if q.reverse {
+                    (lo.clone(), tighter_hi(hi, ck))
+                } else {
+                    (tighter_lo(lo, ck), hi.clone())
+                }
+            }
+            None => (lo.clone(), hi.clone()),
+        };
+        if limit == Some(0) || empty_bounds(&lo, &hi) {
+            return Ok((out, self.since()));
+        }
+        let (mut merge, since) = self.merge(&lo, &hi, q.reverse, q.after, q.point);
+        out.extend(live_pairs(&mut merge, q.reverse, limit, self.semantics)?);
+        Ok((out, since))
+    }
+
+    /// The live seqs of one key in a scan's order, strictly beyond `from` (forward:
+    /// above, reverse: below), above `after`, at most `limit`; and the `since` they
+    /// reflect. Seeks in every table to where the answer starts (a run: O(log blocks)
+    /// block reads; a memtable: binary searches) and reads on from there: about
+    /// O(log n + limit), also for a key of millions of entries.
+    fn scan_key(
+        &self,
+        key: &[u8],
+        reverse: bool,
+        from: Option<Seq>,
+        after: Option<Seq>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Seq>, Option<Seq>)> {
+        let limit = limit.unwrap_or(usize::MAX);
+        if limit == 0 {
+            return Ok((Vec::new(), self.since()));
+        }
+        // Memtable parts are copied a bounded number at a time; a part cut short that
+        // runs out before the answer is complete makes the walk start again uncut.
+        let mut cap = limit.saturating_mul(2).saturating_add(64);
+        loop {
+            if let Some(done) = self.scan_key_once(key, reverse, from, after, limit, cap)? {
+                return Ok(done);
+            }
+            cap = usize::MAX;
+        }
+    }
+
+    /// [`Store::scan_key`] with memtable parts of at most `cap` entries; `None` when a
+    /// cut part ran out first.
+    fn scan_key_once(
+        &self,
+        key: &[u8],
+        reverse: bool,
+        from: Option<Seq>,
+        after: Option<Seq>,
+        limit: usize,
+        cap: usize,
+    ) -> Result<Option<(Vec<Seq>, Option<Seq>)>> {
+        let single = self.semantics == Semantics::SingleValued;
+        let hash = key_hash(key);
+        let bound = || Bound::Included(key.to_vec());
+        let tables = self.read();
+        let since = tables.since;
+        let runs: Vec<Arc<Run>> = tables
+            .runs
+            .iter()
+            .filter(|r| r.may_contain_hash(hash))
+            .cloned()
+            .collect();
+        let mems: Vec<&Memtable> = std::iter::once(&tables.mem)
+            .chain(tables.frozen.as_deref())
+            .collect();
+        let part = |m: &Memtable, pos: (Seq, Kind), rev: bool| {
+            let (entries, cut) = m.key_part(key, pos, rev, cap);
+            if cut {
+                Source::Cut(entries)
+            } else {
+                Source::Mem(entries)
+            }
+        };
+        let mut out = Vec::new();
+        if single {
+            // The key's newest put or delete decides; a remove just before its put
+            // hides it. Then the cursor and `after` filter that one answer.
+            let mut sources: Vec<Source> = mems
+                .iter()
+                .map(|m| part(m, (Seq::MAX, Kind::Remove), false))
+                .collect();
+            sources.extend(
+                runs.iter()
+                    .map(|r| Source::Run(RunCursor::new(Arc::clone(r), bound(), bound(), false))),
+            );
+            drop(tables);
+            let mut merge = Merge::new(sources, false, after);
+            let mut removed = None;
+            while let Some(e) = merge.next_entry()? {
+                match e.kind {
+                    Kind::Remove => removed = Some(e.seq),
+                    Kind::Put if removed != Some(e.seq) => {
+                        out.push(e.seq);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            if out.is_empty() && merge.incomplete() {
+                return Ok(None);
+            }
+            out.retain(|&s| match from {
+                Some(f) if reverse => s < f,
+                Some(f) => s > f,
+                None => true,
+            });
+            return Ok(Some((out, since)));
+        }
+        // Multi-valued: live puts are at or above the key's newest delete, and not
+        // removed.
+        let mut floor = mems.iter().filter_map(|m| m.newest_delete(key)).max();
+        for run in &runs {
+            if floor.is_some_and(|f| run.stats.max_seq <= f) {
+                continue;
+            }
+            floor = floor.max(run.newest_delete(key)?);
+        }
+        let floor = floor
+            .unwrap_or(0)
+            .max(after.map_or(0, |a| a.saturating_add(1)));
+        if reverse {
+            // Newest first: storage order from just below `from` down to the floor.
+            let top = match from {
+                Some(0) => return Ok(Some((out, since))),
+                Some(f) => f - 1,
+                None => Seq::MAX,
+            };
+            if top < floor {
+                return Ok(Some((out, since)));
+            }
+            let mut sources: Vec<Source> = mems
+                .iter()
+                .map(|m| part(m, (top, Kind::Remove), false))
+                .collect();
+            sources.extend(
+                runs.iter()
+                    .filter(|r| r.stats.min_seq <= top && r.stats.max_seq >= floor)
+                    .map(|r| {
+                        Source::Run(
+                            RunCursor::new(Arc::clone(r), bound(), bound(), false).starting_at(
+                                key,
+                                top,
+                                Kind::Remove,
+                            ),
+                        )
+                    }),
+            );
+            drop(tables);
+            let mut merge = Merge::new(sources, false, None);
+            let mut removed = None;
+            while let Some(e) = merge.next_entry()? {
+                if e.seq < floor {
+                    return Ok(Some((out, since)));
+                }
+                match e.kind {
+                    Kind::Remove => removed = Some(e.seq),
+                    Kind::Put if removed != Some(e.seq) => {
+                        out.push(e.seq);
+                        if out.len() == limit {
+                            return Ok(Some((out, since)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if merge.incomplete() {
+                return Ok(None);
+            }
+            return Ok(Some((out, since)));
+        }
+        // Oldest first: storage order backwards from the lowest seq wanted up (at one
+        // seq: delete, put, remove; a put is live unless its remove comes next).
+        let bottom = match from {
+            Some(Seq::MAX) => return Ok(Some((out, since))),
+            Some(f) => (f + 1).max(floor),
+            None => floor,
+        };
+        let mut sources: Vec<Source> = mems
+            .iter()
+            .map(|m| part(m, (bottom, Kind::Delete), true))
+            .collect();
+        sources.extend(runs.iter().filter(|r| r.stats.max_seq >= bottom).map(|r| {
+            Source::Run(
+                RunCursor::new(Arc::clone(r), bound(), bound(), true).starting_at(
+                    key,
+                    bottom,
+                    Kind::Delete,
+                ),
+            )
+        }));
+        drop(tables);
+        let mut merge = Merge::new(sources, true, None);
+        let mut pending: Option<Seq> = None;
+        while let Some(e) = merge.next_entry()? {
+            if e.kind == Kind::Remove && pending == Some(e.seq) {
+                pending = None;
+                continue;
+            }
+            if let Some(p) = pending.take() {
+                out.push(p);
+                if out.len() == limit {
+                    return Ok(Some((out, since)));
+                }
+            }
+            if e.kind == Kind::Put {
+                pending = Some(e.seq);
+            }
+        }
+        if merge.incomplete() {
+            return Ok(None);
+        }
+        out.extend(pending);
+        Ok(Some((out, since)))
     }
 
     /// How many live pairs [`Store::scan`] would return for these bounds (without limit
@@ -297,7 +570,7 @@ impl Store {
         Ok((count_live(&mut merge, self.semantics)?, since))
     }
 
-    /// Every stored entry of `key`, newest first (at one seq, a put before a delete),
+    /// Every stored entry of `key`, newest first (at one seq: a remove, a put, a delete),
     /// hidden ones included: what the [`Retention`] has kept so far.
     ///
     /// # Errors
@@ -314,7 +587,7 @@ impl Store {
 
     /// Every stored entry within key bounds with a seq above `after` (all: `None`),
     /// hidden ones included, sorted by seq, then key (at one seq and key, a delete before
-    /// the put that wins over it); and the `since` they reflect: a follower that saw
+    /// the put that wins over it, then a remove of that put); and the `since` they reflect: a follower that saw
     /// these has seen every entry up to it that the store holds.
     ///
     /// Under [`Retention::Live`] and [`Retention::Since`], a compaction may have dropped
@@ -337,10 +610,17 @@ impl Store {
         while let Some(e) = merge.next_entry()? {
             out.push((e.key, e.seq, e.kind));
         }
+        // At one seq and key: a delete, the put that wins over it, the remove that
+        // came later and hides the put.
+        let rank = |k: Kind| match k {
+            Kind::Delete => 0,
+            Kind::Put => 1,
+            Kind::Remove => 2,
+        };
         out.sort_unstable_by(|a, b| {
             a.1.cmp(&b.1)
                 .then_with(|| a.0.cmp(&b.0))
-                .then_with(|| (a.2 == Kind::Put).cmp(&(b.2 == Kind::Put)))
+                .then_with(|| rank(a.2).cmp(&rank(b.2)))
         });
         Ok((out, since))
     }
@@ -411,7 +691,22 @@ impl Store {
             }
             best = newer(best, run.first_of(key)?);
         }
-        Ok(best.and_then(|(seq, kind)| (kind == Kind::Put).then_some(seq)))
+        match best {
+            // A remove at the newest seq: whether it hid the put there (and so, under
+            // `SingleValued`, everything) or hid nothing, only a walk of the key tells.
+            Some((_, Kind::Remove)) => {
+                let bound = Bound::Included(key.to_vec());
+                let q = Query {
+                    reverse: true,
+                    limit: Some(1),
+                    point: Some(key),
+                    ..Query::default()
+                };
+                Ok(self.scan(&bound, &bound, q)?.0.first().map(|p| p.1))
+            }
+            Some((seq, Kind::Put)) => Ok(Some(seq)),
+            _ => Ok(None),
+        }
     }
 
     /// Every live seq of `key`, in log order (at most one under

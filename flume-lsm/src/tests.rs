@@ -13,10 +13,11 @@ use proptest::prelude::*;
 use crate::key::{above_lo, below_hi, prefix_end};
 use crate::{Kind, LsmOptions, OpBuf, Query, Retention, Semantics, Store, CRASH_POINTS};
 
-use Kind::{Delete, Put};
+use Kind::{Delete, Put, Remove};
 
-/// One record's operations.
-type Ops = Vec<(Kind, Vec<u8>)>;
+/// One record's operations: a kind, a key and, for a remove, the seq of the put it
+/// removes (ignored otherwise).
+type Ops = Vec<(Kind, Vec<u8>, Seq)>;
 
 fn small() -> LsmOptions {
     LsmOptions::default()
@@ -38,20 +39,21 @@ fn open(dir: Option<&Path>, semantics: Semantics, retention: Retention) -> Store
 
 /// Applies one record's operations at `seq`.
 fn apply(store: &Store, seq: Seq, ops: &[(Kind, &[u8])]) -> Result<()> {
-    let mut buf = OpBuf::default();
-    let mut emit = buf.emit(seq);
-    for (kind, key) in ops {
-        match kind {
-            Put => emit.put(key),
-            Delete => emit.delete(key),
-        }
-    }
-    store.apply(&buf, seq)
+    let ops: Ops = ops.iter().map(|(k, key)| (*k, key.to_vec(), 0)).collect();
+    apply_owned(store, seq, &ops)
 }
 
 fn apply_owned(store: &Store, seq: Seq, ops: &Ops) -> Result<()> {
-    let ops: Vec<(Kind, &[u8])> = ops.iter().map(|(k, key)| (*k, &key[..])).collect();
-    apply(store, seq, &ops)
+    let mut buf = OpBuf::default();
+    let mut emit = buf.emit(seq);
+    for (kind, key, target) in ops {
+        match kind {
+            Put => emit.put(key),
+            Delete => emit.delete(key),
+            Remove => emit.remove(key, *target),
+        }
+    }
+    store.apply(&buf, seq)
 }
 
 fn all(store: &Store, reverse: bool, limit: Option<usize>) -> Vec<(Vec<u8>, Seq)> {
@@ -110,7 +112,7 @@ fn each_layout(
 
 fn ops(v: &[(Kind, &str)]) -> Ops {
     v.iter()
-        .map(|(k, key)| (*k, key.as_bytes().to_vec()))
+        .map(|(k, key)| (*k, key.as_bytes().to_vec(), 0))
         .collect()
 }
 
@@ -555,8 +557,8 @@ fn a_compactor_merges_committed_runs_in_the_background() -> Result<()> {
 
 // ----- the model ---------------------------------------------------------------------
 
-/// Every entry ever applied: key -> (seq, kind), newest first (a put before a delete at
-/// one seq), as the engine orders a key's entries.
+/// Every entry ever applied: key -> (seq, kind), newest first (at one seq a remove, a
+/// put, a delete), as the engine orders a key's entries.
 #[derive(Debug, Default, Clone)]
 struct Model(BTreeMap<Vec<u8>, BTreeSet<(std::cmp::Reverse<Seq>, Kind)>>);
 
@@ -564,10 +566,13 @@ impl Model {
     fn of(records: &[Ops]) -> Model {
         let mut m = Model::default();
         for (seq, ops) in records.iter().enumerate() {
-            for (kind, key) in ops {
-                m.0.entry(key.clone())
-                    .or_default()
-                    .insert((std::cmp::Reverse(seq as Seq), *kind));
+            for (kind, key, target) in ops {
+                let at = if *kind == Remove { *target } else { seq as Seq };
+                if at <= seq as Seq {
+                    m.0.entry(key.clone())
+                        .or_default()
+                        .insert((std::cmp::Reverse(at), *kind));
+                }
             }
         }
         m
@@ -580,13 +585,22 @@ impl Model {
             .unwrap_or_default()
     }
 
-    /// The key's live seqs, oldest first.
+    /// The key's live seqs, oldest first: the puts above its newest delete (under
+    /// `SingleValued`, its newest put or delete, if a put), minus the removed ones.
     fn live(&self, key: &[u8], semantics: Semantics) -> Vec<Seq> {
+        let history = self.history(key);
+        let removed: BTreeSet<Seq> = history
+            .iter()
+            .filter(|(_, k)| *k == Remove)
+            .map(|(s, _)| *s)
+            .collect();
         let mut live = Vec::new();
-        for (seq, kind) in self.history(key) {
+        for (seq, kind) in history {
             match kind {
+                Remove => continue,
                 Delete => break,
-                Put => live.push(seq),
+                Put if !removed.contains(&seq) => live.push(seq),
+                Put => {}
             }
             if semantics == Semantics::SingleValued {
                 break;
@@ -656,12 +670,29 @@ fn check(
             let backward: Vec<_> = expected.iter().rev().take(limit).cloned().collect();
             prop_assert_eq!(range(store, &p_lo, &p_hi, true, Some(limit)), backward);
         }
+        // Page through the key and through the prefix, both ways, with cursors.
+        for (lo, hi) in [
+            (Bound::Included(key.clone()), Bound::Included(key.clone())),
+            (p_lo.clone(), p_hi.clone()),
+        ] {
+            let expected = model.pairs(&lo, &hi, semantics);
+            for reverse in [false, true] {
+                for page in [1, 3] {
+                    let got = paged(store, &lo, &hi, reverse, page);
+                    let mut want = expected.clone();
+                    if reverse {
+                        want.reverse();
+                    }
+                    prop_assert_eq!(got, want, "reverse {} page {}", reverse, page);
+                }
+            }
+        }
         let history = store.history(key).expect("history");
         let full = model.history(key);
         // Newest first, and only entries that were applied.
         prop_assert!(history
             .windows(2)
-            .all(|w| (w[0].0, w[0].1 == Put) > (w[1].0, w[1].1 == Put)));
+            .all(|w| (std::cmp::Reverse(w[0].0), w[0].1) < (std::cmp::Reverse(w[1].0), w[1].1)));
         prop_assert!(
             history.iter().all(|e| full.contains(e)),
             "{:?} not in {:?}",
@@ -692,7 +723,12 @@ fn check(
         stored.extend(history.into_iter().map(|(s, kind)| (key.clone(), s, kind)));
     }
     // `changes` is the stored history of every key, in seq order.
-    stored.sort_by(|a, b| (a.1, &a.0, a.2 == Put).cmp(&(b.1, &b.0, b.2 == Put)));
+    let rank = |k: Kind| match k {
+        Delete => 0,
+        Put => 1,
+        Remove => 2,
+    };
+    stored.sort_by(|a, b| (a.1, &a.0, rank(a.2)).cmp(&(b.1, &b.0, rank(b.2))));
     let (changes, since) = store.changes(&lo, &hi, None).expect("changes");
     let changes: Vec<(Vec<u8>, Seq, Kind)> = changes
         .into_iter()
@@ -711,6 +747,34 @@ fn check(
     Ok(())
 }
 
+/// Every pair within bounds, read `page` at a time, each page resumed after the last
+/// pair of the one before with a cursor.
+fn paged(
+    store: &Store,
+    lo: &Bound<Vec<u8>>,
+    hi: &Bound<Vec<u8>>,
+    reverse: bool,
+    page: usize,
+) -> Vec<(Vec<u8>, Seq)> {
+    let mut out: Vec<(Vec<u8>, Seq)> = Vec::new();
+    loop {
+        let last = out.last().cloned();
+        let q = Query {
+            reverse,
+            limit: Some(page),
+            cursor: last.as_ref().map(|(k, s)| (&k[..], *s)),
+            ..Query::default()
+        };
+        let (pairs, _) = store.scan(lo, hi, q).expect("scan");
+        let n = pairs.len();
+        out.extend(pairs.into_iter().map(|(k, s)| (k.into_vec(), s)));
+        if n < page {
+            return out;
+        }
+        assert!(out.len() < 100_000, "paging does not end");
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Action {
     Record(Ops),
@@ -722,6 +786,8 @@ enum Action {
     Reopen,
     /// Drop without a checkpoint; re-apply the records after the loaded since.
     Crash,
+    /// Many records putting one key.
+    Fill,
 }
 
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -729,9 +795,16 @@ fn key() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn action() -> impl Strategy<Value = Action> {
-    let op = (prop_oneof![3 => Just(Put), 1 => Just(Delete)], key());
+    // A remove targets one of the last few seqs (the record itself included; a target
+    // above it is ignored, which the model knows too).
+    let op = (
+        prop_oneof![6 => Just(Put), 2 => Just(Delete), 3 => Just(Remove)],
+        key(),
+        0u64..4,
+    );
     prop_oneof![
         20 => proptest::collection::vec(op, 0..4).prop_map(Action::Record),
+        2 => Just(Action::Fill),
         2 => Just(Action::Flush),
         2 => Just(Action::Checkpoint),
         3 => Just(Action::Compact),
@@ -765,9 +838,28 @@ fn run_model(
     for action in actions {
         match action {
             Action::Record(ops) => {
-                keys.extend(ops.iter().map(|(_, k)| k.clone()));
-                apply_owned(&store, records.len() as Seq, &ops).expect("apply");
+                let seq = records.len() as Seq;
+                let ops: Ops = ops
+                    .into_iter()
+                    .map(|(kind, k, back)| (kind, k, seq.saturating_sub(back)))
+                    .collect();
+                keys.extend(ops.iter().map(|(_, k, _)| k.clone()));
+                apply_owned(&store, seq, &ops).expect("apply");
                 records.push(ops);
+            }
+            Action::Fill => {
+                // A key of many entries (many blocks): puts, and a remove of every
+                // third one.
+                keys.insert(b"a".to_vec());
+                for i in 0..40 {
+                    let seq = records.len() as Seq;
+                    let mut ops: Ops = vec![(Put, b"a".to_vec(), 0)];
+                    if i % 3 == 2 {
+                        ops.push((Remove, b"a".to_vec(), seq - 1));
+                    }
+                    apply_owned(&store, seq, &ops).expect("apply");
+                    records.push(ops);
+                }
             }
             Action::Flush => store.flush().expect("flush"),
             Action::Checkpoint => {
@@ -854,7 +946,7 @@ fn workload(n: usize) -> Vec<Ops> {
                 .map(|_| {
                     let key = format!("k{:02}", next() % 30).into_bytes();
                     let kind = if next() % 4 == 0 { Delete } else { Put };
-                    (kind, key)
+                    (kind, key, 0)
                 })
                 .collect()
         })
@@ -890,7 +982,11 @@ fn drive(store: &Store, records: &[Ops]) -> Result<()> {
 #[test]
 fn a_crash_at_any_step_leaves_a_consistent_store() -> std::result::Result<(), TestCaseError> {
     let records = workload(200);
-    let keys: BTreeSet<Vec<u8>> = records.iter().flatten().map(|(_, k)| k.clone()).collect();
+    let keys: BTreeSet<Vec<u8>> = records
+        .iter()
+        .flatten()
+        .map(|(_, k, _)| k.clone())
+        .collect();
     let options = LsmOptions::default()
         .memtable_bytes(1500)
         .block_bytes(128)

@@ -214,6 +214,7 @@ impl<T: Send + Sync + 'static> Scan<T> {
             limit: self.limit,
             after,
             point: None,
+            cursor: None,
         };
         let (pairs, since) = self.reader.store.scan(&self.lo, &self.hi, q)?;
         let hits = pairs

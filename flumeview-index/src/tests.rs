@@ -69,6 +69,7 @@ fn apply(idx: &mut Index<()>, seq: Seq, ops: &Ops) -> Result<(), BoxError> {
             match kind {
                 Kind::Put => e.put(key),
                 Kind::Delete => e.delete(key),
+                Kind::Remove => e.remove(key, seq),
             }
         }
     })

@@ -293,7 +293,8 @@ where
             .map(|(seq, kind)| async move {
                 let op = match kind {
                     Kind::Put => Op::Put(self.put_value(bytes, seq).await?),
-                    Kind::Delete => Op::Delete,
+                    // A kv map emits no removes; a removed put leaves no value.
+                    Kind::Delete | Kind::Remove => Op::Delete,
                 };
                 Ok((seq, op))
             })

@@ -244,7 +244,8 @@ where
     async fn change(&self, (bytes, seq, kind): (Box<[u8]>, Seq, Kind)) -> Result<Change<K, V>> {
         let key = Self::decode_key(&bytes, seq)?;
         let op = match kind {
-            Kind::Delete => Op::Delete,
+            // A kv map emits no removes; a removed put leaves no value.
+            Kind::Delete | Kind::Remove => Op::Delete,
             Kind::Put => self.value_at(&bytes, seq).await?,
         };
         Ok(Change { seq, key, op })

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use flume_core::Result;
 
+use flume_core::Seq;
+
 use super::{RawEntry, Run};
-use crate::entry::Entry;
+use crate::entry::{Entry, Kind};
 use crate::key::{above_lo, below_hi};
 
 /// Walks a run's entries within key bounds, forward or in reverse.
@@ -22,6 +24,9 @@ pub(crate) struct RunCursor {
     pos: usize,
     started: bool,
     done: bool,
+    /// Where to start instead of at the bounds: forward, at the first entry not before
+    /// this position; reverse, at the last entry not after it.
+    from: Option<(Vec<u8>, Seq, Kind)>,
 }
 
 impl RunCursor {
@@ -41,11 +46,63 @@ impl RunCursor {
             pos: 0,
             started: false,
             done: false,
+            from: None,
         }
+    }
+
+    /// Starts at the position `(key, seq, kind)` in storage order rather than at the
+    /// bounds (which still end the walk): forward at the first entry not before it,
+    /// reverse at the last entry not after it. Finding it reads O(log blocks) blocks,
+    /// also within a key of many blocks.
+    pub(crate) fn starting_at(mut self, key: &[u8], seq: Seq, kind: Kind) -> Self {
+        self.from = Some((key.to_vec(), seq, kind));
+        self
+    }
+
+    /// Storage order of a run entry against a position.
+    fn cmp_pos(run: &Run, e: &RawEntry, key: &[u8], seq: Seq, kind: Kind) -> std::cmp::Ordering {
+        run.key(e)
+            .cmp(key)
+            .then_with(|| seq.cmp(&e.seq))
+            .then_with(|| e.kind.cmp(&kind))
+    }
+
+    fn start_from(&mut self, key: &[u8], seq: Seq, kind: Kind) -> Result<()> {
+        let n = self.run.block_count();
+        let b = self.run.seek_block(key, seq, kind)?;
+        if self.reverse {
+            if b >= n {
+                self.block = n - 1;
+                self.run.block(self.block, &mut self.entries)?;
+                self.pos = self.entries.len();
+            } else {
+                self.block = b;
+                self.run.block(self.block, &mut self.entries)?;
+                let run = &self.run;
+                self.pos = self
+                    .entries
+                    .partition_point(|e| Self::cmp_pos(run, e, key, seq, kind).is_le());
+            }
+        } else {
+            if b >= n {
+                self.done = true;
+                return Ok(());
+            }
+            self.block = b;
+            self.run.block(self.block, &mut self.entries)?;
+            let run = &self.run;
+            self.pos = self
+                .entries
+                .partition_point(|e| Self::cmp_pos(run, e, key, seq, kind).is_lt());
+        }
+        Ok(())
     }
 
     fn start(&mut self) -> Result<()> {
         self.started = true;
+        if let Some((key, seq, kind)) = self.from.take() {
+            return self.start_from(&key, seq, kind);
+        }
         let run = &self.run;
         let n = run.block_count();
         if self.reverse {

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use flume_core::Seq;
 
-use super::{RunStats, FOOTER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC};
+use super::{kind_bit, RunStats, FOOTER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC};
 use crate::bloom::{self, key_hash, BLOOM_BLOCK};
 use crate::coding::put_varint;
 use crate::entry::Kind;
@@ -23,6 +23,8 @@ pub(crate) struct RunWriter<W: Write> {
     params: RunParams,
     block: Vec<u8>,
     block_entries: u32,
+    /// Which kinds the current block holds (`KINDS_*` bits).
+    block_kinds: u8,
     /// Where each entry of the current block starts.
     offsets: Vec<u32>,
     blocks: u32,
@@ -52,6 +54,7 @@ impl<W: Write> RunWriter<W> {
             params,
             block: Vec::with_capacity(params.block_bytes + 256),
             block_entries: 0,
+            block_kinds: 0,
             offsets: Vec::new(),
             blocks: 0,
             index: Vec::new(),
@@ -74,6 +77,7 @@ impl<W: Write> RunWriter<W> {
             self.last_key.extend_from_slice(key);
         }
         self.offsets.push(self.block.len() as u32);
+        self.block_kinds |= kind_bit(kind);
         self.block.push(kind as u8);
         self.block.extend_from_slice(&seq.to_le_bytes());
         put_varint(&mut self.block, key.len() as u64);
@@ -106,12 +110,14 @@ impl<W: Write> RunWriter<W> {
         self.index.extend_from_slice(&self.pos.to_le_bytes());
         self.index
             .extend_from_slice(&(self.block.len() as u32).to_le_bytes());
+        self.index.push(self.block_kinds);
         put_varint(&mut self.index, self.last_key.len() as u64);
         self.index.extend_from_slice(&self.last_key);
         self.pos += self.block.len() as u64;
         self.blocks += 1;
         self.block.clear();
         self.block_entries = 0;
+        self.block_kinds = 0;
         Ok(())
     }
 
