@@ -115,6 +115,7 @@ mod options;
 mod run;
 mod semantics;
 mod store;
+mod typed;
 
 #[cfg(test)]
 mod tests;
@@ -128,3 +129,4 @@ pub use crate::merge::Pair;
 pub use crate::options::LsmOptions;
 pub use crate::semantics::{Retention, Semantics};
 pub use crate::store::{damaged_as_view, Query, Store, CRASH_POINTS};
+pub use crate::typed::{AsKey, AsPart, Key, KeyPart, KeyPrefix};
