@@ -1,17 +1,21 @@
 //! `Index`: the view, its builder methods, and its `View` implementation.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use flume_core::{BoxError, Checkpoint, CheckpointPolicy, ReaderContext, Record, Records, View};
+use flume_core::{
+    BoxError, Checkpoint, CheckpointPolicy, ReaderContext, Record, Records, Seq, View,
+};
 
-use flume_lsm::{Emit, Engine, OpBuf, Retention, Semantics, Store};
+use flume_lsm::{AsKey, Emit, Engine, Key, OpBuf, Retention, Semantics, Store};
 
 use crate::{IndexOptions, IndexReader};
 
-/// The map every constructor compiles down to: it sees the raw record.
-type Map<T> = Box<dyn FnMut(&Record<'_, T>, &mut Emit<'_>) -> Result<(), BoxError> + Send>;
+/// The map every constructor compiles down to: it sees the raw record and adds its
+/// operations to the batch's buffer.
+type Map<T> = Box<dyn FnMut(&Record<'_, T>, &mut OpBuf) -> Result<(), BoxError> + Send>;
 
 /// A secondary index: each record is mapped to zero or more operations on byte keys
 /// ([`Emit::put`], [`Emit::delete`]), and [`IndexReader`] answers which records a key,
@@ -31,8 +35,9 @@ type Map<T> = Box<dyn FnMut(&Record<'_, T>, &mut Emit<'_>) -> Result<(), BoxErro
 /// reaches [`IndexOptions::memtable_bytes`] and at every checkpoint; a background thread
 /// merges runs. Readers never wait for either. A persisted index resumes from its last
 /// checkpoint; see the [crate docs](crate#persistence).
-pub struct Index<T> {
+pub struct Index<T, K = Vec<u8>> {
     version: u32,
+    key: PhantomData<fn() -> K>,
     map: Map<T>,
     options: IndexOptions,
     dir: Option<PathBuf>,
@@ -40,10 +45,11 @@ pub struct Index<T> {
     ops: OpBuf,
 }
 
-impl<T> fmt::Debug for Index<T> {
+impl<T, K> fmt::Debug for Index<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Index")
             .field("version", &self.version)
+            .field("key", &std::any::type_name::<K>())
             .field("dir", &self.dir)
             .field("options", &self.options)
             .field("store", self.engine.store())
@@ -52,10 +58,15 @@ impl<T> fmt::Debug for Index<T> {
 }
 
 impl<T: 'static> Index<T> {
-    /// An index whose map sees every decoded value and emits its keys.
+    /// An index whose map sees every decoded value and emits its byte keys.
     ///
     /// `version` is yours to choose: bump it whenever `map` changes, and the persisted
     /// index is thrown away and rebuilt.
+    ///
+    /// The map also sees the record's seq: [`Emit::seq`]. With it a key can carry the
+    /// seq (`(author, seq)`, unique per record), and a later record can take one entry
+    /// out with [`Emit::remove`] (only the put of `key` by the record at `seq`), where
+    /// [`Emit::delete`] takes out every earlier put of the key.
     ///
     /// ```
     /// use flumeview_index::{key, Index};
@@ -65,16 +76,26 @@ impl<T: 'static> Index<T> {
     ///
     /// let by_key = Index::new(1, |m: &Msg, e| e.put(key::string(&m.key)));
     /// let by_author = Index::new(1, |m: &Msg, e| e.put(key::tuple((&m.author, m.sequence))));
-    /// # let _: (Index<Msg>, Index<Msg>) = (by_key, by_author);
+    /// // Keyed by the record's own seq.
+    /// let by_author_seq = Index::new(1, |m: &Msg, e| {
+    ///     let seq = e.seq();
+    ///     e.put(key::tuple((&m.author, seq)))
+    /// });
+    /// # let _: (Index<Msg>, Index<Msg>, Index<Msg>) = (by_key, by_author, by_author_seq);
     /// ```
+    ///
+    /// For keys of a declared type, see [`Index::keyed`].
     pub fn new<F>(version: u32, mut map: F) -> Self
     where
         F: FnMut(&T, &mut Emit<'_>) + Send + 'static,
     {
-        Self::raw(version, move |record, emit| {
-            map(record.value()?, emit);
-            Ok(())
-        })
+        Self::from_map(
+            version,
+            Box::new(move |record, ops| {
+                map(record.value()?, &mut ops.emit(record.seq()));
+                Ok(())
+            }),
+        )
     }
 
     /// An index whose map sees each raw [`Record`]: its seq, its stored bytes, and its
@@ -93,14 +114,86 @@ impl<T: 'static> Index<T> {
     ///     Ok::<(), BoxError>(())
     /// });
     /// ```
-    pub fn raw<F>(version: u32, map: F) -> Self
+    pub fn raw<F>(version: u32, mut map: F) -> Self
     where
         F: FnMut(&Record<'_, T>, &mut Emit<'_>) -> Result<(), BoxError> + Send + 'static,
     {
+        Self::from_map(
+            version,
+            Box::new(move |record, ops| map(record, &mut ops.emit(record.seq()))),
+        )
+    }
+}
+
+impl<T: 'static, K: Key> Index<T, K> {
+    /// An index of keys of type `K`: its map sees each record's seq and decoded value
+    /// and emits typed keys ([`KeyEmit`]); every read of its
+    /// [`IndexReader<T, K>`](crate::IndexReader) takes and returns `K`.
+    ///
+    /// `version` is yours to choose: bump it whenever `map` (or `K`) changes, and the
+    /// persisted index is thrown away and rebuilt.
+    ///
+    /// ```
+    /// use flumeview_index::Index;
+    ///
+    /// #[derive(Debug)]
+    /// struct Post { author: String, text: String, deletes: Option<u64> }
+    ///
+    /// // Posts by (author, seq); a "delete" record takes its target's entry out.
+    /// let by_author: Index<Post, (String, u64)> = Index::keyed(1, |seq, post, e| {
+    ///     e.put((&post.author, seq));
+    /// });
+    /// ```
+    pub fn keyed<F>(version: u32, mut map: F) -> Self
+    where
+        F: FnMut(Seq, &T, &mut KeyEmit<'_, K>) + Send + 'static,
+    {
+        let mut scratch = Vec::new();
+        Self::from_map(
+            version,
+            Box::new(move |record, ops| {
+                let value = record.value()?;
+                let mut emit = KeyEmit::new(ops.emit(record.seq()), &mut scratch);
+                map(record.seq(), value, &mut emit);
+                Ok(())
+            }),
+        )
+    }
+
+    /// [`Index::keyed`] whose map sees the raw [`Record`] (its value decoded only when
+    /// asked for) and may fail, like [`Index::raw`].
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use flume_core::BoxError;
+    /// use flumeview_index::Index;
+    ///
+    /// // Records by their length.
+    /// let by_len: Index<Bytes, u64> = Index::keyed_raw(1, |r, e| {
+    ///     e.put(r.bytes().len() as u64);
+    ///     Ok::<(), BoxError>(())
+    /// });
+    /// ```
+    pub fn keyed_raw<F>(version: u32, mut map: F) -> Self
+    where
+        F: FnMut(&Record<'_, T>, &mut KeyEmit<'_, K>) -> Result<(), BoxError> + Send + 'static,
+    {
+        let mut scratch = Vec::new();
+        Self::from_map(
+            version,
+            Box::new(move |record, ops| {
+                let mut emit = KeyEmit::new(ops.emit(record.seq()), &mut scratch);
+                map(record, &mut emit)
+            }),
+        )
+    }
+
+    fn from_map(version: u32, map: Map<T>) -> Self {
         let options = IndexOptions::default();
         Index {
             version,
-            map: Box::new(map),
+            key: PhantomData,
+            map,
             engine: new_engine(version, &options, None),
             options,
             dir: None,
@@ -187,14 +280,14 @@ fn new_engine(version: u32, options: &IndexOptions, dir: Option<PathBuf>) -> Eng
     Engine::new(store, options)
 }
 
-impl<T: Send + Sync + 'static> View<T> for Index<T> {
-    type Reader = IndexReader<T>;
+impl<T: Send + Sync + 'static, K: Key> View<T> for Index<T, K> {
+    type Reader = IndexReader<T, K>;
 
     fn version(&self) -> u32 {
         self.version
     }
 
-    fn reader(&self, ctx: ReaderContext<T>) -> IndexReader<T> {
+    fn reader(&self, ctx: ReaderContext<T>) -> IndexReader<T, K> {
         IndexReader::new(Arc::clone(self.engine.store()), ctx.waiter, ctx.log)
     }
 
@@ -227,7 +320,7 @@ impl<T: Send + Sync + 'static> View<T> for Index<T> {
             if after.is_some_and(|a| record.seq() <= a) {
                 continue;
             }
-            (self.map)(&record, &mut self.ops.emit(record.seq()))?;
+            (self.map)(&record, &mut self.ops)?;
         }
         self.engine.store().apply(&self.ops, last)?;
         Ok(())
@@ -252,5 +345,87 @@ impl<T: Send + Sync + 'static> View<T> for Index<T> {
 
     fn checkpoint_policy(&self) -> CheckpointPolicy {
         self.options.checkpoint
+    }
+}
+
+/// Where a typed map ([`Index::keyed`]) sends the operations of one record, with keys
+/// of the index's type `K` or their borrowed forms ([`AsKey`]).
+///
+/// | call | effect |
+/// |---|---|
+/// | [`put(key)`](KeyEmit::put) | `key` points at this record (too) |
+/// | [`delete(key)`](KeyEmit::delete) | `key` no longer points at any earlier record |
+/// | [`remove(key, seq)`](KeyEmit::remove) | `key` no longer points at the record at `seq` (one entry) |
+pub struct KeyEmit<'a, K> {
+    emit: Emit<'a>,
+    scratch: &'a mut Vec<u8>,
+    key: PhantomData<fn(K)>,
+}
+
+impl<K> fmt::Debug for KeyEmit<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyEmit")
+            .field("seq", &self.emit.seq())
+            .finish()
+    }
+}
+
+impl<'a, K: Key> KeyEmit<'a, K> {
+    fn new(emit: Emit<'a>, scratch: &'a mut Vec<u8>) -> Self {
+        KeyEmit {
+            emit,
+            scratch,
+            key: PhantomData,
+        }
+    }
+
+    /// Encodes `key` into the scratch buffer.
+    fn encode(&mut self, key: &impl AsKey<K>) {
+        self.scratch.clear();
+        key.encode_key(self.scratch);
+    }
+
+    /// The seq of the record being mapped.
+    pub fn seq(&self) -> Seq {
+        self.emit.seq()
+    }
+
+    /// Makes `key` point at this record, as well as at any earlier record it points at.
+    pub fn put(&mut self, key: impl AsKey<K>) {
+        self.encode(&key);
+        self.emit.put(&*self.scratch);
+    }
+
+    /// Removes every put of `key` by an earlier record. Puts by this record and later
+    /// ones count.
+    pub fn delete(&mut self, key: impl AsKey<K>) {
+        self.encode(&key);
+        self.emit.delete(&*self.scratch);
+    }
+
+    /// Removes exactly one entry: the put of `key` by the record at `seq` (this record
+    /// or an earlier one; a higher `seq` is ignored). Other puts of the key stay. What
+    /// a "delete post" record does to its post's entry:
+    ///
+    /// ```
+    /// use flumeview_index::Index;
+    ///
+    /// #[derive(Debug)]
+    /// enum Rec { Post { author: String }, Delete { author: String, post: u64 } }
+    ///
+    /// let by_author: Index<Rec, (String, u64)> = Index::keyed(1, |seq, rec, e| match rec {
+    ///     Rec::Post { author } => e.put((author, seq)),
+    ///     Rec::Delete { author, post } => e.remove((author, *post), *post),
+    /// });
+    /// ```
+    pub fn remove(&mut self, key: impl AsKey<K>, seq: Seq) {
+        self.encode(&key);
+        self.emit.remove(&*self.scratch, seq);
+    }
+
+    /// The same record's operations on byte keys (for keys built by hand; they must be
+    /// encodings of `K` for reads to decode them).
+    pub fn bytes(&mut self) -> &mut Emit<'a> {
+        &mut self.emit
     }
 }

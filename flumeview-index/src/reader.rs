@@ -1,6 +1,7 @@
 //! `IndexReader`: the read handle of an [`Index`](crate::Index), and its scans.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -9,13 +10,17 @@ use futures::stream::{BoxStream, StreamExt};
 
 use flume_lsm::damaged_as_view as damaged;
 use flume_lsm::key::prefix_end;
-use flume_lsm::{Query, Store};
+use flume_lsm::{AsKey, Key, KeyPrefix, Pair, Query, Store};
 
 /// One answer of a scan: a key and the seq of a record it points at.
+///
+/// `K` is the index's key type: bytes (`Vec<u8>`, the default) for an index built with
+/// [`Index::new`](crate::Index::new), the declared type for one built with
+/// [`Index::keyed`](crate::Index::keyed).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Hit {
+pub struct Hit<K = Vec<u8>> {
     /// The key, as the map emitted it.
-    pub key: Vec<u8>,
+    pub key: K,
     /// The seq of a record the key points at.
     pub seq: Seq,
 }
@@ -27,36 +32,70 @@ pub struct Hit {
 /// half of a batch of records.
 ///
 /// A key may point at several records: each put adds one, a delete removes those of
-/// earlier records. [`get`](IndexReader::get) answers with the newest,
-/// [`seqs`](IndexReader::seqs) with all of them.
-pub struct IndexReader<T> {
+/// earlier records, a remove the one of a given record. [`get`](IndexReader::get)
+/// answers with the newest, [`seqs`](IndexReader::seqs) with all of them,
+/// [`count`](IndexReader::count) with how many.
+///
+/// `K` is the key type the index declares ([`Index::keyed`](crate::Index::keyed)); reads
+/// take it or a borrowed form of it ([`AsKey`]), prefix scans a typed prefix
+/// ([`KeyPrefix`]), and hits return it. An index of byte keys (`K = Vec<u8>`, built by
+/// [`Index::new`](crate::Index::new) or [`Index::raw`](crate::Index::raw)) takes
+/// anything `AsRef<[u8]>`. [`bytes`](IndexReader::bytes) reads any index by bytes.
+pub struct IndexReader<T, K = Vec<u8>> {
     store: Arc<Store>,
     waiter: Waiter,
     log: LogReader<T>,
+    key: PhantomData<fn() -> K>,
 }
 
-impl<T> Clone for IndexReader<T> {
+impl<T, K> Clone for IndexReader<T, K> {
     fn clone(&self) -> Self {
         IndexReader {
             store: Arc::clone(&self.store),
             waiter: self.waiter.clone(),
             log: self.log.clone(),
+            key: PhantomData,
         }
     }
 }
 
-impl<T> fmt::Debug for IndexReader<T> {
+impl<T, K> fmt::Debug for IndexReader<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IndexReader")
             .field("view", &self.waiter.name())
+            .field("key", &std::any::type_name::<K>())
             .field("since", &self.store.since())
             .finish_non_exhaustive()
     }
 }
 
-impl<T: Send + Sync + 'static> IndexReader<T> {
+/// A key's bytes, decoded as `K` (a hit's key).
+fn decode<K: Key>((key, seq): Pair) -> Result<Hit<K>> {
+    match K::decode(&key) {
+        Ok(key) => Ok(Hit { key, seq }),
+        Err(source) => Err(Error::Codec {
+            seq: Some(seq),
+            source: format!("index key of record {seq}: {source}").into(),
+        }),
+    }
+}
+
+fn owned_bound<K: Key, Q: AsKey<K> + ?Sized>(b: Bound<&Q>) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.key_bytes()),
+        Bound::Excluded(k) => Bound::Excluded(k.key_bytes()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl<T: Send + Sync + 'static, K: Key> IndexReader<T, K> {
     pub(crate) fn new(store: Arc<Store>, waiter: Waiter, log: LogReader<T>) -> Self {
-        IndexReader { store, waiter, log }
+        IndexReader {
+            store,
+            waiter,
+            log,
+            key: PhantomData,
+        }
     }
 
     /// The newest record `key` points at, with its seq, or `None`.
@@ -69,7 +108,7 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     ///
     /// # Cancel safety
     /// Dropping the future stops the read; nothing else happens.
-    pub async fn get(&self, key: impl AsRef<[u8]>, wait: Wait) -> Result<Option<(Seq, T)>> {
+    pub async fn get(&self, key: impl AsKey<K>, wait: Wait) -> Result<Option<(Seq, T)>> {
         match self.get_seq(key, wait).await? {
             Some(seq) => Ok(Some((seq, self.log.get(seq).await?))),
             None => Ok(None),
@@ -83,10 +122,10 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     ///
     /// # Cancel safety
     /// Dropping the future stops the read; nothing else happens.
-    pub async fn get_seq(&self, key: impl AsRef<[u8]>, wait: Wait) -> Result<Option<Seq>> {
-        let key = key.as_ref();
+    pub async fn get_seq(&self, key: impl AsKey<K>, wait: Wait) -> Result<Option<Seq>> {
+        let key = key.key_bytes();
         self.waiter
-            .try_read(wait, || damaged(self.store.latest(key)))
+            .try_read(wait, || damaged(self.store.latest(&key)))
             .await
     }
 
@@ -97,15 +136,42 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     ///
     /// # Cancel safety
     /// Dropping the future stops the read; nothing else happens.
-    pub async fn seqs(&self, key: impl AsRef<[u8]>, wait: Wait) -> Result<Vec<Seq>> {
-        let key = key.as_ref();
+    pub async fn seqs(&self, key: impl AsKey<K>, wait: Wait) -> Result<Vec<Seq>> {
+        let key = key.key_bytes();
         self.waiter
-            .try_read(wait, || damaged(self.store.seqs(key)))
+            .try_read(wait, || damaged(self.store.seqs(&key)))
             .await
     }
 
+    /// How many records `key` points at, counted without collecting them.
+    ///
+    /// ```
+    /// # async fn demo(by_author: flumeview_index::IndexReader<String, (String, u64)>) -> flume_core::Result<()> {
+    /// use flume_core::Wait;
+    /// // Posts of one author, in an index keyed (author, seq): a prefix count.
+    /// let posts = by_author.prefix(("@alice",)).count(Wait::Log).await?;
+    /// // The entries of one key.
+    /// let one = by_author.count(("@alice", 7), Wait::Log).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`IndexReader::get_seq`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the read; nothing else happens.
+    pub async fn count(&self, key: impl AsKey<K>, wait: Wait) -> Result<usize> {
+        let key = Bound::Included(key.key_bytes());
+        let (n, _) = self
+            .waiter
+            .try_read(wait, || damaged(self.store.count(&key, &key)))
+            .await?;
+        Ok(n)
+    }
+
     /// A scan of the keys in `range`, in key order. Finish it with
-    /// [`hits`](Scan::hits), [`values`](Scan::values) or [`live`](Scan::live).
+    /// [`hits`](Scan::hits), [`values`](Scan::values), [`count`](Scan::count) or
+    /// [`live`](Scan::live).
     ///
     /// ```
     /// # async fn demo(idx: flumeview_index::IndexReader<String>) -> flume_core::Result<()> {
@@ -114,20 +180,16 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     /// let page = idx.range(key::u64(10)..key::u64(20)).limit(5).hits(Wait::Log).await?;
     /// # Ok(()) }
     /// ```
-    pub fn range<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Scan<T> {
-        let owned = |b: Bound<&K>| match b {
-            Bound::Included(k) => Bound::Included(k.as_ref().to_vec()),
-            Bound::Excluded(k) => Bound::Excluded(k.as_ref().to_vec()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
+    pub fn range<Q: AsKey<K> + ?Sized>(&self, range: impl RangeBounds<Q>) -> Scan<T, K> {
         Scan::new(
             self.clone(),
-            owned(range.start_bound()),
-            owned(range.end_bound()),
+            owned_bound(range.start_bound()),
+            owned_bound(range.end_bound()),
         )
     }
 
-    /// A scan of the keys that start with `prefix`, in key order.
+    /// A scan of the keys that start with `prefix`, in key order: for a tuple key
+    /// `(A, B)`, every key whose first part is `a` is the prefix `(a,)`.
     ///
     /// ```
     /// # async fn demo(idx: flumeview_index::IndexReader<String>) -> flume_core::Result<()> {
@@ -142,14 +204,14 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Scan<T> {
-        let prefix = prefix.as_ref();
-        let hi = prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded);
-        Scan::new(self.clone(), Bound::Included(prefix.to_vec()), hi)
+    pub fn prefix(&self, prefix: impl KeyPrefix<K>) -> Scan<T, K> {
+        let prefix = prefix.prefix_bytes();
+        let hi = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        Scan::new(self.clone(), Bound::Included(prefix), hi)
     }
 
     /// A scan of every key.
-    pub fn all(&self) -> Scan<T> {
+    pub fn all(&self) -> Scan<T, K> {
         Scan::new(self.clone(), Bound::Unbounded, Bound::Unbounded)
     }
 
@@ -157,39 +219,127 @@ impl<T: Send + Sync + 'static> IndexReader<T> {
     pub fn since(&self) -> Option<Seq> {
         self.store.since()
     }
+
+    /// The same index read by byte keys (the encodings of `K`): cheap, shares
+    /// everything with `self`. For code that handles indexes of any key type alike.
+    pub fn bytes(&self) -> IndexReader<T> {
+        IndexReader {
+            store: Arc::clone(&self.store),
+            waiter: self.waiter.clone(),
+            log: self.log.clone(),
+            key: PhantomData,
+        }
+    }
+
+    /// Waits for the index as `wait` says and returns the `since` it then reflects:
+    /// what a later [`Wait::NoWait`] read answers from at least. A query over several
+    /// indexes waits for each with it and answers as of the lowest.
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::ViewFailed`] (also while waiting).
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the wait; nothing else happens.
+    pub async fn ready(&self, wait: Wait) -> Result<Option<Seq>> {
+        self.waiter.try_read(wait, || Ok(self.store.since())).await
+    }
+
+    /// The log the index reads its records from.
+    pub fn log(&self) -> &LogReader<T> {
+        &self.log
+    }
+
+    /// The index's waiter: its name, status and the log's tail (for capturing one
+    /// [`Wait`] target shared by several views).
+    pub fn waiter(&self) -> &Waiter {
+        &self.waiter
+    }
+
+    /// One page of the seqs ONE key points at, by its encoded bytes (`K`'s encoding:
+    /// [`Key::to_bytes`], [`AsKey::key_bytes`]): at most `limit` of them strictly after
+    /// `from` in the direction asked (`newest_first`: below `from`, newest first;
+    /// otherwise above it, oldest first; `None`: from the start). Reads the index as it
+    /// is, without waiting ([`ready`](IndexReader::ready) first); costs about
+    /// O(log n + limit) block reads however many seqs the key holds.
+    ///
+    /// ```
+    /// # async fn demo(idx: flumeview_index::IndexReader<String>) -> flume_core::Result<()> {
+    /// use flume_core::Wait;
+    /// idx.ready(Wait::Log).await?;
+    /// let mut from = None;
+    /// loop {
+    ///     let page = idx.key_seqs(b"tag", from, true, 100)?;
+    ///     let Some(&last) = page.last() else { break };
+    ///     from = Some(last);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ViewDamaged`] when a run block is damaged (the index is then rebuilt;
+    /// read again after [`ready`](IndexReader::ready)).
+    pub fn key_seqs(
+        &self,
+        key: &[u8],
+        from: Option<Seq>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<Seq>> {
+        let bound = Bound::Included(key.to_vec());
+        let q = Query {
+            reverse: newest_first,
+            limit: Some(limit),
+            after: None,
+            point: Some(key),
+            cursor: from.map(|s| (key, s)),
+        };
+        let (pairs, _) = damaged(self.store.scan(&bound, &bound, q))?;
+        Ok(pairs.into_iter().map(|(_, seq)| seq).collect())
+    }
 }
 
 /// A scan of an index in key order, built by [`IndexReader::range`],
 /// [`IndexReader::prefix`] or [`IndexReader::all`].
 ///
 /// Forward scans return hits in `(key, seq)` order; reverse scans in the opposite order.
-pub struct Scan<T> {
-    reader: IndexReader<T>,
+/// [`after`](Scan::after) resumes a scan after a hit it returned (pagination);
+/// [`new_only`](Scan::new_only) makes a live scan skip the history.
+pub struct Scan<T, K = Vec<u8>> {
+    reader: IndexReader<T, K>,
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
     reverse: bool,
     limit: Option<usize>,
+    cursor: Option<(Vec<u8>, Seq)>,
+    after: Option<Seq>,
+    new_only: bool,
 }
 
-impl<T> fmt::Debug for Scan<T> {
+impl<T, K> fmt::Debug for Scan<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scan")
             .field("lo", &self.lo)
             .field("hi", &self.hi)
             .field("reverse", &self.reverse)
             .field("limit", &self.limit)
+            .field("cursor", &self.cursor)
+            .field("after", &self.after)
+            .field("new_only", &self.new_only)
             .finish_non_exhaustive()
     }
 }
 
-impl<T: Send + Sync + 'static> Scan<T> {
-    fn new(reader: IndexReader<T>, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Self {
+impl<T: Send + Sync + 'static, K: Key> Scan<T, K> {
+    fn new(reader: IndexReader<T, K>, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Self {
         Scan {
             reader,
             lo,
             hi,
             reverse: false,
             limit: None,
+            cursor: None,
+            after: None,
+            new_only: false,
         }
     }
 
@@ -208,22 +358,84 @@ impl<T: Send + Sync + 'static> Scan<T> {
         self
     }
 
-    fn query(&self, after: Option<Seq>) -> Result<(Vec<Hit>, Option<Seq>)> {
+    /// Only hits strictly after `hit` in the scan's order (forward: a larger key, or the
+    /// same key and a larger seq; reverse: the opposite): the next page after the last
+    /// hit of the previous one. The cursor is a plain value, so a page can be resumed
+    /// later, by another reader, or after a restart; a hit removed since still marks
+    /// its place. Reading from a cursor costs about O(log n) block reads, not the pages
+    /// before it. Default: from the start.
+    ///
+    /// ```
+    /// # async fn demo(idx: flumeview_index::IndexReader<String, (String, u64)>) -> flume_core::Result<()> {
+    /// use flume_core::Wait;
+    /// let mut pages = Vec::new();
+    /// let mut scan = idx.prefix(("@alice",)).reverse().limit(20);
+    /// loop {
+    ///     let page = scan.hits(Wait::Log).await?;
+    ///     let Some(last) = page.last().cloned() else { break };
+    ///     pages.push(page);
+    ///     scan = idx.prefix(("@alice",)).reverse().limit(20).after(&last);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn after(mut self, hit: &Hit<K>) -> Self {
+        self.cursor = Some((hit.key.to_bytes(), hit.seq));
+        self
+    }
+
+    /// Only entries of records with a seq above `seq`: a put by an earlier record is not
+    /// returned, and neither hides nor is hidden by anything (what a live scan uses to
+    /// find what it has not seen, and a query to look at a range of records). Default:
+    /// every record.
+    #[must_use]
+    pub fn after_seq(mut self, seq: Seq) -> Self {
+        self.after = Some(self.after.map_or(seq, |a| a.max(seq)));
+        self
+    }
+
+    /// Makes [`live`](Scan::live), [`follow`](Scan::follow) and
+    /// [`live_values`](Scan::live_values) skip the history: they yield only the hits of
+    /// records appended after the call that starts them (then [`Live::Synced`] comes
+    /// first). No effect on the other reads. Default: the history first.
+    ///
+    /// ```
+    /// # async fn demo(idx: flumeview_index::IndexReader<String, (String, u64)>) -> flume_core::Result<()> {
+    /// use flume_core::Wait;
+    /// use futures::StreamExt;
+    /// // New posts of one author as they arrive.
+    /// let mut feed = idx.prefix(("@alice",)).new_only().live_values(Wait::Log);
+    /// while let Some(item) = feed.next().await {
+    ///     let (hit, post) = item?;
+    ///     println!("{} at {}: {post}", hit.key.0, hit.seq);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn new_only(mut self) -> Self {
+        self.new_only = true;
+        self
+    }
+
+    /// The scan's hits: from its cursor, or (`live`) those of records after `seen`.
+    fn query(&self, seen: Option<Seq>, live: bool) -> Result<(Vec<Hit<K>>, Option<Seq>)> {
+        let after = match (seen, self.after) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let q = Query {
             reverse: self.reverse,
             limit: self.limit,
             after,
             point: None,
-            cursor: None,
+            // A live scan looks for new records in the whole range.
+            cursor: match &self.cursor {
+                Some((key, seq)) if !live => Some((key.as_slice(), *seq)),
+                _ => None,
+            },
         };
         let (pairs, since) = self.reader.store.scan(&self.lo, &self.hi, q)?;
-        let hits = pairs
-            .into_iter()
-            .map(|(key, seq)| Hit {
-                key: key.into_vec(),
-                seq,
-            })
-            .collect();
+        let hits = pairs.into_iter().map(decode).collect::<Result<_>>()?;
         Ok((hits, since))
     }
 
@@ -231,14 +443,63 @@ impl<T: Send + Sync + 'static> Scan<T> {
     ///
     /// # Errors
     /// [`Error::Closed`], [`Error::ViewFailed`] (also while waiting);
-    /// [`Error::ViewDamaged`] as for [`IndexReader::get`].
+    /// [`Error::ViewDamaged`] as for [`IndexReader::get`]; [`Error::Codec`] when a key
+    /// is not an encoding of `K` (the index was written with another key type: bump
+    /// its version).
     ///
     /// # Cancel safety
     /// Dropping the future stops the scan; nothing else happens.
-    pub async fn hits(self, wait: Wait) -> Result<Vec<Hit>> {
+    pub async fn hits(self, wait: Wait) -> Result<Vec<Hit<K>>> {
         let waiter = &self.reader.waiter;
-        let (hits, _) = waiter.try_read(wait, || damaged(self.query(None))).await?;
+        let (hits, _) = waiter
+            .try_read(wait, || damaged(self.query(None, false)))
+            .await?;
         Ok(hits)
+    }
+
+    /// How many hits [`hits`](Scan::hits) would return, counted without collecting
+    /// them (at most the [`limit`](Scan::limit)). With a cursor
+    /// ([`after`](Scan::after)) or [`after_seq`](Scan::after_seq) the hits are
+    /// gathered to count them.
+    ///
+    /// ```
+    /// # async fn demo(idx: flumeview_index::IndexReader<String, (String, u64)>) -> flume_core::Result<()> {
+    /// use flume_core::Wait;
+    /// let alice = idx.prefix(("@alice",)).count(Wait::Log).await?;
+    /// let everything = idx.all().count(Wait::Log).await?;
+    /// assert!(alice <= everything);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Scan::hits`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the count; nothing else happens.
+    pub async fn count(self, wait: Wait) -> Result<usize> {
+        let waiter = &self.reader.waiter;
+        let limit = self.limit.unwrap_or(usize::MAX);
+        if self.cursor.is_some() || self.after.is_some() {
+            let n = waiter
+                .try_read(wait, || {
+                    let q = Query {
+                        reverse: self.reverse,
+                        limit: self.limit,
+                        after: self.after,
+                        point: None,
+                        cursor: self.cursor.as_ref().map(|(k, s)| (k.as_slice(), *s)),
+                    };
+                    damaged(self.reader.store.scan(&self.lo, &self.hi, q)).map(|(p, _)| p.len())
+                })
+                .await?;
+            return Ok(n);
+        }
+        let (n, _) = waiter
+            .try_read(wait, || {
+                damaged(self.reader.store.count(&self.lo, &self.hi))
+            })
+            .await?;
+        Ok(n.min(limit))
     }
 
     /// The hits with the records they point at, read from the log.
@@ -248,7 +509,7 @@ impl<T: Send + Sync + 'static> Scan<T> {
     ///
     /// # Cancel safety
     /// Dropping the future stops the scan; nothing else happens.
-    pub async fn values(self, wait: Wait) -> Result<Vec<(Hit, T)>> {
+    pub async fn values(self, wait: Wait) -> Result<Vec<(Hit<K>, T)>> {
         let log = self.reader.log.clone();
         let hits = self.hits(wait).await?;
         let mut out = Vec::with_capacity(hits.len());
@@ -276,8 +537,12 @@ impl<T: Send + Sync + 'static> Scan<T> {
     /// The stream ends when the database closes, and with an error item when the view
     /// fails or a read fails.
     ///
-    /// [`Scan::follow`] is the same stream with a marker once it has caught up.
-    pub fn live(self, wait: Wait) -> BoxStream<'static, Result<Hit>> {
+    /// With [`new_only`](Scan::new_only) the history is skipped: the stream yields only
+    /// the hits of records appended after `live` was called.
+    ///
+    /// [`Scan::follow`] is the same stream with a marker once it has caught up;
+    /// [`Scan::live_values`] yields the records too.
+    pub fn live(self, wait: Wait) -> BoxStream<'static, Result<Hit<K>>> {
         Box::pin(
             self.follow(wait)
                 .filter_map(|item| std::future::ready(item.map(Live::item).transpose())),
@@ -303,7 +568,7 @@ impl<T: Send + Sync + 'static> Scan<T> {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn follow(self, wait: Wait) -> BoxStream<'static, Result<Live<Hit>>> {
+    pub fn follow(self, wait: Wait) -> BoxStream<'static, Result<Live<Hit<K>>>> {
         let waiter = self.reader.waiter.clone();
         // The starting point is now: the wait's target, the watch, and the log's tail
         // that the marker waits for.
@@ -319,7 +584,15 @@ impl<T: Send + Sync + 'static> Scan<T> {
             // log's current tail, after a revert) have been yielded.
             let caught_up = |seen: Option<Seq>| seen >= target || seen >= waiter.log_since();
             let mut remaining = self.limit.unwrap_or(usize::MAX);
-            let (hits, mut seen) = match waiter.try_read(wait, || damaged(self.query(None))).await {
+            let history = || {
+                if self.new_only {
+                    // Nothing before the call: start from the log's tail as it was then.
+                    Ok((Vec::new(), target))
+                } else {
+                    damaged(self.query(None, false))
+                }
+            };
+            let (hits, mut seen) = match waiter.try_read(wait, history).await {
                 Ok(found) => found,
                 Err(Error::Closed) => return,
                 Err(e) => {
@@ -343,7 +616,7 @@ impl<T: Send + Sync + 'static> Scan<T> {
             let mut closing = false;
             while remaining > 0 {
                 if self.reader.store.since() > seen {
-                    let (mut hits, since) = match self.query(seen) {
+                    let (mut hits, since) = match self.query(seen, true) {
                         Ok(found) => found,
                         Err(e) => {
                             yield Err(e);
@@ -389,5 +662,34 @@ impl<T: Send + Sync + 'static> Scan<T> {
                 }
             }
         })
+    }
+
+    /// [`Scan::live`] with the record each hit points at, read from the log: a live
+    /// feed of values. With [`new_only`](Scan::new_only), only new records.
+    ///
+    /// ```
+    /// # async fn demo(idx: flumeview_index::IndexReader<String, String>) -> flume_core::Result<()> {
+    /// use flume_core::Wait;
+    /// use futures::StreamExt;
+    /// let mut feed = idx.prefix("news/").new_only().live_values(Wait::Log);
+    /// while let Some(item) = feed.next().await {
+    ///     let (hit, value) = item?;
+    ///     println!("{} -> {value}", hit.key);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The stream ends as [`Scan::live`] does, and with an error item when a record
+    /// cannot be read.
+    pub fn live_values(self, wait: Wait) -> BoxStream<'static, Result<(Hit<K>, T)>> {
+        let log = self.reader.log.clone();
+        Box::pin(self.live(wait).then(move |item| {
+            let log = log.clone();
+            async move {
+                let hit = item?;
+                let value = log.get(hit.seq).await?;
+                Ok((hit, value))
+            }
+        }))
     }
 }
