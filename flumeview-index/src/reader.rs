@@ -363,7 +363,8 @@ impl<T: Send + Sync + 'static, K: Key> Scan<T, K> {
     /// hit of the previous one. The cursor is a plain value, so a page can be resumed
     /// later, by another reader, or after a restart; a hit removed since still marks
     /// its place. Reading from a cursor costs about O(log n) block reads, not the pages
-    /// before it. Default: from the start.
+    /// before it. A live scan ([`live`](Scan::live)) yields its history from the
+    /// cursor, then every new hit in the scan's range. Default: from the start.
     ///
     /// ```
     /// # async fn demo(idx: flumeview_index::IndexReader<String, (String, u64)>) -> flume_core::Result<()> {
