@@ -1,7 +1,7 @@
 //! # flume-lsm
 //!
 //! The storage engine of flume-rs's persistent views: a log-structured merge tree of
-//! `(key, seq, put | delete)` entries with bounded memory. It is the shared engine of
+//! `(key, seq, put | delete | remove)` entries with bounded memory. It is the shared engine of
 //! `flumeview-index` (a secondary index, [`Semantics::MultiValued`]) and `flumeview-kv`
 //! (a key-value view, [`Semantics::SingleValued`]); the views map records to operations
 //! and answer their readers from a [`Store`].
@@ -35,8 +35,11 @@
 //! operation: a key, the seq of the record, and its [`Kind`]. Entries are stored in key
 //! order, newest first within a key, so the newest entry of a key is the first one
 //! found. A delete hides every older entry of its key; under
-//! [`Semantics::SingleValued`] a put does too. The live answers ([`Store::scan`],
-//! [`Store::latest`], [`Store::seqs`], [`Store::count`]) are the puts nothing hides;
+//! [`Semantics::SingleValued`] a put does too. A remove ([`Emit::remove`]) hides one
+//! put: its key's put at its seq (it is stored at that seq, so it meets its put in
+//! every merge, and a compaction drops the two together). The live answers
+//! ([`Store::scan`], [`Store::latest`], [`Store::seqs`], [`Store::count`]) are the puts
+//! nothing hides;
 //! [`Store::history`] and [`Store::changes`] return every stored entry, hidden ones
 //! included. The [`key`] module encodes strings, integers and tuples so that byte order
 //! is value order.
@@ -81,6 +84,12 @@
 //! | `checkpoint` | [`Engine::checkpoint`]: [`Store::checkpoint`], then [`Compactor::poke`] when it wrote a run |
 //! | `reset` | [`Engine::reset`]: [`Store::reset`] |
 //! | `checkpoint_policy` | [`LsmOptions::checkpoint`] |
+//!
+//! A scan pages with [`Query::cursor`]: it resumes strictly after the last (key, seq)
+//! of the previous page. Within one key it seeks (in a run, a binary search of the
+//! blocks that decodes one entry per probe; in the memtable, binary searches), so a
+//! page of a key of millions of entries costs O(log n + page), oldest first or newest
+//! first; a scan of many keys walks each key it passes whole.
 //!
 //! Readers share the store in an `Arc` and call its query methods; a read that fails
 //! with `Error::Corrupt` found a damaged run, which the view reports as

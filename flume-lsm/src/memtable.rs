@@ -383,7 +383,7 @@ mod tests {
         (
             proptest::collection::vec(0u8..3, 0..10),
             0u64..30,
-            prop_oneof![Just(Kind::Put), Just(Kind::Delete)],
+            prop_oneof![Just(Kind::Put), Just(Kind::Delete), Just(Kind::Remove)],
         )
     }
 
@@ -439,6 +439,54 @@ mod tests {
                     .collect();
                 prop_assert_eq!(Vec::from(mem.range(&lo, &hi, after)), expected);
             }
+        }
+    }
+
+    proptest! {
+        /// A part of one key's entries from a position: exactly the model's when not
+        /// cut, else a non-empty beginning of them (in the walk's direction); and the
+        /// key's newest delete.
+        #[test]
+        fn key_parts_match_a_btreeset(
+            batches in proptest::collection::vec(proptest::collection::vec(op(), 0..12), 0..30),
+            key in proptest::collection::vec(0u8..3, 0..3),
+            seq in 0u64..31,
+            kind in prop_oneof![Just(Kind::Put), Just(Kind::Delete), Just(Kind::Remove)],
+            reverse in any::<bool>(),
+            cap in 0usize..6,
+        ) {
+            let mut mem = Memtable::default();
+            let mut model = BTreeSet::new();
+            for batch in &batches {
+                mem.insert_batch(batch.iter().map(|(k, s, kind)| (&k[..], *s, *kind)));
+                model.extend(batch.iter().map(|(k, s, kind)| Entry::new(k, *s, *kind)));
+            }
+            let at = Entry::new(&key, seq, kind);
+            let mut expected: Vec<Entry> = model
+                .iter()
+                .filter(|e| *e.key == *key && if reverse { **e <= at } else { **e >= at })
+                .cloned()
+                .collect();
+            if reverse {
+                expected.reverse();
+            }
+            let (part, cut) = mem.key_part(&key, (seq, kind), reverse, cap);
+            let mut part: Vec<Entry> = part.into();
+            if reverse {
+                part.reverse();
+            }
+            if cut {
+                prop_assert!(part.len() < expected.len());
+                prop_assert!(cap == 0 || !part.is_empty());
+                prop_assert_eq!(&part[..], &expected[..part.len()]);
+            } else {
+                prop_assert_eq!(part, expected);
+            }
+            let newest = model
+                .iter()
+                .find(|e| *e.key == *key && e.kind == Kind::Delete)
+                .map(|e| e.seq);
+            prop_assert_eq!(mem.newest_delete(&key), newest);
         }
     }
 

@@ -736,7 +736,7 @@ pub(crate) mod tests {
             (
                 proptest::collection::vec(0u8..4, 0..4),
                 0u64..20,
-                prop_oneof![Just(Kind::Put), Just(Kind::Delete)],
+                prop_oneof![Just(Kind::Put), Just(Kind::Delete), Just(Kind::Remove)],
             )
                 .prop_map(|(k, s, kind)| Entry::new(&k, s, kind)),
             1..60,
@@ -835,6 +835,43 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// A cursor started at a position yields the entries of its key from there, in
+        /// either direction, and `newest_delete` finds the key's first delete, whatever
+        /// the block size.
+        #[test]
+        fn seeks_within_a_key_find_the_position_and_the_newest_delete(
+            entries in sorted_entries(),
+            probe in (proptest::collection::vec(0u8..4, 0..4), 0u64..21, prop_oneof![Just(Kind::Put), Just(Kind::Delete), Just(Kind::Remove)]),
+            reverse in any::<bool>(),
+            block_bytes in 32usize..200,
+        ) {
+            let params = RunParams { block_bytes, bloom_bits_per_key: 10 };
+            let run = Arc::new(Run::from_vec(build(&entries, params), 1, 0).expect("valid"));
+            let (key, seq, kind) = probe;
+            let at = Entry::new(&key, seq, kind);
+            let mut expected: Vec<Entry> = entries
+                .iter()
+                .filter(|e| *e.key == *key && if reverse { **e <= at } else { **e >= at })
+                .cloned()
+                .collect();
+            if reverse {
+                expected.reverse();
+            }
+            let bound = Bound::Included(key.clone());
+            let mut c = RunCursor::new(Arc::clone(&run), bound.clone(), bound, reverse)
+                .starting_at(&key, seq, kind);
+            let mut got = Vec::new();
+            while let Some(e) = c.next_entry().expect("valid") {
+                got.push(e);
+            }
+            prop_assert_eq!(got, expected);
+            let newest = entries
+                .iter()
+                .find(|e| *e.key == *key && e.kind == Kind::Delete)
+                .map(|e| e.seq);
+            prop_assert_eq!(run.newest_delete(&key).expect("valid"), newest);
+        }
+
         /// Keys longer than the 8-byte prefixes the block search compares first, all
         /// sharing them: every block's prefix ties, and the full last keys decide.
         #[test]
@@ -914,6 +951,57 @@ pub(crate) mod tests {
                 Some((e.seq, e.kind))
             );
         }
+    }
+
+    /// A run of format 2 (no kinds byte in its index) still reads: the seek treats
+    /// every block as one that may hold a delete.
+    #[test]
+    fn version_2_runs_still_read() {
+        let entries: Vec<Entry> = (0..50u64)
+            .rev()
+            .map(|i| Entry::new(b"k", i, if i == 20 { Kind::Delete } else { Kind::Put }))
+            .collect();
+        let v3 = build(&entries, SMALL);
+        let run3 = Run::from_vec(v3.clone(), 1, 0).expect("valid");
+        // Rewrite the index without the kinds bytes, as format 2 had it.
+        let f = v3.len() - FOOTER_LEN;
+        let index_at = u64_at(&v3, f) as usize;
+        let index_len = u64_at(&v3, f + 8) as usize;
+        let mut index = Vec::new();
+        let mut at = index_at;
+        while at < index_at + index_len - 4 {
+            index.extend_from_slice(&v3[at..at + 12]);
+            at += 13;
+            let mut key_at = at;
+            let n = get_varint(&v3, &mut key_at).expect("length") as usize;
+            index.extend_from_slice(&v3[at..key_at + n]);
+            at = key_at + n;
+        }
+        let crc = crc32c::crc32c(&index);
+        index.extend_from_slice(&crc.to_le_bytes());
+        let mut v2 = v3[..index_at].to_vec();
+        v2[4..6].copy_from_slice(&2u16.to_le_bytes());
+        v2.extend_from_slice(&index);
+        let bloom_at = (index_at + index.len()).next_multiple_of(BLOOM_BLOCK);
+        v2.resize(bloom_at, 0);
+        let bloom_from = u64_at(&v3, f + 16) as usize;
+        let bloom_len = u64_at(&v3, f + 24) as usize;
+        v2.extend_from_slice(&v3[bloom_from..bloom_from + bloom_len]);
+        let mut footer = v3[f..].to_vec();
+        footer[8..16].copy_from_slice(&(index.len() as u64).to_le_bytes());
+        footer[16..24].copy_from_slice(&(bloom_at as u64).to_le_bytes());
+        let crc = crc32c::crc32c(&footer[..76]);
+        footer[76..80].copy_from_slice(&crc.to_le_bytes());
+        v2.extend_from_slice(&footer);
+        let run2 = Arc::new(Run::from_vec(v2, 1, 0).expect("a format 2 run reads"));
+        assert!(run2
+            .blocks
+            .kinds
+            .iter()
+            .all(|&k| k == KINDS_DELETE | KINDS_REMOVE));
+        assert_eq!(run2.newest_delete(b"k").expect("valid"), Some(20));
+        assert_eq!(run3.newest_delete(b"k").expect("valid"), Some(20));
+        assert_eq!(all(&run2, false), entries);
     }
 
     #[test]

@@ -558,7 +558,8 @@ impl Store {
     }
 
     /// How many live pairs [`Store::scan`] would return for these bounds (without limit
-    /// or `after`), without collecting them; and the `since` the count reflects.
+    /// or `after`), without collecting them (removed puts do not count); and the
+    /// `since` the count reflects. It walks every entry within the bounds.
     ///
     /// # Errors
     /// As [`Store::scan`].
@@ -731,7 +732,8 @@ impl Store {
     // ----- writing -------------------------------------------------------------------
 
     /// Adds a batch's operations (`last` is the batch's last seq; the operations' seqs
-    /// are at most `last` and above [`Store::since`]) in one step, so readers see the
+    /// are at most `last` and above [`Store::since`], except a [`Kind::Remove`]'s, which
+    /// is the seq of the put it removes) in one step, so readers see the
     /// store before or after the batch, never in between; then flushes the memtable when
     /// it is full.
     ///

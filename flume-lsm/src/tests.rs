@@ -164,6 +164,226 @@ fn a_single_valued_put_hides_the_older_entries_of_its_key() {
     );
 }
 
+/// Records of a "remove one entry" scenario: puts of `k`, removes by later records (one
+/// aimed above its record, ignored), and a put of `j` removed by the next record.
+fn removals() -> Vec<Ops> {
+    vec![
+        vec![(Put, b"k".to_vec(), 0)],
+        vec![(Put, b"k".to_vec(), 0)],
+        vec![(Put, b"k".to_vec(), 0), (Remove, b"k".to_vec(), 1)],
+        vec![(Remove, b"k".to_vec(), 0)],
+        vec![(Put, b"j".to_vec(), 0)],
+        vec![(Remove, b"j".to_vec(), 4), (Remove, b"k".to_vec(), 9)],
+    ]
+}
+
+#[test]
+fn a_remove_hides_exactly_its_put_in_every_layout() {
+    for retention in [Retention::Live, Retention::All] {
+        each_layout(
+            Semantics::MultiValued,
+            retention,
+            &removals(),
+            |store, layout| {
+                assert_eq!(all(store, false, None), pairs(&[("k", 2)]), "{layout}");
+                assert_eq!(store.seqs(b"k").expect("seqs"), [2], "{layout}");
+                assert_eq!(store.latest(b"k").expect("latest"), Some(2), "{layout}");
+                assert_eq!(store.latest(b"j").expect("latest"), None, "{layout}");
+                assert_eq!(
+                    store
+                        .count(&unbounded().0, &unbounded().1)
+                        .expect("count")
+                        .0,
+                    1
+                );
+                let history = store.history(b"k").expect("history");
+                match (retention, layout) {
+                    // A compaction drops each remove with its put.
+                    (Retention::Live, "compacted") => assert_eq!(history, [(2, Put)]),
+                    _ => assert_eq!(
+                        history,
+                        [(2, Put), (1, Remove), (1, Put), (0, Remove), (0, Put)],
+                        "{layout}"
+                    ),
+                }
+            },
+        );
+    }
+}
+
+#[test]
+fn a_removed_single_valued_put_still_hides_what_it_hid() {
+    let mut records = removals();
+    records.truncate(3);
+    for retention in [Retention::Live, Retention::All] {
+        each_layout(
+            Semantics::SingleValued,
+            retention,
+            &records,
+            |store, layout| {
+                // Put 2 is the key's value; removing put 1 changes nothing.
+                assert_eq!(store.latest(b"k").expect("latest"), Some(2), "{layout}");
+            },
+        );
+    }
+    records.push(vec![(Remove, b"k".to_vec(), 2)]);
+    for retention in [Retention::Live, Retention::All] {
+        each_layout(
+            Semantics::SingleValued,
+            retention,
+            &records,
+            |store, layout| {
+                // Put 2 is removed; it still hides put 0 (and put 1).
+                assert_eq!(all(store, false, None), [], "{layout}");
+                assert_eq!(store.latest(b"k").expect("latest"), None, "{layout}");
+                assert_eq!(
+                    store.seqs(b"k").expect("seqs"),
+                    Vec::<Seq>::new(),
+                    "{layout}"
+                );
+            },
+        );
+    }
+}
+
+#[test]
+fn reapplying_a_record_changes_nothing() -> Result<()> {
+    let store = open(None, Semantics::MultiValued, Retention::All);
+    for (seq, ops) in removals().iter().enumerate() {
+        apply_owned(&store, seq as Seq, ops)?;
+        store.flush()?;
+        apply_owned(&store, seq as Seq, ops)?;
+    }
+    assert_eq!(all(&store, false, None), pairs(&[("k", 2)]));
+    assert_eq!(
+        store.history(b"k")?,
+        [(2, Put), (1, Remove), (1, Put), (0, Remove), (0, Put)]
+    );
+    let (changes, _) = store.changes(&unbounded().0, &unbounded().1, None)?;
+    let changes: Vec<(Seq, Kind)> = changes.into_iter().map(|(_, s, k)| (s, k)).collect();
+    // At one seq and key: the put, then the remove that came later.
+    assert_eq!(
+        changes,
+        [
+            (0, Put),
+            (0, Remove),
+            (1, Put),
+            (1, Remove),
+            (2, Put),
+            (4, Put),
+            (4, Remove)
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_cursor_resumes_a_scan_after_a_pair_in_both_directions() {
+    let records: Vec<Ops> = (0..6)
+        .map(|i| ops(&[(Put, "a"), (Put, if i % 2 == 0 { "b" } else { "c" })]))
+        .collect();
+    each_layout(
+        Semantics::MultiValued,
+        Retention::Live,
+        &records,
+        |store, layout| {
+            let (lo, hi) = unbounded();
+            let page = |cursor: Option<(&[u8], Seq)>, reverse| {
+                let q = Query {
+                    reverse,
+                    limit: Some(3),
+                    cursor,
+                    ..Query::default()
+                };
+                let (pairs, _) = store.scan(&lo, &hi, q).expect("scan");
+                pairs
+                    .into_iter()
+                    .map(|(k, s)| (k.into_vec(), s))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                page(Some((b"a", 3)), false),
+                pairs(&[("a", 4), ("a", 5), ("b", 0)])
+            );
+            assert_eq!(
+                page(Some((b"a", 5)), false),
+                pairs(&[("b", 0), ("b", 2), ("b", 4)])
+            );
+            assert_eq!(
+                page(Some((b"b", 2)), true),
+                pairs(&[("b", 0), ("a", 5), ("a", 4)])
+            );
+            assert_eq!(
+                page(Some((b"bb", 0)), true),
+                pairs(&[("b", 4), ("b", 2), ("b", 0)])
+            );
+            assert_eq!(page(Some((b"c", 5)), false), [], "{layout}");
+            assert_eq!(page(Some((b"a", 0)), true), [], "{layout}");
+            // One key, from a cursor.
+            let key = Bound::Included(b"a".to_vec());
+            let q = Query {
+                limit: Some(2),
+                cursor: Some((b"a", 1)),
+                ..Query::default()
+            };
+            let (one, _) = store.scan(&key, &key, q).expect("scan");
+            assert_eq!(one.iter().map(|p| p.1).collect::<Vec<_>>(), [2, 3]);
+        },
+    );
+}
+
+/// A key of many entries in a large memtable, most of its puts removed by later
+/// batches: one-key pages (which copy memtable parts a bounded number at a time, and
+/// start again uncut when a part runs out) match a plain filter, in memory and after a
+/// flush.
+#[test]
+fn pages_of_a_big_key_in_the_memtable() {
+    let store = Store::new(
+        1,
+        &LsmOptions::default().background_compaction(false),
+        None,
+        Semantics::MultiValued,
+        Retention::All,
+    );
+    let mut buf = OpBuf::default();
+    for seq in 0..300u64 {
+        buf.clear();
+        buf.emit(seq).put(b"k");
+        if seq == 10 {
+            buf.emit(seq).delete(b"k");
+        }
+        store.apply(&buf, seq).expect("apply");
+    }
+    buf.clear();
+    for seq in 300..500u64 {
+        buf.emit(seq).remove(b"k", seq - 290);
+    }
+    store.apply(&buf, 499).expect("apply");
+    // Live: puts 10 (a put wins over a delete at its seq) to 299, minus 10..=209.
+    let live: Vec<(Vec<u8>, Seq)> = (210..300).map(|s| (b"k".to_vec(), s)).collect();
+    let key = Bound::Included(b"k".to_vec());
+    for flushed in [false, true] {
+        if flushed {
+            store.flush().expect("flush");
+        }
+        for page in [1, 7] {
+            assert_eq!(
+                paged(&store, &key, &key, false, page),
+                live,
+                "{flushed} {page}"
+            );
+            let mut rev = live.clone();
+            rev.reverse();
+            assert_eq!(
+                paged(&store, &key, &key, true, page),
+                rev,
+                "{flushed} {page}"
+            );
+        }
+        assert_eq!(store.latest(b"k").expect("latest"), Some(299));
+    }
+}
+
 #[test]
 fn a_delete_hides_a_single_valued_key() {
     let records = [
@@ -931,7 +1151,8 @@ proptest! {
 
 // ----- crashes -----------------------------------------------------------------------
 
-/// A deterministic workload: record `i` puts and deletes a few of 30 keys.
+/// A deterministic workload: record `i` puts, deletes and removes (the puts of the
+/// last few records) a few of 30 keys.
 fn workload(n: usize) -> Vec<Ops> {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
@@ -940,13 +1161,20 @@ fn workload(n: usize) -> Vec<Ops> {
         x ^= x << 17;
         x
     };
-    (0..n)
-        .map(|_| {
+    (0..n as Seq)
+        .map(|seq| {
             (0..next() % 3)
                 .map(|_| {
                     let key = format!("k{:02}", next() % 30).into_bytes();
                     let kind = if next() % 4 == 0 { Delete } else { Put };
-                    (kind, key, 0)
+                    // Every fifth record's puts remove the put of the record before
+                    // instead (drawing nothing more, so that the flushes and merges
+                    // happen where they did before removes existed).
+                    if kind == Put && seq % 5 == 4 {
+                        (Remove, key, seq - 1)
+                    } else {
+                        (kind, key, 0)
+                    }
                 })
                 .collect()
         })
