@@ -211,13 +211,16 @@ pub(crate) trait KeyPages: Send {
 pub(crate) const SAMPLE: usize = 64;
 /// The largest page a key source reads at once.
 const MAX_PAGE: usize = 4096;
+/// The page a key source reads after a jump (a probe moved far ahead).
+const JUMP_PAGE: usize = 32;
 
 /// One key's seqs, streamed from the index in pages in seq order: `eq` terms.
 ///
 /// A seek within the buffered page costs nothing; a seek beyond it reads a new page
 /// starting at the target (about `log n` block reads, whatever the key holds), so
 /// leapfrogging skips what it does not need. Pages double while the walk reads on, up
-/// to [`MAX_PAGE`] seqs.
+/// to [`MAX_PAGE`] seqs; a seek that jumps further than the last page reached reads a
+/// small page ([`JUMP_PAGE`]) again: a probe of an `and` rarely needs more.
 pub(crate) struct KeySource<P> {
     pages: P,
     /// Which reader of the query this is (for [`Halt::Stale`]).
@@ -227,6 +230,8 @@ pub(crate) struct KeySource<P> {
     /// Nothing of the key lies beyond the buffer within the span.
     exhausted: bool,
     page: usize,
+    /// The first and last seq of the last page read, if it held any.
+    last_page: Option<(Seq, Seq)>,
     /// The density the first page showed.
     density: f64,
     label: String,
@@ -243,6 +248,7 @@ impl<P: KeyPages> KeySource<P> {
             buf: VecDeque::new(),
             exhausted: false,
             page: SAMPLE,
+            last_page: None,
             density: 1.0,
             label,
         };
@@ -259,6 +265,15 @@ impl<P: KeyPages> KeySource<P> {
 
     /// Reads a page starting at `t`, replacing the buffer.
     fn fill(&mut self, t: Seq) -> Result<(), Halt> {
+        if let Some((first, last)) = self.last_page {
+            // Reading on: double the page. Jumping: a small one.
+            let jumped = t.abs_diff(last) > last.abs_diff(first).max(JUMP_PAGE as u64);
+            self.page = if jumped {
+                JUMP_PAGE
+            } else {
+                (self.page * 2).min(MAX_PAGE)
+            };
+        }
         let from = self.span.cursor_before(t);
         let page = self.pages.page(from, self.span.newest_first(), self.page)?;
         if self.pages.since() < Some(self.span.hi) {
@@ -274,7 +289,7 @@ impl<P: KeyPages> KeySource<P> {
             }
             self.buf.push_back(s);
         }
-        self.page = (self.page * 2).min(MAX_PAGE);
+        self.last_page = self.buf.front().zip(self.buf.back()).map(|(f, l)| (*f, *l));
         Ok(())
     }
 }
@@ -478,10 +493,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    /// A key's seqs in memory, read the way an index is, counting pages.
+    /// A key's seqs in memory, read the way an index is, counting pages and seqs read.
     struct ListPages {
         seqs: Vec<Seq>,
         reads: Arc<AtomicUsize>,
+        returned: Arc<AtomicUsize>,
     }
 
     impl KeyPages for ListPages {
@@ -492,7 +508,7 @@ mod tests {
             limit: usize,
         ) -> flume_core::Result<Vec<Seq>> {
             self.reads.fetch_add(1, Ordering::Relaxed);
-            Ok(if newest_first {
+            let page: Vec<Seq> = if newest_first {
                 self.seqs
                     .iter()
                     .rev()
@@ -507,7 +523,9 @@ mod tests {
                     .take(limit)
                     .copied()
                     .collect()
-            })
+            };
+            self.returned.fetch_add(page.len(), Ordering::Relaxed);
+            Ok(page)
         }
 
         fn since(&self) -> Option<Seq> {
@@ -543,6 +561,7 @@ mod tests {
                         ListPages {
                             seqs: l.iter().copied().collect(),
                             reads: Arc::default(),
+                            returned: Arc::default(),
                         },
                         0,
                         span,
@@ -613,11 +632,13 @@ mod tests {
     #[test]
     fn leapfrog_reads_few_pages_of_a_big_key() {
         let reads = Arc::new(AtomicUsize::new(0));
+        let returned = Arc::new(AtomicUsize::new(0));
         let span = Span::between(0, 1_000_000, Order::NewestFirst).unwrap();
         let big = KeySource::new(
             ListPages {
                 seqs: (0..1_000_000).collect(),
                 reads: Arc::clone(&reads),
+                returned: Arc::clone(&returned),
             },
             0,
             span,
@@ -628,6 +649,7 @@ mod tests {
             ListPages {
                 seqs: vec![10, 500_000, 999_999],
                 reads: Arc::default(),
+                returned: Arc::default(),
             },
             0,
             span,
@@ -645,7 +667,12 @@ mod tests {
             "the sparse key drives:\n{explained}"
         );
         assert_eq!(walk(&mut and, span), vec![999_999, 500_000, 10]);
-        assert!(reads.load(Ordering::Relaxed) <= 4, "{reads:?}");
+        assert!(reads.load(Ordering::Relaxed) <= 3, "{reads:?}");
+        // The first page, then small pages for the probes that jumped.
+        assert!(
+            returned.load(Ordering::Relaxed) <= SAMPLE + 2 * JUMP_PAGE,
+            "{returned:?}"
+        );
     }
 
     #[test]
