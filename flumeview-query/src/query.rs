@@ -290,6 +290,9 @@ impl<T: Send + Sync + 'static> Query<T> {
     ///
     /// # Errors
     /// As [`Query::page`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the planning; nothing else happens.
     pub async fn explain(&self, wait: Wait) -> Result<String> {
         let run = self.start(wait);
         let horizon = run.horizon().await?;
