@@ -64,6 +64,7 @@
 //! - [`Query::stream`] yields the results `(seq, value)` one at a time;
 //! - [`Query::page`] returns at most `limit` of them with the cursor of the next page,
 //!   to pass to [`Query::after`];
+//! - [`Query::count`] counts the results, reading no record unless the filter needs it;
 //! - [`Query::live`] yields new matching records as they are appended (oldest first),
 //!   ending when the database closes;
 //! - [`Query::explain`] returns the plan as text.

@@ -248,6 +248,8 @@ async fn check(db: &Flume<Rec>, log: &[Rec], asks: &[Ask]) -> Result<(), TestCas
             "stream of {:?}",
             ask
         );
+        let count = q.count(Wait::Log).await.unwrap();
+        prop_assert_eq!(count, got.len() as u64, "count of {:?}", ask);
 
         let mut pages = Vec::new();
         let mut cursor = ask.after;
