@@ -361,10 +361,13 @@ impl<T: Send + Sync + 'static> Query<T> {
         Ok(out)
     }
 
-    /// New results as they arrive, oldest first, `limit` at most: after waiting as
-    /// `wait` says, the stream yields every record above the horizon (or above the
-    /// cursor, when [`Query::after`] is set: resume a subscription from the last seq it
-    /// saw) that the query matches, as soon as every index of the query has indexed it.
+    /// New results as they arrive, oldest first, `limit` at most: every record after
+    /// the starting point that the query matches, as soon as every index of the query
+    /// has indexed it. The starting point is fixed when `live` is called: the log's
+    /// last record for [`Wait::Log`], the seq given for [`Wait::AtLeast`], the lowest
+    /// seq the indexes have indexed for [`Wait::NoWait`]; or the cursor, when
+    /// [`Query::after`] is set (resume a subscription from the last seq it saw: the
+    /// records since then come first).
     ///
     /// It evaluates the query over each new stretch of the log, `(horizon_old,
     /// horizon_new]`, as the indexes move on: a record is yielded once, if it matches
