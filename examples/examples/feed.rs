@@ -130,7 +130,11 @@ async fn main() -> Result<(), BoxError> {
     // 1. History.
     let posts = history();
     db.append_batch(&posts).await?;
-    println!("appended {} posts by {} authors", posts.len(), AUTHORS.len());
+    println!(
+        "appended {} posts by {} authors",
+        posts.len(),
+        AUTHORS.len()
+    );
 
     // 2. The latest 10 posts by Alice; posts per author, counted in the index.
     println!("\nthe latest 10 posts by @alice:");
@@ -145,7 +149,10 @@ async fn main() -> Result<(), BoxError> {
     }
     println!("\nposts per author:");
     for author in AUTHORS {
-        println!("  {author:<7} {}", by_author.count(author, Wait::Log).await?);
+        println!(
+            "  {author:<7} {}",
+            by_author.count(author, Wait::Log).await?
+        );
     }
 
     // 3. A combined query: posts by Alice that mention Bob, newest first, 5 a page.
@@ -162,7 +169,11 @@ async fn main() -> Result<(), BoxError> {
         println!("  {}", show(*seq, msg));
     }
     let next = first.next.ok_or("a second page")?;
-    let second = alice_mentions_bob.clone().after(next).page(Wait::Log).await?;
+    let second = alice_mentions_bob
+        .clone()
+        .after(next)
+        .page(Wait::Log)
+        .await?;
     println!("the next page (after #{next}):");
     for (seq, msg) in &second.items {
         println!("  {}", show(*seq, msg));

@@ -146,6 +146,9 @@ fn mentions(p: &Post, who: &str) -> bool {
     p.mentions.iter().any(|m| m == who)
 }
 
+/// What a model answer keeps.
+type Keep = Box<dyn Fn(&Post) -> bool>;
+
 struct Feed {
     db: Flume<Msg>,
     by_author: IndexReader<Msg, String>,
@@ -217,7 +220,7 @@ async fn check_everything(feed: &Feed, model: &Model) -> TestResult {
         );
     }
     let (x, y, z) = ("@alice", "@bob", "@carol");
-    let cases: Vec<(&str, Term<Msg>, Box<dyn Fn(&Post) -> bool>)> = vec![
+    let cases: Vec<(&str, Term<Msg>, Keep)> = vec![
         (
             "by x mentioning y",
             eq(&feed.by_author, x) & eq(&feed.by_mention, y),
@@ -258,7 +261,10 @@ async fn check_everything(feed: &Feed, model: &Model) -> TestResult {
             let seqs: Vec<Seq> = all.iter().map(|(s, _)| *s).collect();
             assert_eq!(seqs, want, "{name}, newest first: {newest_first}");
             for (seq, msg) in &all {
-                assert_eq!(msg, &model.log[*seq as usize], "{name}: the value of #{seq}");
+                assert_eq!(
+                    msg, &model.log[*seq as usize],
+                    "{name}: the value of #{seq}"
+                );
             }
             // Page by page, resuming from each page's cursor.
             let mut paged = Vec::new();
@@ -370,9 +376,10 @@ async fn a_live_subscription_sees_only_new_posts() -> TestResult {
         .range("@alice"..="@alice")
         .new_only()
         .live_values(Wait::Log);
-    let alice_mentions_bob = Query::new(eq(&feed.by_author, "@alice") & eq(&feed.by_mention, "@bob"))
-        .oldest_first()
-        .live(Wait::Log);
+    let alice_mentions_bob =
+        Query::new(eq(&feed.by_author, "@alice") & eq(&feed.by_mention, "@bob"))
+            .oldest_first()
+            .live(Wait::Log);
 
     write_posts(&feed, &mut model, &mut rng, 200).await?;
     // A delete of an old post of alice is no new post.
@@ -393,10 +400,8 @@ async fn a_live_subscription_sees_only_new_posts() -> TestResult {
         .collect();
     assert!(!want_alice.is_empty() && !want_both.is_empty());
 
-    let got: Vec<(flumeview_index::Hit<String>, Msg)> = alice
-        .take(want_alice.len())
-        .try_collect()
-        .await?;
+    let got: Vec<(flumeview_index::Hit<String>, Msg)> =
+        alice.take(want_alice.len()).try_collect().await?;
     let seqs: Vec<Seq> = got.iter().map(|(h, _)| h.seq).collect();
     assert_eq!(seqs, want_alice);
     for (hit, msg) in &got {

@@ -145,14 +145,14 @@ impl Rng {
 
 /// Post `i` of the data set; the same every run.
 fn post(i: u64, rng: &mut Rng) -> Post {
-    let author = if rng.next() % 10 == 0 {
+    let author = if rng.next().is_multiple_of(10) {
         PROLIFIC
     } else {
         1 + rng.next() % (USERS - 1)
     };
     let mut mentions = Vec::new();
     for _ in 0..rng.next() % 3 {
-        let m = if rng.next() % 10 == 0 {
+        let m = if rng.next().is_multiple_of(10) {
             POPULAR
         } else {
             rng.ordinary()
@@ -197,7 +197,13 @@ struct Fixture {
 }
 
 /// Opens the database in `dir` with both indexes persisted there.
-async fn open(dir: &std::path::Path) -> (Flume<Post>, IndexReader<Post, String>, IndexReader<Post, String>) {
+async fn open(
+    dir: &std::path::Path,
+) -> (
+    Flume<Post>,
+    IndexReader<Post, String>,
+    IndexReader<Post, String>,
+) {
     let log = FileLog::open(dir.join("log"), FileLogOptions::default())
         .await
         .expect("log");
@@ -230,7 +236,11 @@ async fn fixture() -> Fixture {
     db.ready().await.expect("ready");
     let count = |r: &IndexReader<Post, String>, u: u64| {
         let r = r.clone();
-        async move { r.count(user(u).as_str(), Wait::NoWait).await.expect("count") }
+        async move {
+            r.count(user(u).as_str(), Wait::NoWait)
+                .await
+                .expect("count")
+        }
     };
     eprintln!(
         "query: wrote and indexed {N} posts in {:.1} s; {} has {} posts; {} has {} mentions, {} {}",
@@ -377,7 +387,7 @@ async fn answer(f: &Fixture, method: Method, ask: Ask) -> Answer {
         }
         Method::FilterAuthor => {
             filter_over(&f.by_author, &author, ask.limit, |p| {
-                p.mentions.iter().any(|m| *m == mentioned)
+                p.mentions.contains(&mentioned)
             })
             .await
         }
