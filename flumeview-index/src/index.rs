@@ -137,13 +137,17 @@ impl<T: 'static, K: Key> Index<T, K> {
     /// use flumeview_index::Index;
     ///
     /// #[derive(Debug)]
-    /// struct Post { author: String, text: String, deletes: Option<u64> }
+    /// struct Post { author: String, text: String }
     ///
-    /// // Posts by (author, seq); a "delete" record takes its target's entry out.
-    /// let by_author: Index<Post, (String, u64)> = Index::keyed(1, |seq, post, e| {
+    /// // Posts by (author, seq): unique per post, newest last within an author.
+    /// let by_author = Index::<Post, (String, u64)>::keyed(1, |seq, post, e| {
     ///     e.put((&post.author, seq));
     /// });
     /// ```
+    ///
+    /// Name the types in the path (`Index::<T, K>::keyed`) or match on the value in the
+    /// map, so that the closure's parameters are known. See [`KeyEmit::remove`] for a
+    /// record that takes another's entry out.
     pub fn keyed<F>(version: u32, mut map: F) -> Self
     where
         F: FnMut(Seq, &T, &mut KeyEmit<'_, K>) + Send + 'static,
