@@ -64,6 +64,7 @@
 //! - [`Query::stream`] yields the results `(seq, value)` one at a time;
 //! - [`Query::page`] returns at most `limit` of them with the cursor of the next page,
 //!   to pass to [`Query::after`];
+//! - [`Query::count`] counts the results, reading no record unless the filter needs it;
 //! - [`Query::live`] yields new matching records as they are appended (oldest first),
 //!   ending when the database closes;
 //! - [`Query::explain`] returns the plan as text.
@@ -83,7 +84,7 @@
 //!
 //! | term | source | cost |
 //! |---|---|---|
-//! | [`eq`] | the key's seqs, read from the index in seq order, a page at a time (64 seqs first, doubling to 4096) | a seek beyond the page reads one new page from the target: about `log n` block reads, whatever the key holds |
+//! | [`eq`] | the key's seqs, read from the index in seq order, a page at a time (64 seqs first, doubling to 4096 while the walk reads on, 32 after a jump) | a seek beyond the page reads one new page from the target: about `log n` block reads, whatever the key holds |
 //! | [`prefix`], [`range`] | a set of the seqs of every key within the bounds, read once when the run starts, a chunk of 1024 hits at a time: a sorted list, or a bitmap of one bit per record of the window once that is smaller | reading every hit of the bounds in the window; then a seek is a search in memory |
 //! | [`and`] | leapfrog: the sparsest child *drives* (proposes a candidate), the others are *probed* in order of density; a probe that answers beyond the candidate moves the driver there. A `not` steps through the window seq by seq, so it drives only when every child is one | about as many seeks as the driver has seqs in the walked part of the window |
 //! | [`or`] | the earliest answer of its children, each keeping its position | the sum of its children |

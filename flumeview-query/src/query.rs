@@ -277,6 +277,43 @@ impl<T: Send + Sync + 'static> Query<T> {
         Ok(page)
     }
 
+    /// How many results the query has (at most `limit`), without reading the records
+    /// from the log unless a [filter](Query::filter) needs their values.
+    ///
+    /// ```
+    /// # async fn demo(query: flumeview_query::Query<String>) -> flume_core::Result<()> {
+    /// let n = query.count(flume_core::Wait::Log).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Query::page`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the count; nothing else happens.
+    pub async fn count(&self, wait: Wait) -> Result<u64> {
+        let run = self.start(wait);
+        let horizon = run.horizon().await?;
+        let Some(span) = Span::new(self.order, horizon, self.after) else {
+            return Ok(0);
+        };
+        let mut walk = run.walk(span).await?;
+        let limit = self.limit.map_or(u64::MAX, |l| l as u64);
+        let mut n = 0;
+        while n < limit {
+            let found = if self.filter.is_some() {
+                walk.next(&run).await?.is_some()
+            } else {
+                walk.next_seq(&run).await?.is_some()
+            };
+            if !found {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The query's plan, as text: the horizon and window, then the tree of sources
     /// with the one that drives each `and` first, each with what it costs and how
     /// dense it is in the window. Waits as `wait` says, like a run, and reads what
@@ -290,6 +327,9 @@ impl<T: Send + Sync + 'static> Query<T> {
     ///
     /// # Errors
     /// As [`Query::page`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the planning; nothing else happens.
     pub async fn explain(&self, wait: Wait) -> Result<String> {
         let run = self.start(wait);
         let horizon = run.horizon().await?;
@@ -321,10 +361,13 @@ impl<T: Send + Sync + 'static> Query<T> {
         Ok(out)
     }
 
-    /// New results as they arrive, oldest first, `limit` at most: after waiting as
-    /// `wait` says, the stream yields every record above the horizon (or above the
-    /// cursor, when [`Query::after`] is set: resume a subscription from the last seq it
-    /// saw) that the query matches, as soon as every index of the query has indexed it.
+    /// New results as they arrive, oldest first, `limit` at most: every record after
+    /// the starting point that the query matches, as soon as every index of the query
+    /// has indexed it. The starting point is fixed when `live` is called: the log's
+    /// last record for [`Wait::Log`], the seq given for [`Wait::AtLeast`], the lowest
+    /// seq the indexes have indexed for [`Wait::NoWait`]; or the cursor, when
+    /// [`Query::after`] is set (resume a subscription from the last seq it saw: the
+    /// records since then come first).
     ///
     /// It evaluates the query over each new stretch of the log, `(horizon_old,
     /// horizon_new]`, as the indexes move on: a record is yielded once, if it matches
@@ -562,20 +605,28 @@ struct Walk<T> {
 }
 
 impl<T: Send + Sync + 'static> Walk<T> {
-    /// The next result: the next seq the sources agree on whose value the filter keeps.
-    async fn next(&mut self, run: &Run<T>) -> Result<Option<(Seq, T)>> {
+    /// The next seq the sources agree on, before the filter.
+    async fn next_seq(&mut self, run: &Run<T>) -> Result<Option<Seq>> {
         while let Some(t) = self.next {
             match self.source.seek(t) {
                 Ok(None) => self.next = None,
                 Ok(Some(seq)) => {
                     self.next = self.span.next(seq);
-                    let value = run.log().get(seq).await?;
-                    if self.filter.as_ref().is_none_or(|keep| keep(&value)) {
-                        return Ok(Some((seq, value)));
-                    }
+                    return Ok(Some(seq));
                 }
                 Err(Halt::Stale(i)) => run.rewait(i, self.span).await?,
                 Err(Halt::Failed(e)) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next result: the next seq the sources agree on whose value the filter keeps.
+    async fn next(&mut self, run: &Run<T>) -> Result<Option<(Seq, T)>> {
+        while let Some(seq) = self.next_seq(run).await? {
+            let value = run.log().get(seq).await?;
+            if self.filter.as_ref().is_none_or(|keep| keep(&value)) {
+                return Ok(Some((seq, value)));
             }
         }
         Ok(None)
