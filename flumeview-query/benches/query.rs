@@ -423,10 +423,18 @@ fn bench(c: &mut Criterion) {
     let rt = runtime();
     let f = rt.block_on(fixture());
 
-    // Every method gives the same answer.
+    // Every method gives the same answer; the query's plan.
     for ask in ASKS {
         let want = rt.block_on(answer(&f, Method::FullScan, ask));
         eprintln!("query: {}: {} posts", ask.name, want.0);
+        let (author, mentioned) = (user(ask.author), user(ask.mentioned));
+        let query =
+            Query::new(eq(&f.by_author, author.as_str()) & eq(&f.by_mention, mentioned.as_str()))
+                .limit(ask.limit.unwrap_or(usize::MAX));
+        let plan = rt.block_on(query.explain(Wait::NoWait)).expect("explain");
+        for line in plan.lines() {
+            eprintln!("query:   | {line}");
+        }
         for method in METHODS {
             assert_eq!(
                 rt.block_on(answer(&f, method, ask)),
