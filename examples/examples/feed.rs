@@ -83,7 +83,7 @@ fn by_mention() -> Index<Msg, String> {
 const AUTHORS: [&str; 5] = ["@alice", "@bob", "@carol", "@dave", "@erin"];
 const POSTS: u64 = 5_000;
 
-/// Deterministic posts: author `i % 5`-ish, mentioning up to two others.
+/// Deterministic posts, each by a random author, mentioning up to two others.
 fn history() -> Vec<Msg> {
     let mut x = 0x5eed_u64;
     let mut next = move || {
@@ -95,11 +95,11 @@ fn history() -> Vec<Msg> {
     (0..POSTS)
         .map(|i| {
             let author = AUTHORS[(next() % 5) as usize];
-            let mentions: Vec<&str> = (0..next() % 3)
+            let mut mentions: Vec<&str> = (0..next() % 3)
                 .map(|_| AUTHORS[(next() % 5) as usize])
                 .filter(|m| *m != author)
                 .collect();
-            let mut mentions = mentions;
+            // At most two: a repeat is next to its first.
             mentions.dedup();
             Msg::post(author, format!("post number {i}"), &mentions)
         })
