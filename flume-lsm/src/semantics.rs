@@ -6,7 +6,10 @@ use flume_core::Seq;
 /// [`Store::new`](crate::Store::new). A delete always hides every older entry of its key.
 ///
 /// Either way, within one seq a put wins over a delete of the same key (a record that
-/// deletes and then puts a key leaves it pointing at the record).
+/// deletes and then puts a key leaves it pointing at the record), and a
+/// [`Kind::Remove`](crate::Kind::Remove) hides only the put it names: it does not undo
+/// what that put hid, so in a `SingleValued` store removing the key's current put
+/// leaves the key pointing at nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Semantics {
     /// A key points at every record that put it since its last delete: a secondary
@@ -36,8 +39,9 @@ pub enum Semantics {
 /// the new retention from then on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Retention {
-    /// Only what the live answers need: hidden entries are dropped, and deletes once no
-    /// older run may hold their key.
+    /// Only what the live answers need: hidden entries are dropped, a remove together
+    /// with the put it removes, and deletes and removes once no older run may hold
+    /// their key.
     #[default]
     Live,
     /// Every entry, for ever: a key's whole history stays readable.

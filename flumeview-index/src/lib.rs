@@ -154,6 +154,7 @@
 //! [`Scan::after`] resumes a scan strictly after a hit, forward or reverse: the cursor
 //! is the last hit of the previous page, a plain value that stays valid across
 //! restarts. Starting from it costs about O(log n) block reads, not the pages before.
+//! [`Scan::page`] returns a [`Page`] with the next page's cursor.
 //!
 //! ```
 //! use flume_core::{Flume, Wait};
@@ -243,7 +244,7 @@ mod reader;
 mod tests;
 
 pub use crate::index::{Index, KeyEmit};
-pub use crate::reader::{Hit, IndexReader, Scan};
+pub use crate::reader::{Hit, IndexReader, Page, Scan};
 pub use flume_lsm::key;
 pub use flume_lsm::Emit;
 pub use flume_lsm::LsmOptions as IndexOptions;

@@ -25,6 +25,16 @@ pub struct Hit<K = Vec<u8>> {
     pub seq: Seq,
 }
 
+/// One page of a scan ([`Scan::page`]): its hits, and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<K = Vec<u8>> {
+    /// The hits of this page, in the scan's order.
+    pub hits: Vec<Hit<K>>,
+    /// The last hit, when the page is full (more may follow): the next page is the same
+    /// scan [`after`](Scan::after) it. `None`: this was the last page.
+    pub next: Option<Hit<K>>,
+}
+
 /// Reads an [`Index`](crate::Index). Cheap to clone; every clone reads the same index.
 ///
 /// Every read takes a [`Wait`] policy: [`Wait::Log`] (after an `append` has returned, the
@@ -363,7 +373,8 @@ impl<T: Send + Sync + 'static, K: Key> Scan<T, K> {
     /// hit of the previous one. The cursor is a plain value, so a page can be resumed
     /// later, by another reader, or after a restart; a hit removed since still marks
     /// its place. Reading from a cursor costs about O(log n) block reads, not the pages
-    /// before it. Default: from the start.
+    /// before it. A live scan ([`live`](Scan::live)) yields its history from the
+    /// cursor, then every new hit in the scan's range. Default: from the start.
     ///
     /// ```
     /// # async fn demo(idx: flumeview_index::IndexReader<String, (String, u64)>) -> flume_core::Result<()> {
@@ -455,6 +466,39 @@ impl<T: Send + Sync + 'static, K: Key> Scan<T, K> {
             .try_read(wait, || damaged(self.query(None, false)))
             .await?;
         Ok(hits)
+    }
+
+    /// One page: the hits (at most the [`limit`](Scan::limit)) and the cursor of the
+    /// next page, `None` once the scan is done.
+    ///
+    /// ```
+    /// # async fn demo(idx: flumeview_index::IndexReader<String, String>) -> flume_core::Result<()> {
+    /// use flume_core::Wait;
+    /// let mut page = idx.prefix("news/").limit(50).page(Wait::Log).await?;
+    /// let mut total = page.hits.len();
+    /// while let Some(next) = page.next {
+    ///     page = idx.prefix("news/").limit(50).after(&next).page(Wait::Log).await?;
+    ///     total += page.hits.len();
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Scan::hits`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the scan; nothing else happens.
+    pub async fn page(self, wait: Wait) -> Result<Page<K>>
+    where
+        K: Clone,
+    {
+        let limit = self.limit;
+        let hits = self.hits(wait).await?;
+        let next = match (limit, hits.last()) {
+            (Some(n), Some(last)) if hits.len() >= n => Some(last.clone()),
+            _ => None,
+        };
+        Ok(Page { hits, next })
     }
 
     /// How many hits [`hits`](Scan::hits) would return, counted without collecting

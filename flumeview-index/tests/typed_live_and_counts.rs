@@ -133,6 +133,15 @@ async fn cursor_pagination_forward_and_reverse_over_runs() -> TestResult {
             page = scan().after(&last).hits(Wait::Log).await?;
         }
         assert_eq!(got, want, "reverse: {reverse}");
+        // The same walk with pages.
+        let mut got = Vec::new();
+        let mut page = scan().page(Wait::Log).await?;
+        loop {
+            got.extend(seqs(&page.hits));
+            let Some(next) = page.next else { break };
+            page = scan().after(&next).page(Wait::Log).await?;
+        }
+        assert_eq!(got, want, "pages, reverse: {reverse}");
         // The one-key hook finds each key's one seq.
         let key = flumeview_index::Key::to_bytes(&("bob".to_string(), 4u64));
         assert_eq!(idx.key_seqs(&key, None, reverse, 10)?, [4]);
