@@ -178,10 +178,10 @@ async fn main() -> Result<(), BoxError> {
     for (seq, msg) in &second.items {
         println!("  {}", show(*seq, msg));
     }
+    // Counted without reading the records.
     let total = Query::new(eq(&by_author, "@alice") & eq(&by_mention, "@bob"))
-        .stream(Wait::Log)
-        .count()
-        .await;
+        .count(Wait::Log)
+        .await?;
     println!("{total} in all");
 
     // 4. Alice deletes the newest of them: a later record removes its index entries.

@@ -260,6 +260,11 @@ async fn check_everything(feed: &Feed, model: &Model) -> TestResult {
             let all: Vec<(Seq, Msg)> = query.stream(Wait::Log).try_collect().await?;
             let seqs: Vec<Seq> = all.iter().map(|(s, _)| *s).collect();
             assert_eq!(seqs, want, "{name}, newest first: {newest_first}");
+            assert_eq!(
+                query.count(Wait::Log).await?,
+                want.len() as u64,
+                "{name}: count"
+            );
             for (seq, msg) in &all {
                 assert_eq!(
                     msg, &model.log[*seq as usize],
